@@ -1,0 +1,8 @@
+"""Lightning data modules over preloaded tensors."""
+
+from .base import TensorBatches, TensorDataModule
+from .digits import DigitsDataModule
+from .vision import SPECS as VISION_DATASETS
+from .vision import VisionDataModule
+
+__all__ = ["TensorBatches", "TensorDataModule", "DigitsDataModule", "VisionDataModule", "VISION_DATASETS"]

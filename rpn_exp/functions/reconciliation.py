@@ -1,0 +1,586 @@
+"""Parameter reconciliation functions ψ: R^l → R^{n×D}.
+
+Each function fabricates the weight matrix ``W`` (n×D) of an RPN head from a short parameter vector
+``w`` (shape (1, l)). A function object holds hyper-parameters only (r, p, q, ...), never shapes: the
+same object serves layers of any (n, D), and automatic p/q are resolved on every call.
+
+Common interface::
+
+    l = psi.calculate_l(n, D)
+    W = psi(w=w, n=n, D=D)             # (n, D)
+    y = psi.linear(x, w, n, D)         # x @ W.T for x of shape (batch, D), structured where possible
+
+Initialization (``init_w``): the factors are drawn so that the fabricated ``W`` has the variance of
+PyTorch's default ``nn.Linear(D, n)`` weight, ``Var(W_ij) = 1/(3D)`` (uniform on ±1/√D). For a product
+of ``k`` zero-mean factors containing ``s`` inner sums over the rank ``r``,
+``Var(W_ij) = r^s σ^{2k}``, so every factor is drawn from ``N(0, σ²)`` with ``σ = (1/(3D r^s))^{1/(2k)}``.
+The rule of each family is stated on its class.
+
+Frozen random matrices, masks and frozen hypernets are returned by ``create_state(n, D)``; the layer
+registers them as buffers (an ``nn.Parameter`` in that dict is learnable) and passes them back as
+keyword arguments. Called without them, a function builds them from its ``seed``, so standalone calls
+are deterministic.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .factors import Factor, LowRank, dense, kron_linear
+from .shapes import check_positive_int, resolve_factor
+
+__all__ = [
+    "Reconciliation",
+    "IdentityReconciliation",
+    "MaskingReconciliation",
+    "DuplicatedPaddingReconciliation",
+    "DuplicatedDiagonalPaddingReconciliation",
+    "ConstantReconciliation",
+    "ZeroReconciliation",
+    "OneReconciliation",
+    "ConstantEyeReconciliation",
+    "LowRankReconciliation",
+    "HMReconciliation",
+    "LPHMReconciliation",
+    "DualLPHMReconciliation",
+    "HypernetReconciliation",
+    "RandomMatrixAdaptionReconciliation",
+    "RandomMatrixHypernetReconciliation",
+]
+
+
+def dense_variance(D: int) -> float:
+    """Variance of PyTorch's default ``nn.Linear(D, n)`` weight: U(±1/√D) has variance 1/(3D)."""
+    return 1.0 / (3.0 * D)
+
+
+class Reconciliation:
+    """Base class: ψ(w) = W ∈ R^{n×D} from w ∈ R^{1×l}.
+
+    Subclasses describe how ``w`` splits into named pieces (``pieces``) and how the pieces make ``W``
+    (``fabricate``); they override ``linear`` where the structure gives a cheaper ``x Wᵀ``.
+    """
+
+    name = "reconciliation"
+
+    def __init__(self, seed: int = 0):
+        self.seed = seed
+
+    # ----------------------------------------------------------------- shapes
+    def pieces(self, n: int, D: int) -> list[tuple[str, tuple[int, ...]]]:
+        """The split of ``w``, in order: (name, shape) with row-major reshapes."""
+        raise NotImplementedError
+
+    def calculate_l(self, n: int, D: int) -> int:
+        """Number of learnable parameters l of one parameter vector for an n×D weight."""
+        return sum(math.prod(s) for _, s in self.pieces(n, D))
+
+    def hparams(self, n: int, D: int) -> dict[str, int | float]:
+        """The hyper-parameters in force for an n×D weight (automatic p and q resolved)."""
+        return {}
+
+    def split(self, w: torch.Tensor, n: int, D: int) -> dict[str, torch.Tensor]:
+        """Cut ``w`` (shape (1, l) or (l,)) into its named pieces."""
+        pieces = self.pieces(n, D)
+        l = sum(math.prod(s) for _, s in pieces)
+        if w.numel() != l:
+            raise ValueError(
+                f"{self.name}: w has {w.numel()} entries but an n={n}, D={D} weight needs l={l}"
+            )
+        flat, out, start = w.reshape(-1), {}, 0
+        for key, s in pieces:
+            size = math.prod(s)
+            out[key] = flat[start : start + size].reshape(s)
+            start += size
+        return out
+
+    # ------------------------------------------------------------ state / init
+    def create_state(self, n: int, D: int, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+        """Per-layer tensors besides ``w`` (frozen unless an ``nn.Parameter``). None by default."""
+        return {}
+
+    def _state(self, n: int, D: int, state: dict) -> dict:
+        if state or not self._has_state:
+            return state
+        generator = torch.Generator().manual_seed(self.seed)
+        return {k: v.detach() for k, v in self.create_state(n, D, generator).items()}
+
+    @property
+    def _has_state(self) -> bool:
+        return type(self).create_state is not Reconciliation.create_state
+
+    def factor_std(self, n: int, D: int) -> float:
+        """Standard deviation of every piece of ``w`` (see the module docstring)."""
+        raise NotImplementedError
+
+    def init_w(self, n: int, D: int, channels: int = 1, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Initial parameter vectors, shape (channels, l), drawn piece by piece."""
+        std = self.factor_std(n, D) if self.calculate_l(n, D) else 0.0
+        return torch.randn(channels, self.calculate_l(n, D), generator=generator) * std
+
+    # ----------------------------------------------------------------- compute
+    def fabricate(self, parts: dict[str, torch.Tensor], n: int, D: int, **state) -> torch.Tensor:
+        raise NotImplementedError
+
+    def __call__(self, w: torch.Tensor, n: int, D: int, **state) -> torch.Tensor:
+        """W = ψ(w), shape (n, D)."""
+        return self.fabricate(self.split(w, n, D), n, D, **self._state(n, D, state))
+
+    def linear(self, x: torch.Tensor, w: torch.Tensor, n: int, D: int, **state) -> torch.Tensor:
+        """``x Wᵀ`` for x of shape (batch, D) -> (batch, n); subclasses avoid building W."""
+        return self.materialized_linear(x, w, n, D, **state)
+
+    def materialized_linear(self, x: torch.Tensor, w: torch.Tensor, n: int, D: int, **state) -> torch.Tensor:
+        """``x Wᵀ`` through the dense W: the reference every fast path must equal."""
+        return F.linear(x, self(w, n, D, **state))
+
+    def kron(self, w: torch.Tensor, n: int, D: int, **state) -> tuple[Factor, Factor] | None:
+        """Factors (A, B) with W = A ⊗ B, for families with a Kronecker form; None otherwise."""
+        return None
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if k != "seed")
+        return f"{type(self).__name__}({args})"
+
+
+class _DenseReconciliation(Reconciliation):
+    """W = reshape(w): l = nD, w ~ U(±1/√D) (exactly PyTorch's dense initialization)."""
+
+    def pieces(self, n, D):
+        return [("W", (n, D))]
+
+    def init_w(self, n, D, channels=1, generator=None):
+        bound = math.sqrt(3.0 * dense_variance(D) / self._keep_fraction())
+        return (torch.rand(channels, n * D, generator=generator) * 2 - 1) * bound
+
+    def _keep_fraction(self) -> float:
+        return 1.0
+
+
+class IdentityReconciliation(_DenseReconciliation):
+    """ψ(w) = reshape(w) ∈ R^{n×D}; l = nD."""
+
+    name = "identity"
+
+    def fabricate(self, parts, n, D):
+        return parts["W"]
+
+    def linear(self, x, w, n, D):
+        return F.linear(x, w.reshape(n, D))
+
+
+class MaskingReconciliation(_DenseReconciliation):
+    """ψ(w) = M ∘ reshape(w), M_ij ~ Bernoulli(p) (p = probability an entry is kept); l = nD.
+
+    With ``fixed_mask`` the mask is drawn once per layer and kept as a buffer; otherwise a new mask is
+    drawn on every call. Init: w ~ U(±1/√(pD)), so M ∘ W has variance 1/(3D).
+    """
+
+    name = "masking"
+
+    def __init__(self, p: float = 0.5, fixed_mask: bool = True, seed: int = 0):
+        super().__init__(seed)
+        if not 0.0 < p <= 1.0:
+            raise ValueError(f"masking reconciliation: p={p!r} is invalid; p is a keep probability in (0, 1]")
+        self.p, self.fixed_mask = p, fixed_mask
+
+    def hparams(self, n, D):
+        return {"p": self.p}
+
+    def _keep_fraction(self):
+        return self.p
+
+    def _mask(self, n, D, generator=None):
+        return (torch.rand(n, D, generator=generator) < self.p).float()
+
+    def create_state(self, n, D, generator=None):
+        return {"mask": self._mask(n, D, generator)} if self.fixed_mask else {}
+
+    def fabricate(self, parts, n, D, mask=None):
+        if mask is None:
+            mask = self._mask(n, D).to(parts["W"].device)
+        return parts["W"] * mask
+
+
+class ConstantReconciliation(Reconciliation):
+    """ψ(w) = c·1_{n×D}; l = 0."""
+
+    name = "constant"
+
+    def __init__(self, c: float = 1.0, seed: int = 0):
+        super().__init__(seed)
+        self.c = float(c)
+
+    def pieces(self, n, D):
+        return []
+
+    def hparams(self, n, D):
+        return {"c": self.c}
+
+    def factor_std(self, n, D):
+        return 0.0
+
+    def __call__(self, w, n, D, **state):
+        self.split(w, n, D)  # checks that w is empty
+        return self.constant(n, D, dtype=w.dtype, device=w.device)
+
+    def constant(self, n, D, dtype=None, device=None):
+        return torch.full((n, D), self.c, dtype=dtype, device=device)
+
+    def linear(self, x, w, n, D):
+        return (self.c * x.sum(dim=1, keepdim=True)).expand(-1, n)
+
+
+class ZeroReconciliation(ConstantReconciliation):
+    """ψ(w) = 0_{n×D}; l = 0."""
+
+    name = "zero"
+
+    def __init__(self, seed: int = 0):
+        super().__init__(c=0.0, seed=seed)
+
+
+class OneReconciliation(ConstantReconciliation):
+    """ψ(w) = 1_{n×D}; l = 0."""
+
+    name = "one"
+
+    def __init__(self, seed: int = 0):
+        super().__init__(c=1.0, seed=seed)
+
+
+class ConstantEyeReconciliation(ConstantReconciliation):
+    """ψ(w) = I_{n×D} (ones on the main diagonal); l = 0."""
+
+    name = "constant_eye"
+
+    def __init__(self, seed: int = 0):
+        super().__init__(c=1.0, seed=seed)
+
+    def hparams(self, n, D):
+        return {}
+
+    def constant(self, n, D, dtype=None, device=None):
+        return torch.eye(n, D, dtype=dtype, device=device)
+
+    def linear(self, x, w, n, D):
+        k = min(n, D)
+        return F.pad(x[:, :k], (0, n - k))
+
+
+class LowRankReconciliation(Reconciliation):
+    """lorr: ψ(w) = A Bᵀ, A (n×r), B (D×r); l = r(n + D). Init σ = (1/(3D r))^{1/4}."""
+
+    name = "lorr"
+
+    def __init__(self, r: int = 2, seed: int = 0):
+        super().__init__(seed)
+        self.r = check_positive_int(r, name="r", owner="lorr reconciliation")
+
+    def pieces(self, n, D):
+        return [("A", (n, self.r)), ("B", (D, self.r))]
+
+    def hparams(self, n, D):
+        return {"r": self.r}
+
+    def factor_std(self, n, D):
+        return (dense_variance(D) / self.r) ** 0.25
+
+    def fabricate(self, parts, n, D):
+        return parts["A"] @ parts["B"].T
+
+    def linear(self, x, w, n, D):
+        parts = self.split(w, n, D)
+        return (x @ parts["B"]) @ parts["A"].T
+
+
+class _KroneckerReconciliation(Reconciliation):
+    """W = A ⊗ B with A (p×q) and B (n/p × D/q), each possibly low rank.
+
+    ``x Wᵀ`` is computed as ``vec(A K Bᵀ)`` on each row reshaped to K (q × D/q), never building W.
+    """
+
+    def __init__(self, p: int | None = None, q: int | None = None, seed: int = 0):
+        super().__init__(seed)
+        for key, value in (("p", p), ("q", q)):
+            if value is not None:
+                check_positive_int(value, name=key, owner=f"{self.name} reconciliation")
+        self.p, self.q = p, q
+
+    def dims(self, n: int, D: int) -> tuple[int, int, int, int]:
+        """(p, q, n/p, D/q) with automatic p and q resolved for this n and D."""
+        owner = f"{self.name} reconciliation"
+        p = resolve_factor(self.p, n, factor="p", dim="n", owner=owner)
+        q = resolve_factor(self.q, D, factor="q", dim="D", owner=owner)
+        return p, q, n // p, D // q
+
+    def hparams(self, n, D):
+        p, q, _, _ = self.dims(n, D)
+        return {"p": p, "q": q}
+
+    def factors(self, parts: dict, n: int, D: int) -> tuple[Factor, Factor]:
+        raise NotImplementedError
+
+    def fabricate(self, parts, n, D):
+        A, B = self.factors(parts, n, D)
+        return torch.kron(dense(A), dense(B))
+
+    def kron(self, w, n, D):
+        return self.factors(self.split(w, n, D), n, D)
+
+    def linear(self, x, w, n, D):
+        A, B = self.kron(w, n, D)
+        return kron_linear(x, A, B)
+
+
+class DuplicatedPaddingReconciliation(_KroneckerReconciliation):
+    """ψ(w) = 1_{p×q} ⊗ B, B (n/p × D/q); l = (n/p)(D/q). q defaults to p; both automatic if unset.
+
+    Init: B ~ U(±1/√D), the dense variance (every entry of W is an entry of B).
+    """
+
+    name = "duplicated_padding"
+
+    def __init__(self, p: int | None = None, q: int | None = None, seed: int = 0):
+        super().__init__(p=p, q=q if q is not None else p, seed=seed)
+
+    def pieces(self, n, D):
+        _, _, s, t = self.dims(n, D)
+        return [("B", (s, t))]
+
+    def init_w(self, n, D, channels=1, generator=None):
+        bound = 1.0 / math.sqrt(D)
+        return (torch.rand(channels, self.calculate_l(n, D), generator=generator) * 2 - 1) * bound
+
+    def factors(self, parts, n, D):
+        p, q, _, _ = self.dims(n, D)
+        B = parts["B"]
+        return B.new_ones(p, q), B
+
+    def linear(self, x, w, n, D):
+        p, q, s, t = self.dims(n, D)
+        B = self.split(w, n, D)["B"]
+        return (x.reshape(-1, q, t).sum(dim=1) @ B.T).repeat(1, p)
+
+
+class DuplicatedDiagonalPaddingReconciliation(_KroneckerReconciliation):
+    """ψ(w) = I_p ⊗ B, B (n/p × D/p); l = (n/p)(D/p). p must divide both n and D.
+
+    Init: B ~ U(±√(p/D)): a row of W has D/p non-zero entries, so its squared norm matches dense.
+    """
+
+    name = "duplicated_diagonal_padding"
+
+    def __init__(self, p: int | None = None, seed: int = 0):
+        super().__init__(p=p, q=p, seed=seed)
+
+    def dims(self, n, D):
+        owner = f"{self.name} reconciliation"
+        g = math.gcd(n, D)
+        p = resolve_factor(self.p, g, factor="p", dim="gcd(n, D)", owner=owner)
+        return p, p, n // p, D // p
+
+    def hparams(self, n, D):
+        return {"p": self.dims(n, D)[0]}
+
+    def pieces(self, n, D):
+        _, _, s, t = self.dims(n, D)
+        return [("B", (s, t))]
+
+    def init_w(self, n, D, channels=1, generator=None):
+        p = self.dims(n, D)[0]
+        bound = math.sqrt(p / D)
+        return (torch.rand(channels, self.calculate_l(n, D), generator=generator) * 2 - 1) * bound
+
+    def factors(self, parts, n, D):
+        p = self.dims(n, D)[0]
+        B = parts["B"]
+        return torch.eye(p, dtype=B.dtype, device=B.device), B
+
+    def linear(self, x, w, n, D):
+        p, _, s, t = self.dims(n, D)
+        B = self.split(w, n, D)["B"]
+        return (x.reshape(-1, p, t) @ B.T).reshape(-1, n)
+
+
+class HMReconciliation(_KroneckerReconciliation):
+    """hm: ψ(w) = A ⊗ B, A (p×q), B (n/p × D/q); l = pq + (n/p)(D/q). Init σ = (1/(3D))^{1/4}."""
+
+    name = "hm"
+
+    def pieces(self, n, D):
+        p, q, s, t = self.dims(n, D)
+        return [("A", (p, q)), ("B", (s, t))]
+
+    def factor_std(self, n, D):
+        return dense_variance(D) ** 0.25
+
+    def factors(self, parts, n, D):
+        return parts["A"], parts["B"]
+
+
+class LPHMReconciliation(_KroneckerReconciliation):
+    """lphm: ψ(w) = A ⊗ (S Tᵀ), A (p×q), S (n/p × r), T (D/q × r); l = pq + r(n/p + D/q).
+
+    Init σ = (1/(3D r))^{1/6}.
+    """
+
+    name = "lphm"
+
+    def __init__(self, r: int = 2, p: int | None = None, q: int | None = None, seed: int = 0):
+        super().__init__(p=p, q=q, seed=seed)
+        self.r = check_positive_int(r, name="r", owner=f"{self.name} reconciliation")
+
+    def hparams(self, n, D):
+        return {"r": self.r, **super().hparams(n, D)}
+
+    def pieces(self, n, D):
+        p, q, s, t = self.dims(n, D)
+        return [("A", (p, q)), ("S", (s, self.r)), ("T", (t, self.r))]
+
+    def factor_std(self, n, D):
+        return (dense_variance(D) / self.r) ** (1 / 6)
+
+    def factors(self, parts, n, D):
+        return parts["A"], LowRank(parts["S"], parts["T"])
+
+
+class DualLPHMReconciliation(LPHMReconciliation):
+    """dual_lphm: ψ(w) = (P Qᵀ) ⊗ (S Tᵀ), P (p×r), Q (q×r), S (n/p × r), T (D/q × r);
+    l = r(p + q + n/p + D/q). Init σ = (1/(3D r²))^{1/8}.
+    """
+
+    name = "dual_lphm"
+
+    def pieces(self, n, D):
+        p, q, s, t = self.dims(n, D)
+        r = self.r
+        return [("P", (p, r)), ("Q", (q, r)), ("S", (s, r)), ("T", (t, r))]
+
+    def factor_std(self, n, D):
+        return (dense_variance(D) / self.r**2) ** 0.125
+
+    def factors(self, parts, n, D):
+        return LowRank(parts["P"], parts["Q"]), LowRank(parts["S"], parts["T"])
+
+
+class HypernetReconciliation(Reconciliation):
+    """ψ(w) = reshape(MLP(w)), MLP: l → hidden_dim (ReLU) → nD; l is given, not derived from n, D.
+
+    With ``static`` (default) the MLP is frozen (buffers); otherwise its weights are learnable too.
+    Init: w ~ N(0, 1); the MLP's output layer is scaled so that W has variance 1/(3D) at init.
+    """
+
+    name = "hypernet"
+
+    def __init__(self, l: int = 64, hidden_dim: int = 128, static: bool = True, seed: int = 0):
+        super().__init__(seed)
+        owner = "hypernet reconciliation"
+        self.l = check_positive_int(l, name="l", owner=owner)
+        self.hidden_dim = check_positive_int(hidden_dim, name="hidden_dim", owner=owner)
+        self.static = static
+
+    def pieces(self, n, D):
+        return [("w", (self.l,))]
+
+    def hparams(self, n, D):
+        return {"l": self.l, "hidden_dim": self.hidden_dim}
+
+    def factor_std(self, n, D):
+        return 1.0
+
+    def create_state(self, n, D, generator=None):
+        h = self.hidden_dim
+        first = torch.randn(h, self.l, generator=generator) / math.sqrt(self.l)
+        first_bias = torch.zeros(h)
+        second = torch.randn(n * D, h, generator=generator)
+        probe = torch.relu(first @ torch.randn(self.l, generator=generator))
+        second *= math.sqrt(dense_variance(D)) / (second @ probe).std().clamp_min(1e-12)
+        state = {"net_0_weight": first, "net_0_bias": first_bias, "net_1_weight": second}
+        if not self.static:
+            state = {k: nn.Parameter(v) for k, v in state.items()}
+        return state
+
+    def fabricate(self, parts, n, D, net_0_weight, net_0_bias, net_1_weight):
+        hidden = torch.relu(F.linear(parts["w"], net_0_weight, net_0_bias))
+        return F.linear(hidden, net_1_weight).reshape(n, D)
+
+
+class RandomMatrixAdaptionReconciliation(Reconciliation):
+    """ψ(w) = diag(λ₁) A diag(λ₂) Bᵀ with A (n×r), B (D×r) fixed N(0, 1) buffers; w = [λ₁ (n), λ₂ (r)];
+    l = n + r. Init: λ₂ = 1, λ₁ ~ N(0, 1/(3D r)), so W has variance 1/(3D).
+    """
+
+    name = "random_matrix_adaption"
+
+    def __init__(self, r: int = 2, seed: int = 0):
+        super().__init__(seed)
+        self.r = check_positive_int(r, name="r", owner="random_matrix_adaption reconciliation")
+
+    def pieces(self, n, D):
+        return [("lambda1", (n,)), ("lambda2", (self.r,))]
+
+    def hparams(self, n, D):
+        return {"r": self.r}
+
+    def init_w(self, n, D, channels=1, generator=None):
+        lambda1 = torch.randn(channels, n, generator=generator) * math.sqrt(dense_variance(D) / self.r)
+        return torch.cat([lambda1, torch.ones(channels, self.r)], dim=1)
+
+    def create_state(self, n, D, generator=None):
+        return {"A": torch.randn(n, self.r, generator=generator), "B": torch.randn(D, self.r, generator=generator)}
+
+    def fabricate(self, parts, n, D, A, B):
+        return (parts["lambda1"][:, None] * A * parts["lambda2"]) @ B.T
+
+    def linear(self, x, w, n, D, **state):
+        parts, state = self.split(w, n, D), self._state(n, D, state)
+        return (((x @ state["B"]) * parts["lambda2"]) @ state["A"].T) * parts["lambda1"]
+
+
+class RandomMatrixHypernetReconciliation(Reconciliation):
+    """ψ(w) = reshape(((σ((w P) Qᵀ)) S) Tᵀ) ∈ R^{n×D}, σ the sigmoid, with fixed random
+    P (l×r), Q (hidden_dim×r), S (hidden_dim×r), T (nD×r); l is given.
+
+    Init: w ~ N(0, 1); P ~ N(0, 1/l), Q ~ N(0, 1/r) keep the pre-activation at unit variance,
+    S ~ N(0, 1/hidden_dim) and T is scaled so that W has variance 1/(3D).
+    """
+
+    name = "random_matrix_hypernet"
+
+    def __init__(self, r: int = 2, l: int = 64, hidden_dim: int = 128, seed: int = 0):
+        super().__init__(seed)
+        owner = "random_matrix_hypernet reconciliation"
+        self.r = check_positive_int(r, name="r", owner=owner)
+        self.l = check_positive_int(l, name="l", owner=owner)
+        self.hidden_dim = check_positive_int(hidden_dim, name="hidden_dim", owner=owner)
+
+    def pieces(self, n, D):
+        return [("w", (self.l,))]
+
+    def hparams(self, n, D):
+        return {"r": self.r, "l": self.l, "hidden_dim": self.hidden_dim}
+
+    def factor_std(self, n, D):
+        return 1.0
+
+    def create_state(self, n, D, generator=None):
+        r, h, l = self.r, self.hidden_dim, self.l
+        P = torch.randn(l, r, generator=generator) / math.sqrt(l)
+        Q = torch.randn(h, r, generator=generator) / math.sqrt(r)
+        S = torch.randn(h, r, generator=generator) / math.sqrt(h)
+        T = torch.randn(n * D, r, generator=generator)
+        probe = self._code(torch.randn(l, generator=generator), P, Q, S)
+        T *= math.sqrt(dense_variance(D)) / (T @ probe).std().clamp_min(1e-12)
+        return {"P": P, "Q": Q, "S": S, "T": T}
+
+    @staticmethod
+    def _code(w, P, Q, S):
+        return torch.sigmoid((w @ P) @ Q.T) @ S
+
+    def fabricate(self, parts, n, D, P, Q, S, T):
+        return (T @ self._code(parts["w"], P, Q, S)).reshape(n, D)

@@ -1,0 +1,89 @@
+"""Remainder functions π: R^m → R^n, added to the RPN layer's output.
+
+Interface: ``pi.check(m, n)`` raises ValueError for shapes it cannot serve, ``pi.create_state(m, n)``
+returns its per-layer tensors (``nn.Parameter`` entries are learnable) and ``pi(x, n, **state)`` returns
+(batch, n), or None for the zero remainder (nothing to add).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = ["Remainder", "ZeroRemainder", "IdentityRemainder", "LinearRemainder", "ConstantRemainder"]
+
+
+class Remainder:
+    name = "remainder"
+
+    def check(self, m: int, n: int) -> None:
+        """Raise ValueError when this remainder cannot map R^m to R^n."""
+
+    def create_state(self, m: int, n: int, generator: torch.Generator | None = None) -> dict:
+        return {}
+
+    def __call__(self, x: torch.Tensor, n: int, **state) -> torch.Tensor | None:
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in vars(self).items())
+        return f"{type(self).__name__}({args})"
+
+
+class ZeroRemainder(Remainder):
+    """π(x) = 0."""
+
+    name = "zero"
+
+    def __call__(self, x, n, **state):
+        return None
+
+
+class IdentityRemainder(Remainder):
+    """π(x) = x; requires m = n."""
+
+    name = "identity"
+
+    def check(self, m, n):
+        if m != n:
+            raise ValueError(
+                f"identity remainder needs equal input and output widths, got m={m}, n={n}; "
+                "use remainder=linear (or remainder=zero) for this layer"
+            )
+
+    def __call__(self, x, n, **state):
+        return x
+
+
+class LinearRemainder(Remainder):
+    """π(x) = x W_πᵀ (+ b_π), W_π ∈ R^{n×m} learnable, PyTorch's default initialization."""
+
+    name = "linear"
+
+    def __init__(self, bias: bool = False):
+        self.bias = bias
+
+    def create_state(self, m, n, generator=None):
+        bound = 1.0 / math.sqrt(m)
+        state = {"weight": nn.Parameter((torch.rand(n, m, generator=generator) * 2 - 1) * bound)}
+        if self.bias:
+            state["bias"] = nn.Parameter((torch.rand(n, generator=generator) * 2 - 1) * bound)
+        return state
+
+    def __call__(self, x, n, weight, bias=None):
+        return F.linear(x, weight, bias)
+
+
+class ConstantRemainder(Remainder):
+    """π(x) = c·1_n."""
+
+    name = "constant"
+
+    def __init__(self, c: float = 1.0):
+        self.c = float(c)
+
+    def __call__(self, x, n, **state):
+        return x.new_full((x.shape[0], n), self.c)

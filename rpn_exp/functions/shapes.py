@@ -1,0 +1,47 @@
+"""Shape arithmetic shared by the structured functions: divisors and the automatic choice of p and q."""
+
+from __future__ import annotations
+
+import math
+
+
+def divisors(k: int) -> list[int]:
+    """All positive divisors of ``k`` in increasing order."""
+    if k < 1:
+        raise ValueError(f"cannot take divisors of {k}: a dimension must be a positive integer")
+    small = [d for d in range(1, math.isqrt(k) + 1) if k % d == 0]
+    return sorted(set(small + [k // d for d in small]))
+
+
+def auto_factor(k: int) -> int:
+    """The largest divisor of ``k`` that is at most ``isqrt(k)`` (1 for primes).
+
+    Examples: ``auto_factor(6) == 2``, ``auto_factor(12) == 3``, ``auto_factor(784 * 785) == 784``.
+    """
+    root = math.isqrt(k)
+    return max(d for d in divisors(k) if d <= root)
+
+
+def resolve_factor(value: int | None, k: int, *, factor: str, dim: str, owner: str) -> int:
+    """Return ``value`` if it divides ``k``, the automatic factor of ``k`` if ``value`` is None.
+
+    Raises:
+        ValueError: naming the function, the dimension and the valid divisors when ``value`` does
+            not divide ``k``.
+    """
+    if value is None:
+        return auto_factor(k)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1 or k % value != 0:
+        raise ValueError(
+            f"{owner}: {factor}={value!r} does not divide {dim}={k}; "
+            f"valid values of {factor} are the divisors of {k}: {divisors(k)} "
+            f"(or leave {factor} unset for the automatic choice {auto_factor(k)})"
+        )
+    return value
+
+
+def check_positive_int(value, *, name: str, owner: str) -> int:
+    """Reject anything but an integer >= 1 with a message naming the hyper-parameter."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{owner}: {name}={value!r} is invalid; {name} must be an integer >= 1")
+    return value

@@ -1,0 +1,83 @@
+"""The per-run record: ``result.json`` in the run's output folder, plus its text renderings."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+from .layers import RPNNetwork, count_frozen, count_learnable
+
+RECORD_FILE = "result.json"
+STATUSES = ("completed", "dry_run", "diverged", "interrupted", "failed", "running")
+
+
+def model_record(net: RPNNetwork) -> dict:
+    """Parameter counts, per-layer shapes and compression against identity reconciliation."""
+    learnable = count_learnable(net)
+    identity = sum(layer.identity_learnable() for layer in net.layers)
+    return {
+        "widths": list(net.widths),
+        "learnable_params": learnable,
+        "frozen_params": count_frozen(net),
+        "identity_params": identity,
+        "compression_vs_identity": identity / learnable if learnable else math.inf,
+        "layers": net.describe(),
+    }
+
+
+def write_record(folder: str | Path, record: dict) -> Path:
+    """Write ``record`` to ``folder/result.json`` atomically and return the path."""
+    path = Path(folder) / RECORD_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(record, indent=2, default=_jsonable) + "\n")
+    tmp.replace(path)
+    return path
+
+
+def read_record(folder: str | Path) -> dict:
+    return json.loads((Path(folder) / RECORD_FILE).read_text())
+
+
+def _jsonable(value):
+    if hasattr(value, "item"):
+        return value.item()
+    return str(value)
+
+
+def format_layer_table(layers: list[dict]) -> str:
+    """A fixed-width text table of the per-layer description rows."""
+    columns = ["layer", "m", "n", "D", "l", "learnable", "frozen", "path", "hparams"]
+    known = set(columns)
+    rows = []
+    for row in layers:
+        hp = " ".join(f"{k}={v}" for k, v in row.items() if k not in known)
+        rows.append([str(row.get(c, "")) if c != "hparams" else hp for c in columns])
+    widths = [max(len(c), *(len(r[i]) for r in rows)) for i, c in enumerate(columns)]
+    line = lambda cells: "  ".join(c.rjust(w) if c.isdigit() else c.ljust(w) for c, w in zip(cells, widths))  # noqa: E731
+    return "\n".join([line(columns), line(["-" * w for w in widths]), *(line(r) for r in rows)])
+
+
+def summary_line(record: dict) -> str:
+    """One line: status, dataset, functions, parameters, accuracy, time, folder."""
+    metrics = record.get("metrics", {})
+    parts = [
+        f"[{record.get('status', '?')}]",
+        record.get("dataset", "?"),
+        f"{record.get('expansion', '?')} x {record.get('reconciliation', '?')}"
+        + "".join(f" {k}={v}" for k, v in record.get("reconciliation_hparams", {}).items()),
+    ]
+    if "learnable_params" in record:
+        parts.append(
+            f"{record['learnable_params']:,} learnable params "
+            f"({record['compression_vs_identity']:.1f}x fewer than identity)"
+        )
+    for key, label in (("test/acc", "test acc"), ("val/acc_best", "best val acc")):
+        if metrics.get(key) is not None:
+            parts.append(f"{label} {metrics[key]:.4f}")
+    if record.get("wall_time_s") is not None:
+        parts.append(f"{record['wall_time_s']:.1f} s")
+    if record.get("error"):
+        parts.append(f"error: {record['error'].splitlines()[0]}")
+    return "rpn_exp " + " | ".join(parts) + f" | {record.get('output_dir', '')}"
