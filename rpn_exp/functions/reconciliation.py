@@ -277,7 +277,7 @@ class LowRankReconciliation(Reconciliation):
 
     name = "lorr"
 
-    def __init__(self, r: int = 2, seed: int = 0):
+    def __init__(self, r: int = 5, seed: int = 0):
         super().__init__(seed)
         self.r = check_positive_int(r, name="r", owner="lorr reconciliation")
 
@@ -431,7 +431,7 @@ class LPHMReconciliation(_KroneckerReconciliation):
 
     name = "lphm"
 
-    def __init__(self, r: int = 2, p: int | None = None, q: int | None = None, seed: int = 0):
+    def __init__(self, r: int = 5, p: int | None = None, q: int | None = None, seed: int = 0):
         super().__init__(p=p, q=q, seed=seed)
         self.r = check_positive_int(r, name="r", owner=f"{self.name} reconciliation")
 
