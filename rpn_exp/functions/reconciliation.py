@@ -58,6 +58,16 @@ def dense_variance(D: int) -> float:
     return 1.0 / (3.0 * D)
 
 
+def _probes(l: int, generator: torch.Generator | None, count: int = 256) -> torch.Tensor:
+    """``count`` draws of w ~ N(0, I_l), to measure a hypernet's hidden code at initialization."""
+    return torch.randn(count, l, generator=generator)
+
+
+def _scale_for(codes: torch.Tensor, D: int) -> float:
+    """Std of an N(0, σ²) output matrix M so that M·code has variance 1/(3D): σ² = 1/(3D E‖code‖²)."""
+    return math.sqrt(dense_variance(D) / codes.square().sum(1).mean().clamp_min(1e-12).item())
+
+
 class Reconciliation:
     """Base class: ψ(w) = W ∈ R^{n×D} from w ∈ R^{1×l}.
 
@@ -472,7 +482,8 @@ class HypernetReconciliation(Reconciliation):
     """ψ(w) = reshape(MLP(w)), MLP: l → hidden_dim (ReLU) → nD; l is given, not derived from n, D.
 
     With ``static`` (default) the MLP is frozen (buffers); otherwise its weights are learnable too.
-    Init: w ~ N(0, 1); the MLP's output layer is scaled so that W has variance 1/(3D) at init.
+    Init: w ~ N(0, 1); the output layer is N(0, σ²) with σ² = 1/(3D E‖h‖²), h the hidden code of w,
+    so W has variance 1/(3D) at init (E‖h‖² measured over 256 draws of w).
     """
 
     name = "hypernet"
@@ -497,9 +508,8 @@ class HypernetReconciliation(Reconciliation):
         h = self.hidden_dim
         first = torch.randn(h, self.l, generator=generator) / math.sqrt(self.l)
         first_bias = torch.zeros(h)
-        second = torch.randn(n * D, h, generator=generator)
-        probe = torch.relu(first @ torch.randn(self.l, generator=generator))
-        second *= math.sqrt(dense_variance(D)) / (second @ probe).std().clamp_min(1e-12)
+        hidden = torch.relu(_probes(self.l, generator) @ first.T)
+        second = torch.randn(n * D, h, generator=generator) * _scale_for(hidden, D)
         state = {"net_0_weight": first, "net_0_bias": first_bias, "net_1_weight": second}
         if not self.static:
             state = {k: nn.Parameter(v) for k, v in state.items()}
@@ -547,7 +557,8 @@ class RandomMatrixHypernetReconciliation(Reconciliation):
     P (l×r), Q (hidden_dim×r), S (hidden_dim×r), T (nD×r); l is given.
 
     Init: w ~ N(0, 1); P ~ N(0, 1/l), Q ~ N(0, 1/r) keep the pre-activation at unit variance,
-    S ~ N(0, 1/hidden_dim) and T is scaled so that W has variance 1/(3D).
+    S ~ N(0, 1/hidden_dim) and T ~ N(0, 1/(3D E‖z‖²)) for the code z = σ(w P Qᵀ) S, so W has
+    variance 1/(3D).
     """
 
     name = "random_matrix_hypernet"
@@ -573,9 +584,7 @@ class RandomMatrixHypernetReconciliation(Reconciliation):
         P = torch.randn(l, r, generator=generator) / math.sqrt(l)
         Q = torch.randn(h, r, generator=generator) / math.sqrt(r)
         S = torch.randn(h, r, generator=generator) / math.sqrt(h)
-        T = torch.randn(n * D, r, generator=generator)
-        probe = self._code(torch.randn(l, generator=generator), P, Q, S)
-        T *= math.sqrt(dense_variance(D)) / (T @ probe).std().clamp_min(1e-12)
+        T = torch.randn(n * D, r, generator=generator) * _scale_for(self._code(_probes(l, generator), P, Q, S), D)
         return {"P": P, "Q": Q, "S": S, "T": T}
 
     @staticmethod

@@ -1,0 +1,189 @@
+"""Reconciliation functions ψ: documented parameter counts, formulas, fast linear paths, errors, init."""
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from hydra.utils import instantiate
+
+from rpn_exp.functions import reconciliation as R
+from tests.conftest import compose_config, options
+
+
+def from_config(name, **overrides):
+    """The function object exactly as Hydra instantiates conf/reconciliation/<name>.yaml."""
+    cfg = compose_config([f"reconciliation={name}", *(f"reconciliation.{k}={v}" for k, v in overrides.items())])
+    return instantiate(cfg.reconciliation)
+
+
+# The n=6, D=12 examples of the seed tutorial: (option, overrides, l).
+DOCUMENTED = [
+    ("identity", {}, 72),
+    ("duplicated_padding", {"p": 2, "q": 2}, 18),
+    ("lorr", {"r": 1}, 18),
+    ("hm", {"p": 2, "q": 2}, 22),
+    ("hm", {}, 18),
+    ("lphm", {"r": 1}, 13),
+    ("dual_lphm", {"r": 1}, 12),
+]
+
+
+@pytest.mark.parametrize("name,overrides,l", DOCUMENTED)
+def test_documented_parameter_counts(name, overrides, l):
+    psi = from_config(name, **overrides)
+    assert psi.calculate_l(n=6, D=12) == l
+    w = torch.nn.Parameter(torch.randn(1, l))
+    assert psi(w=w, n=6, D=12).shape == (6, 12)
+
+
+def test_automatic_p_and_q_follow_the_divisor_rule():
+    # 6 -> 2 (largest divisor <= isqrt 2), 12 -> 3, 784*785 -> 784, primes -> 1
+    assert R.HMReconciliation().hparams(6, 12) == {"p": 2, "q": 3}
+    assert R.DualLPHMReconciliation(r=5).hparams(64, 784 * 785) == {"r": 5, "p": 8, "q": 784}
+    assert R.HMReconciliation().hparams(7, 13) == {"p": 1, "q": 1}
+
+
+def split(w, *shapes):
+    out, start = [], 0
+    for s in shapes:
+        size = math.prod(s)
+        out.append(w[0, start : start + size].reshape(s))
+        start += size
+    assert start == w.shape[1]
+    return out
+
+
+def test_lorr_is_A_Bt():
+    w = torch.randn(1, 18)
+    A, B = split(w, (6, 1), (12, 1))
+    torch.testing.assert_close(R.LowRankReconciliation(r=1)(w, 6, 12), A @ B.T)
+
+
+def test_hm_is_the_true_kronecker_product():
+    w = torch.randn(1, 22)
+    A, B = split(w, (2, 2), (3, 6))
+    W = R.HMReconciliation(p=2, q=2)(w, 6, 12)
+    torch.testing.assert_close(W, torch.kron(A, B))
+    assert torch.linalg.matrix_rank(W) > 1  # an outer product of vec(A), vec(B) would have rank 1
+
+
+def test_lphm_is_A_kron_S_Tt():
+    w = torch.randn(1, 13)
+    A, S, T = split(w, (2, 3), (3, 1), (4, 1))
+    torch.testing.assert_close(R.LPHMReconciliation(r=1)(w, 6, 12), torch.kron(A, S @ T.T))
+
+
+def test_dual_lphm_is_P_Qt_kron_S_Tt():
+    w = torch.randn(1, 2 * (2 + 3 + 3 + 4))
+    P, Q, S, T = split(w, (2, 2), (3, 2), (3, 2), (4, 2))
+    torch.testing.assert_close(R.DualLPHMReconciliation(r=2)(w, 6, 12), torch.kron(P @ Q.T, S @ T.T))
+
+
+def test_duplicated_padding_tiles_B():
+    w = torch.randn(1, 18)
+    (B,) = split(w, (3, 6))
+    torch.testing.assert_close(R.DuplicatedPaddingReconciliation(p=2)(w, 6, 12), torch.kron(torch.ones(2, 2), B))
+
+
+def test_duplicated_diagonal_padding_is_block_diagonal():
+    w = torch.randn(1, 18)
+    (B,) = split(w, (3, 6))
+    torch.testing.assert_close(R.DuplicatedDiagonalPaddingReconciliation(p=2)(w, 6, 12), torch.block_diag(B, B))
+
+
+def test_random_matrix_adaption_formula():
+    psi = R.RandomMatrixAdaptionReconciliation(r=3)
+    state = psi.create_state(6, 12)
+    w = torch.randn(1, psi.calculate_l(6, 12))
+    lam1, lam2 = split(w, (6,), (3,))
+    expected = torch.diag(lam1) @ state["A"] @ torch.diag(lam2) @ state["B"].T
+    torch.testing.assert_close(psi(w, 6, 12, **state), expected)
+
+
+def test_constant_families():
+    w = torch.zeros(1, 0)
+    assert torch.equal(R.ZeroReconciliation()(w, 2, 3), torch.zeros(2, 3))
+    assert torch.equal(R.OneReconciliation()(w, 2, 3), torch.ones(2, 3))
+    assert torch.equal(R.ConstantReconciliation(c=0.5)(w, 2, 3), torch.full((2, 3), 0.5))
+    assert torch.equal(R.ConstantEyeReconciliation()(w, 2, 3), torch.eye(2, 3))
+
+
+@pytest.mark.parametrize("name", options("reconciliation"))
+@pytest.mark.parametrize("n,D", [(6, 12), (8, 30), (10, 4)])
+def test_linear_equals_dense_product_with_the_same_gradient(name, n, D):
+    psi = from_config(name)
+    state = psi.create_state(n, D)
+    w = psi.init_w(n, D).requires_grad_(True)
+    x = torch.randn(5, D, dtype=torch.float32)
+    fast = psi.linear(x, w, n, D, **state)
+    dense = F.linear(x, psi(w, n, D, **state))
+    torch.testing.assert_close(fast, dense, rtol=1e-5, atol=1e-5)
+    if w.numel():
+        (g_fast,) = torch.autograd.grad(fast.square().sum(), w)
+        (g_dense,) = torch.autograd.grad(dense.square().sum(), w)
+        torch.testing.assert_close(g_fast, g_dense, rtol=1e-4, atol=1e-5)
+
+
+def test_one_object_serves_two_shapes():
+    psi = R.DualLPHMReconciliation(r=2)
+    assert psi.hparams(6, 12) == {"r": 2, "p": 2, "q": 3}
+    assert psi.hparams(64, 4160) == {"r": 2, "p": 8, "q": 64}
+    assert psi.calculate_l(6, 12) == 2 * (2 + 3 + 3 + 4)
+    assert psi.calculate_l(6, 12) == psi.calculate_l(6, 12)  # nothing was cached from the larger call
+    assert psi.p is None and psi.q is None
+
+
+@pytest.mark.parametrize(
+    "psi,match",
+    [
+        (R.HMReconciliation(p=4), r"p=4 does not divide n=6.*\[1, 2, 3, 6\]"),
+        (R.LPHMReconciliation(r=1, q=5), r"q=5 does not divide D=12.*\[1, 2, 3, 4, 6, 12\]"),
+        (R.DuplicatedPaddingReconciliation(p=4), r"p=4 does not divide n=6"),
+    ],
+)
+def test_a_p_or_q_that_does_not_divide_is_rejected_with_the_divisors(psi, match):
+    with pytest.raises(ValueError, match=match):
+        psi.calculate_l(6, 12)
+
+
+@pytest.mark.parametrize(
+    "build,match",
+    [
+        (lambda: R.LowRankReconciliation(r=0), r"r=0 is invalid"),
+        (lambda: R.DualLPHMReconciliation(r=-1), r"r=-1 is invalid"),
+        (lambda: R.HypernetReconciliation(l=0), r"l=0 is invalid"),
+        (lambda: R.MaskingReconciliation(p=1.5), r"p=1.5 is invalid"),
+        (lambda: R.HMReconciliation(p=0), r"p=0 is invalid"),
+    ],
+)
+def test_invalid_hyper_parameters_raise_value_error(build, match):
+    with pytest.raises(ValueError, match=match):
+        build()
+
+
+def test_w_of_the_wrong_length_is_rejected():
+    with pytest.raises(ValueError, match=r"w has 5 entries but .* needs l=18"):
+        R.LowRankReconciliation(r=1)(torch.randn(1, 5), 6, 12)
+
+
+@pytest.mark.parametrize("name", [o for o in options("reconciliation") if o not in {"zero", "one", "constant", "constant_eye"}])
+def test_initial_W_has_the_variance_of_a_default_dense_layer(name):
+    torch.manual_seed(0)
+    psi, n, D = from_config(name), 64, 256
+    W = torch.stack([psi(psi.init_w(n, D), n, D, **psi.create_state(n, D)) for _ in range(8)])
+    ratio = W.var().item() / (1 / (3 * D))
+    assert 0.6 < ratio < 1.6, f"{name}: Var(W) is {ratio:.2f} x the dense 1/(3D)"
+
+
+def test_standalone_calls_are_deterministic_for_stateful_functions():
+    for psi in (R.HypernetReconciliation(l=8, hidden_dim=16), R.MaskingReconciliation(), R.RandomMatrixHypernetReconciliation(l=8)):
+        w = torch.randn(1, psi.calculate_l(6, 12))
+        torch.testing.assert_close(psi(w, 6, 12), psi(w, 6, 12))
+
+
+def test_trainable_hypernet_exposes_learnable_state():
+    frozen = R.HypernetReconciliation(l=8, hidden_dim=16, static=True).create_state(6, 12)
+    learnable = R.HypernetReconciliation(l=8, hidden_dim=16, static=False).create_state(6, 12)
+    assert not any(isinstance(v, torch.nn.Parameter) for v in frozen.values())
+    assert all(isinstance(v, torch.nn.Parameter) for v in learnable.values())

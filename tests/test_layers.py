@@ -1,0 +1,161 @@
+"""RPN heads, layers and networks: parameter counts, compute paths, state and errors."""
+
+import pytest
+import torch
+
+from rpn_exp.functions import expansion as E
+from rpn_exp.functions import interdependence as I
+from rpn_exp.functions import reconciliation as R
+from rpn_exp.functions import remainder as P
+from rpn_exp.functions.shapes import auto_factor
+from rpn_exp.layers import RPNLayer, RPNNetwork, count_frozen, count_learnable
+
+PAPER_WIDTHS = [784, 64, 64, 10]
+
+
+def paper_network(psi, **kwargs):
+    return RPNNetwork(
+        PAPER_WIDTHS,
+        expansion=E.TaylorExpansion(d=2, postprocess=["layer_norm"]),
+        reconciliation=psi,
+        remainder=P.ZeroRemainder(),
+        bias=False,
+        **kwargs,
+    )
+
+
+def formula_l(name, n, D, r=5):
+    """Per-layer l from the formulas of DESIGN.md §2 with automatic p and q."""
+    p, q = auto_factor(n), auto_factor(D)
+    return {
+        "identity": n * D,
+        "lorr": r * (n + D),
+        "hm": p * q + (n // p) * (D // q),
+        "lphm": p * q + r * (n // p + D // q),
+        "dual_lphm": r * (p + q + n // p + D // q),
+    }[name]
+
+
+@pytest.mark.parametrize(
+    "name,psi",
+    [
+        ("identity", R.IdentityReconciliation()),
+        ("lorr", R.LowRankReconciliation(r=5)),
+        ("hm", R.HMReconciliation()),
+        ("lphm", R.LPHMReconciliation(r=5)),
+        ("dual_lphm", R.DualLPHMReconciliation(r=5)),
+    ],
+)
+def test_paper_model_learnable_count_is_the_sum_of_layer_formulas(name, psi):
+    with torch.device("meta"):  # identity has 39.7M parameters: count them without allocating
+        net = paper_network(psi)
+    expected = sum(formula_l(name, n, m * (m + 1)) for m, n in zip(PAPER_WIDTHS[:-1], PAPER_WIDTHS[1:]))
+    assert count_learnable(net) == expected
+    assert [row["l"] for row in net.describe()] == [
+        formula_l(name, n, m * (m + 1)) for m, n in zip(PAPER_WIDTHS[:-1], PAPER_WIDTHS[1:])
+    ]
+
+
+def test_paper_numbers_of_reference():
+    with torch.device("meta"):
+        assert count_learnable(paper_network(R.DualLPHMReconciliation(r=5))) == 9_330
+        assert count_learnable(paper_network(R.IdentityReconciliation())) == 39_696_000
+
+
+def test_network_describes_each_layer():
+    net = RPNNetwork([6, 4, 3], expansion=E.TaylorExpansion(d=2), reconciliation=R.HMReconciliation())
+    rows = net.describe()
+    assert [(r["m"], r["n"], r["D"]) for r in rows] == [(6, 4, 42), (4, 3, 20)]
+    assert rows[0]["l"] == R.HMReconciliation().calculate_l(4, 42)
+    assert "m=6, n=4, D=42" in repr(net)
+
+
+def stateful_network():
+    return RPNNetwork(
+        [8, 6, 4, 3],
+        expansion=E.ChebyshevExpansion(d=2),
+        reconciliation=R.HypernetReconciliation(l=6, hidden_dim=8),
+        remainder=P.LinearRemainder(),
+        layer_overrides={
+            1: {"reconciliation": R.RandomMatrixAdaptionReconciliation(r=2), "heads": 2},
+            2: {"reconciliation": R.MaskingReconciliation(p=0.5), "channels": 2, "bias": True},
+        },
+    )
+
+
+def test_state_dict_round_trip_restores_identical_outputs():
+    torch.manual_seed(0)
+    source = stateful_network().eval()
+    torch.manual_seed(1)
+    target = stateful_network().eval()
+    x = torch.randn(5, 8)
+    assert not torch.allclose(source(x), target(x))
+    target.load_state_dict(source.state_dict())
+    torch.testing.assert_close(source(x), target(x))
+    keys = source.state_dict().keys()
+    assert any("psi_net_1_weight" in k for k in keys)  # frozen hypernet
+    assert any(k.endswith("psi_A") for k in keys) and any(k.endswith("psi_mask") for k in keys)
+
+
+def test_frozen_state_is_buffers_and_counted_apart():
+    net = stateful_network()
+    buffers = sum(b.numel() for b in net.buffers())
+    assert count_frozen(net) == buffers > 0
+    assert all(p.requires_grad for p in net.parameters())
+    moved = net.to(torch.float64)
+    assert all(b.dtype == torch.float64 for b in moved.buffers() if b.is_floating_point())
+
+
+def test_one_reconciliation_object_serves_layers_of_different_shapes():
+    psi = R.DualLPHMReconciliation(r=2)
+    net = RPNNetwork([12, 6, 4], expansion=E.TaylorExpansion(d=2), reconciliation=psi)
+    assert [(r["p"], r["q"]) for r in net.describe()] == [(2, 12), (2, 6)]
+    assert net(torch.randn(3, 12)).shape == (3, 4)
+
+
+def test_a_bad_p_names_the_layer_and_the_valid_divisors():
+    with pytest.raises(ValueError, match=r"layer 1 \(m=6 -> n=4, D=42\): .*p=3 does not divide n=4.*\[1, 2, 4\]"):
+        RPNNetwork([8, 6, 4], expansion=E.TaylorExpansion(d=2), reconciliation=R.HMReconciliation(p=3))
+
+
+def test_identity_remainder_needs_equal_widths():
+    with pytest.raises(ValueError, match=r"layer \(m=5 -> n=3, D=5\): identity remainder"):
+        RPNLayer(5, 3, expansion=E.IdentityExpansion(), reconciliation=R.IdentityReconciliation(), remainder=P.IdentityRemainder())
+
+
+@pytest.mark.parametrize("psi", [R.HMReconciliation(), R.LPHMReconciliation(r=3), R.DualLPHMReconciliation(r=2), R.DuplicatedPaddingReconciliation()])
+@pytest.mark.parametrize("norm", [None, ["layer_norm"]])
+@pytest.mark.parametrize("m,n,batch", [(6, 4, 1), (10, 6, 7), (784, 64, 3)])
+def test_product_path_equals_materialized_in_outputs_and_gradients(psi, norm, m, n, batch):
+    torch.manual_seed(0)
+    kwargs = dict(expansion=E.TaylorExpansion(d=2, postprocess=norm), reconciliation=psi, channels=2)
+    fast = RPNLayer(m, n, **kwargs)
+    slow = RPNLayer(m, n, materialize=True, **kwargs)
+    slow.load_state_dict(fast.state_dict())
+    assert fast.path == "product" and slow.path == "materialized"
+    x1 = torch.randn(batch, m, dtype=torch.float64, requires_grad=True)
+    x2 = x1.detach().clone().requires_grad_(True)
+    fast, slow = fast.double(), slow.double()
+    y1, y2 = fast(x1), slow(x2)
+    torch.testing.assert_close(y1, y2)
+    g = torch.randn_like(y1)
+    (y1 * g).sum().backward()
+    (y2 * g).sum().backward()
+    torch.testing.assert_close(x1.grad, x2.grad)
+    for (name, p1), (_, p2) in zip(fast.named_parameters(), slow.named_parameters()):
+        torch.testing.assert_close(p1.grad, p2.grad, msg=name)
+
+
+def test_layer_with_interdependence_heads_and_output_processing():
+    layer = RPNLayer(
+        6, 4,
+        expansion=E.IdentityExpansion(),
+        reconciliation=R.LowRankReconciliation(r=2),
+        interdependence=I.AttributeInterdependence(R.HMReconciliation(), m_prime=9),
+        heads=3,
+        output_processing=["batch_norm", "relu"],
+    )
+    assert layer.D == 9
+    y = layer(torch.randn(5, 6))
+    assert y.shape == (5, 4) and (y >= 0).all()
+    assert count_learnable(layer) == 3 * (2 * (4 + 9) + R.HMReconciliation().calculate_l(6, 9))
