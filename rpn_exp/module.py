@@ -29,8 +29,8 @@ class RPNClassifier(L.LightningModule):
 
     def __init__(self, net: torch.nn.Module, optimizer: Callable, scheduler: Callable | None = None):
         super().__init__()
-        self.save_hyperparameters(logger=False, ignore=["net"])
         self.net = net
+        self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
         self.val_acc_best = 0.0
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -80,8 +80,8 @@ class RPNClassifier(L.LightningModule):
         self.val_acc_best = checkpoint.get("val_acc_best", 0.0)
 
     def configure_optimizers(self):
-        optimizer = self.hparams.optimizer(params=self.parameters())
-        if self.hparams.scheduler is None:
+        optimizer = self.optimizer_factory(self.parameters())
+        if self.scheduler_factory is None:
             return optimizer
-        scheduler = self.hparams.scheduler(optimizer=optimizer)
+        scheduler = self.scheduler_factory(optimizer)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}

@@ -1,0 +1,91 @@
+"""Data modules: digits splits, torchvision loaders on IDX files written here, the real Fashion-MNIST."""
+
+from pathlib import Path
+
+import lightning as L
+import pytest
+import torch
+
+from rpn_exp.data import DigitsDataModule, TensorBatches, VisionDataModule
+from rpn_exp.data.vision import SPECS
+from tests.idx import write_dataset
+
+DEBIAN_FASHION = Path("/usr/share/datasets/fashion-mnist")
+
+
+def test_digits_split_is_seeded_stratified_and_standardized():
+    dm = DigitsDataModule(seed=3)
+    dm.setup()
+    sizes = dm.sizes()
+    assert sum(sizes.values()) == 1797 and sizes["test"] == pytest.approx(0.2 * 1797, abs=10)
+    for split in ("train", "val", "test"):
+        assert torch.bincount(dm.splits[split][1], minlength=10).min() > 0
+    assert dm.splits["train"][0].mean().abs() < 1e-4
+    again = DigitsDataModule(seed=3)
+    again.setup()
+    assert torch.equal(again.splits["test"][0], dm.splits["test"][0])
+
+
+def test_batches_are_slices_with_a_seeded_shuffle():
+    x, y = torch.arange(10.0)[:, None], torch.arange(10)
+    batches = list(TensorBatches(x, y, 4, shuffle=True, seed=1))
+    assert [len(b[1]) for b in batches] == [4, 4, 2]
+    assert sorted(torch.cat([b[1] for b in batches]).tolist()) == list(range(10))
+    again = list(TensorBatches(x, y, 4, shuffle=True, seed=1))
+    assert all(torch.equal(a[1], b[1]) for a, b in zip(batches, again))
+    shard = list(TensorBatches(x, y, 4, rank=1, world_size=2))
+    assert torch.cat([b[1] for b in shard]).tolist() == [5, 6, 7, 8, 9]
+
+
+@pytest.mark.parametrize("name", sorted(SPECS))
+@pytest.mark.parametrize("layout", ["torchvision", "flat_gz"])
+def test_torchvision_loaders_read_idx_files(name, layout, tmp_path):
+    spec = SPECS[name]
+    split = "balanced" if name == "emnist" else None
+    names = {part: tuple(files) for part, files in spec.files(split).items()}
+    folder = tmp_path / spec.torchvision_class / "raw" if layout == "torchvision" else tmp_path / "flat"
+    labels = write_dataset(folder, names, compress=layout == "flat_gz", classes=10)
+    root = tmp_path if layout == "torchvision" else tmp_path / "flat"
+    dm = VisionDataModule(name, root=str(root), cache_dir=str(tmp_path / "cache"), val_fraction=0.25, batch_size=16)
+    dm.setup()
+    x, y = dm.splits["test"]
+    assert x.shape == (20, 784) and torch.equal(y, torch.as_tensor(labels["test"], dtype=torch.int64))
+    sizes = dm.sizes()
+    assert sizes["train"] + sizes["val"] == 60 and abs(sizes["val"] - 15) <= 3  # stratified per class
+    assert dm.num_features == 784 and dm.num_classes == (47 if name == "emnist" else 10)
+
+
+def test_a_missing_dataset_names_the_folders_searched_and_how_to_get_it(tmp_path):
+    dm = VisionDataModule("fashion_mnist", root=str(tmp_path / "nowhere"))
+    dm.candidate_folders = lambda: [tmp_path / "nowhere" / "FashionMNIST" / "raw", tmp_path / "nowhere"]
+    with pytest.raises(FileNotFoundError) as info:
+        dm.setup()
+    message = str(info.value)
+    assert str(tmp_path / "nowhere" / "FashionMNIST" / "raw") in message
+    assert "apt-get install dataset-fashion-mnist" in message and "dataset.download=true" in message
+
+
+def test_bad_dataset_arguments_list_the_valid_choices():
+    with pytest.raises(ValueError, match="valid choices: .*fashion_mnist"):
+        VisionDataModule("cifar")
+    with pytest.raises(ValueError, match="split='nope'.*balanced"):
+        VisionDataModule("emnist", split="nope")
+
+
+@pytest.mark.skipif(not DEBIAN_FASHION.is_dir(), reason="needs Debian's dataset-fashion-mnist (installed by .ci/run)")
+def test_real_fashion_mnist_trains_for_a_few_batches(tmp_path):
+    from rpn_exp.functions.expansion import TaylorExpansion
+    from rpn_exp.functions.reconciliation import DualLPHMReconciliation
+    from rpn_exp.layers import RPNNetwork
+    from rpn_exp.module import RPNClassifier
+
+    dm = VisionDataModule("fashion_mnist", root=str(tmp_path / "data"), batch_size=64)
+    dm.setup()
+    assert dm.sizes() == {"train": 54000, "val": 6000, "test": 10000}
+    net = RPNNetwork([784, 32, 10], expansion=TaylorExpansion(2, postprocess=["layer_norm"]),
+                     reconciliation=DualLPHMReconciliation(r=2))
+    module = RPNClassifier(net, optimizer=lambda params: torch.optim.AdamW(params, lr=1e-2))
+    trainer = L.Trainer(max_epochs=1, limit_train_batches=20, limit_val_batches=2, logger=False,
+                        enable_checkpointing=False, enable_progress_bar=False, accelerator="cpu")
+    trainer.fit(module, datamodule=dm)
+    assert trainer.global_step == 20 and trainer.callback_metrics["val/acc"] > 0.3

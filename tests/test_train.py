@@ -1,0 +1,146 @@
+"""The train task end to end: records, TensorBoard, checkpoints, reproducibility and failure outcomes."""
+
+import json
+import math
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from rpn_exp.build import ConfigError
+from rpn_exp.record import read_record
+from rpn_exp.train import train
+
+FAST = ["debug=limit", "callbacks.progress_bar.refresh_rate=0"]
+
+
+def run_cli(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "rpn_exp", *args], capture_output=True, text=True, cwd=cwd, timeout=300)
+
+
+def load_events(folder: Path) -> EventAccumulator:
+    """All event files of a run folder (fit, test and the weight images may each open one)."""
+    assert list(folder.glob("events.out.tfevents.*"))
+    return EventAccumulator(str(folder), size_guidance={"scalars": 0, "images": 0, "tensors": 0}).Reload()
+
+
+def hparams_plugin(events: EventAccumulator):
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    content = events.PluginTagToContent("hparams")
+    sessions = [plugin_data_pb2.HParamsPluginData.FromString(v) for v in content.values()]
+    start = next(s.session_start_info for s in sessions if s.HasField("session_start_info"))
+    experiment = next(s.experiment for s in sessions if s.HasField("experiment"))
+    return start.hparams, [m.name.tag for m in experiment.metric_infos]
+
+
+@pytest.mark.slow
+def test_main_job_records_a_complete_run(tmp_path):
+    done = run_cli("reconciliation=dual_lphm", f"paths.log_dir={tmp_path}", "callbacks.progress_bar.refresh_rate=0")
+    assert done.returncode == 0, done.stderr[-3000:]
+    (record_path,) = list(tmp_path.rglob("result.json"))
+    run = record_path.parent
+    record = json.loads(record_path.read_text())
+    assert record["status"] == "completed" and record["metrics"]["test/acc"] >= 0.90
+    assert record["reconciliation"] == "dual_lphm" and record["overrides"][0] == "reconciliation=dual_lphm"
+    assert record["learnable_params"] == sum(row["learnable"] for row in record["layers"])
+    assert record["compression_vs_identity"] > 100
+    assert "rpn_exp [completed]" in done.stdout
+
+    events = load_events(run / "tensorboard")
+    scalars = events.Tags()["scalars"]
+    for tag in ("train/loss_epoch", "val/acc", "test/acc", "hp/test_acc", "hp/val_acc_best"):
+        assert tag in scalars
+    assert events.Scalars("hp/test_acc")[-1].value == pytest.approx(record["metrics"]["test/acc"])
+    assert len(events.Scalars("val/acc")) == 30
+    hparams, metric_tags = hparams_plugin(events)
+    assert hparams["reconciliation"].string_value == "dual_lphm"
+    assert hparams["reconciliation.r"].number_value == 5
+    assert hparams["learnable_params"].number_value == record["learnable_params"]
+    assert set(metric_tags) == {"hp/test_acc", "hp/val_acc_best"}
+    assert {"weights/layer 0", "weights/layer 1"} <= set(events.Tags()["images"])
+
+    assert (run / "checkpoints" / "last.ckpt").is_file()
+    assert Path(record["best_checkpoint"]).is_file()
+
+
+def test_the_same_seed_gives_identical_metrics(make_config, tmp_path):
+    first = train(make_config(*FAST, output_dir=tmp_path / "a"))
+    second = train(make_config(*FAST, output_dir=tmp_path / "b"))
+    other = train(make_config(*FAST, "seed=7", output_dir=tmp_path / "c"))
+    assert first == second
+    assert read_record(tmp_path / "a")["metrics"] == read_record(tmp_path / "b")["metrics"]
+    assert other != first
+
+
+def test_dry_run_prints_the_layer_table_without_data(tmp_path):
+    done = run_cli("experiment=paper_mnist", "dry_run=true", "reconciliation=identity",
+                   f"paths.log_dir={tmp_path}", f"paths.data_dir={tmp_path / 'no-data'}")
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = done.stdout + done.stderr
+    assert "615440" in out and "39,696,000 learnable params" in out
+    record = json.loads(next(tmp_path.rglob("result.json")).read_text())
+    assert record["status"] == "dry_run" and record["learnable_params"] == 39_696_000
+    assert [(r["m"], r["n"], r["D"], r["l"]) for r in record["layers"]] == [
+        (784, 64, 615440, 64 * 615440), (64, 64, 4160, 64 * 4160), (64, 10, 4160, 10 * 4160)]
+    assert not (tmp_path / "no-data").exists()
+
+
+def test_dry_run_of_dual_lphm(make_config, tmp_path, caplog):
+    caplog.set_level("INFO", logger="rpn_exp")
+    cfg = make_config("experiment=paper_mnist", "dry_run=true", "reconciliation.r=5", output_dir=tmp_path)
+    train(cfg)
+    record = read_record(tmp_path)
+    assert record["status"] == "dry_run" and record["learnable_params"] == 9_330
+    assert [row["l"] for row in record["layers"]] == [5 * (8 + 784 + 8 + 785), 5 * (8 + 64 + 8 + 65), 5 * (2 + 64 + 5 + 65)]
+    assert "layer 0" in caplog.text and "product" in caplog.text
+
+
+def test_a_bad_p_is_rejected_before_training(make_config, tmp_path):
+    cfg = make_config("reconciliation=hm", "reconciliation.p=5", output_dir=tmp_path)
+    with pytest.raises(ConfigError, match=r"layer 0 \(m=64 -> n=128.*p=5 does not divide n=128.*\[1, 2, 4, 8, 16, 32, 64, 128\]"):
+        train(cfg)
+    record = read_record(tmp_path)
+    assert record["status"] == "failed" and "invalid configuration" in record["error"]
+    assert not (tmp_path / "checkpoints").exists() and not (tmp_path / "tensorboard").exists()
+
+
+def test_an_unknown_dataset_folder_says_where_it_looked(make_config, tmp_path):
+    cfg = make_config("dataset=kmnist", f"dataset.root={tmp_path / 'missing'}", output_dir=tmp_path)
+    with pytest.raises(FileNotFoundError, match="kmnist not found. Searched:"):
+        train(cfg)
+    record = read_record(tmp_path)
+    assert record["status"] == "failed" and str(tmp_path / "missing") in record["error"]
+
+
+def test_a_diverging_learning_rate_ends_with_status_diverged(make_config, tmp_path):
+    cfg = make_config(*FAST, "optimizer=sgd", "optimizer.lr=1e30", "expansion.postprocess=null", output_dir=tmp_path)
+    assert math.isnan(train(cfg))  # a sweeper sees no accuracy for a diverged run
+    record = read_record(tmp_path)
+    assert record["status"] == "diverged" and "lower optimizer.lr" in record["error"]
+
+
+def test_ctrl_c_leaves_the_last_checkpoint_and_status_interrupted(make_config, tmp_path):
+    cfg = make_config(*FAST, "+callbacks.interrupt._target_=tests.callbacks.InterruptAt", "+callbacks.interrupt.step=3",
+                      output_dir=tmp_path)
+    try:
+        with pytest.raises(SystemExit):
+            train(cfg)
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # Lightning ignores SIGINT after an interrupt
+    record = read_record(tmp_path)
+    assert record["status"] == "interrupted" and record["global_step"] == 3
+    assert Path(record["last_checkpoint"]).is_file()
+
+
+def test_ckpt_path_resumes_training(make_config, tmp_path):
+    train(make_config(*FAST, output_dir=tmp_path / "first"))
+    first = read_record(tmp_path / "first")
+    last = tmp_path / "first" / "checkpoints" / "last.ckpt"
+    train(make_config(*FAST, "trainer.max_epochs=3", f"ckpt_path={last}", output_dir=tmp_path / "resumed"))
+    resumed = read_record(tmp_path / "resumed")
+    assert resumed["status"] == "completed"
+    assert resumed["global_step"] == first["global_step"] + 5  # one more epoch of 5 batches
