@@ -15,6 +15,7 @@ import torch
 
 from .processing import build_processing
 from .shapes import check_positive_int
+from .base import Function
 
 __all__ = [
     "Expansion",
@@ -39,7 +40,7 @@ __all__ = [
 ]
 
 
-class Expansion:
+class Expansion(Function):
     """Base class: κ(x) for x of shape (batch, m), width ``calculate_D(m)``."""
 
     name = "expansion"
@@ -60,9 +61,6 @@ class Expansion:
         """The per-layer post-processing modules for width D (empty when none)."""
         return build_processing(self.postprocess, D)
 
-    def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if v is not None)
-        return f"{type(self).__name__}({args})"
 
 
 class _ElementwiseExpansion(Expansion):

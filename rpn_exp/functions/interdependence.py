@@ -19,6 +19,7 @@ import torch.nn.functional as F
 
 from .reconciliation import Reconciliation
 from .shapes import check_positive_int
+from .base import Function
 
 __all__ = [
     "Interdependence",
@@ -30,7 +31,7 @@ __all__ = [
 ]
 
 
-class Interdependence:
+class Interdependence(Function):
     """Base class. Without parameters l = 0 and ``w`` is ignored."""
 
     name = "interdependence"
@@ -53,9 +54,6 @@ class Interdependence:
     def __call__(self, x: torch.Tensor, w: torch.Tensor | None = None, **state) -> torch.Tensor:
         raise NotImplementedError
 
-    def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in vars(self).items())
-        return f"{type(self).__name__}({args})"
 
 
 class NoInterdependence(Interdependence):

@@ -32,6 +32,7 @@ from torch import nn
 
 from .factors import Factor, LowRank, dense, kron_linear
 from .shapes import check_positive_int, resolve_factor
+from .base import Function
 
 __all__ = [
     "Reconciliation",
@@ -68,7 +69,7 @@ def _scale_for(codes: torch.Tensor, D: int) -> float:
     return math.sqrt(dense_variance(D) / codes.square().sum(1).mean().clamp_min(1e-12).item())
 
 
-class Reconciliation:
+class Reconciliation(Function):
     """Base class: ψ(w) = W ∈ R^{n×D} from w ∈ R^{1×l}.
 
     Subclasses describe how ``w`` splits into named pieces (``pieces``) and how the pieces make ``W``
@@ -152,9 +153,6 @@ class Reconciliation:
         """Factors (A, B) with W = A ⊗ B, for families with a Kronecker form; None otherwise."""
         return None
 
-    def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if k != "seed")
-        return f"{type(self).__name__}({args})"
 
 
 class _DenseReconciliation(Reconciliation):

@@ -12,11 +12,12 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import nn
+from .base import Function
 
 __all__ = ["Remainder", "ZeroRemainder", "IdentityRemainder", "LinearRemainder", "ConstantRemainder"]
 
 
-class Remainder:
+class Remainder(Function):
     name = "remainder"
 
     def check(self, m: int, n: int) -> None:
@@ -28,9 +29,6 @@ class Remainder:
     def __call__(self, x: torch.Tensor, n: int, **state) -> torch.Tensor | None:
         raise NotImplementedError
 
-    def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in vars(self).items())
-        return f"{type(self).__name__}({args})"
 
 
 class ZeroRemainder(Remainder):
