@@ -85,6 +85,7 @@ def _log_weight_images(loggers, net, step: int) -> None:
                 with torch.no_grad():
                     W = layer.heads[0].weight()[0]
                 logger.experiment.add_image(f"weights/{layer.name}", weight_image(W), step, dataformats="HWC")
+            logger.experiment.flush()  # the writer reopened after fit is not flushed at exit otherwise
 
 
 def train(cfg: DictConfig) -> float:
