@@ -42,8 +42,9 @@ class RPNClassifier(L.LightningModule):
         loss = F.cross_entropy(logits, y)
         acc = (logits.argmax(dim=1) == y).float().mean()
         on_step = stage == "train"
-        self.log(f"{stage}/loss", loss, on_step=on_step, on_epoch=True, prog_bar=True, batch_size=len(y))
-        self.log(f"{stage}/acc", acc, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(y))
+        # sync_dist: under DDP the epoch metrics are averaged over all ranks (a no-op in one process)
+        self.log(f"{stage}/loss", loss, on_step=on_step, on_epoch=True, prog_bar=True, batch_size=len(y), sync_dist=True)
+        self.log(f"{stage}/acc", acc, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(y), sync_dist=True)
         return loss
 
     def training_step(self, batch, batch_idx):
@@ -62,8 +63,8 @@ class RPNClassifier(L.LightningModule):
         acc = self.trainer.callback_metrics.get("val/acc")
         if acc is not None and not self.trainer.sanity_checking:
             self.val_acc_best = max(self.val_acc_best, float(acc))
-        self.log("val/acc_best", self.val_acc_best, prog_bar=False)
-        self.log("hp/val_acc_best", self.val_acc_best)
+        self.log("val/acc_best", self.val_acc_best, prog_bar=False, sync_dist=True)
+        self.log("hp/val_acc_best", self.val_acc_best, sync_dist=True)
 
     def test_step(self, batch, batch_idx):
         self._step(batch, "test")
@@ -71,7 +72,7 @@ class RPNClassifier(L.LightningModule):
     def on_test_epoch_end(self):
         acc = self.trainer.callback_metrics.get("test/acc")
         if acc is not None:
-            self.log("hp/test_acc", float(acc))
+            self.log("hp/test_acc", float(acc), sync_dist=True)
 
     def on_save_checkpoint(self, checkpoint):
         checkpoint["val_acc_best"] = self.val_acc_best

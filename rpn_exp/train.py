@@ -1,7 +1,7 @@
 """The train task: config → functions → network → LightningModule → Trainer → result record.
 
-Only this module touches the run's output folder. It returns the test accuracy (NaN when the run did not
-complete) so a Hydra sweeper can optimize it.
+Only this module touches the run's output folder. It returns the configured objective (the test accuracy by
+default; NaN when the run did not complete) so a Hydra sweeper can optimize it.
 """
 
 from __future__ import annotations
@@ -13,11 +13,12 @@ import traceback
 from pathlib import Path
 
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from .build import ConfigError, build_datamodule, build_network, instantiate_node
+from .callbacks import SaveOnInterrupt
 from .module import HP_METRICS, DivergenceError, RPNClassifier
-from .record import format_layer_table, model_record, summary_line, write_record
+from .record import format_layer_table, model_record, read_record, summary_line, write_record
 
 log = logging.getLogger("rpn_exp")
 
@@ -58,22 +59,6 @@ def flat_hparams(record: dict, cfg: DictConfig) -> dict:
     return hp
 
 
-class SaveOnInterrupt:
-    """Lightning callback factory: writes ``last.ckpt`` when training is interrupted (Ctrl-C)."""
-
-    def __new__(cls, dirpath: str):
-        import lightning as L
-
-        class _SaveOnInterrupt(L.Callback):
-            def on_exception(self, trainer, pl_module, exception):
-                if isinstance(exception, KeyboardInterrupt):
-                    path = Path(dirpath) / "last.ckpt"
-                    path.parent.mkdir(parents=True, exist_ok=True)
-                    trainer.save_checkpoint(str(path))
-
-        return _SaveOnInterrupt()
-
-
 def _log_weight_images(loggers, net, step: int) -> None:
     from lightning.pytorch.loggers import TensorBoardLogger
 
@@ -88,15 +73,83 @@ def _log_weight_images(loggers, net, step: int) -> None:
             logger.experiment.flush()  # the writer reopened after fit is not flushed at exit otherwise
 
 
-def train(cfg: DictConfig) -> float:
-    """Run one experiment described by ``cfg``; always leaves ``result.json`` in the output folder."""
+#: What the task can return to a sweeper (``objective``): a metric of the run or a count from its record.
+OBJECTIVES = ("test/acc", "test/loss", "val/acc", "val/acc_best", "val/loss",
+              "learnable_params", "frozen_params", "wall_time_s")
+
+
+def objective_names(cfg: DictConfig) -> list[str]:
+    """The configured ``objective`` as a list, validated against :data:`OBJECTIVES`."""
+    objective = cfg.get("objective", "test/acc")
+    names = [objective] if isinstance(objective, str) else list(objective)
+    bad = [name for name in names if name not in OBJECTIVES]
+    if not names or bad:
+        raise ConfigError(f"objective={objective!r} is invalid; give one of {list(OBJECTIVES)} or a list of them")
+    return names
+
+
+def objective_value(record: dict, names: list[str]) -> float | tuple[float, ...]:
+    """The objective(s) of a finished run: a float for one name, a tuple for several (NaN where missing)."""
+    values = tuple(float(record.get("metrics", {}).get(n, record.get(n, math.nan))) for n in names)
+    if record.get("status") != "completed":
+        values = tuple(math.nan for _ in names)
+    return values[0] if len(values) == 1 else values
+
+
+def completed_record(out: Path, overrides: list[str]) -> dict | None:
+    """The completed record already in ``out`` for the same overrides, or None if the job must run.
+
+    Raises ValueError when ``out`` holds a completed job with other overrides: it belongs to another sweep.
+    """
+    try:
+        record = read_record(out)
+    except (OSError, ValueError):
+        return None
+    if record.get("status") != "completed":
+        return None
+    ours, theirs = _job_overrides(overrides), _job_overrides(record.get("overrides", []))
+    if ours != theirs:
+        raise ValueError(
+            f"skip_completed=true: {out} holds a completed job with overrides {theirs}, not {ours}; re-run the "
+            "same sweep command into that folder, or give a fresh hydra.sweep.dir"
+        )
+    return record
+
+
+#: Overrides that do not change what a job computes; a resumed job may differ from its record in these.
+_NOT_COMPARED = ("skip_completed", "paths.")
+
+
+def _job_overrides(overrides: list[str]) -> list[str]:
+    return sorted(o for o in overrides if not o.split("=", 1)[0].lstrip("+~").startswith(_NOT_COMPARED))
+
+
+def train(cfg: DictConfig) -> float | tuple[float, ...]:
+    """Run one experiment described by ``cfg``; always leaves ``result.json`` in the output folder.
+
+    Returns the configured ``objective`` (default the test accuracy; NaN when the run did not complete).
+    With ``skip_completed`` a job whose folder already holds its completed record is not run again.
+    """
     import lightning as L
+    from lightning.pytorch.utilities import rank_zero_only
 
     started = time.perf_counter()
+    main_process = rank_zero_only.rank == 0  # under DDP the other ranks train but leave the record to rank 0
     out = Path(cfg.paths.output_dir)
     context = hydra_context()
-    record: dict = {"status": "running", "output_dir": str(out), "overrides": context["overrides"],
-                    "choices": context["choices"], "seed": cfg.seed, "metrics": {}}
+    objectives = objective_names(cfg)
+    if cfg.get("skip_completed", False):
+        done = completed_record(out, context["overrides"])
+        if done is not None:
+            log.info(summary_line(done).replace("rpn_exp ", "rpn_exp [skipped: already completed] ", 1))
+            return objective_value(done, objectives)
+    configured = {k: v for k, v in cfg.reconciliation.items() if k in ("r", "p", "q", "l") and v is not None}
+    record: dict = {
+        "status": "running", "output_dir": str(out), "overrides": context["overrides"], "choices": context["choices"],
+        "seed": cfg.seed, "reconciliation_hparams": configured, "metrics": {},
+    }
+    if main_process:
+        write_record(out, record)  # a job killed from outside is reported as "running", not lost
     trainer = None
     try:
         L.seed_everything(cfg.seed, workers=True)
@@ -107,8 +160,6 @@ def train(cfg: DictConfig) -> float:
             dataset=datamodule.name,
             expansion=head.expansion.name,
             reconciliation=head.reconciliation.name,
-            reconciliation_hparams={k: v for k, v in OmegaConf.to_container(cfg.reconciliation).items()
-                                    if k in ("r", "p", "q", "l") and v is not None},
             interdependence=head.interdependence.name,
             remainder=net.layers[0].remainder.name,
             **model_record(net),
@@ -116,7 +167,7 @@ def train(cfg: DictConfig) -> float:
         log.info("RPN network %s\n%s", net.widths, format_layer_table(record["layers"]))
         if cfg.dry_run:
             record["status"] = "dry_run"
-            return math.nan
+            return objective_value(record, objectives)
 
         module = RPNClassifier(
             net,
@@ -140,15 +191,15 @@ def train(cfg: DictConfig) -> float:
         _log_weight_images(trainer.loggers, net, trainer.global_step)
         record["status"] = "completed"
         record["data_sizes"] = datamodule.sizes()
-        return float(record["metrics"].get("test/acc", math.nan))
+        return objective_value(record, objectives)
     except ConfigError as error:
         record.update(status="failed", error=f"invalid configuration: {error}")
         log.error("Invalid configuration, nothing was trained:\n%s", error)
-        return _finish_failure(context, error)
+        return _finish_failure(context, error, objectives)
     except DivergenceError as error:
         record.update(status="diverged", error=str(error))
         log.error("Run diverged: %s", error)
-        return math.nan
+        return objective_value(record, objectives)
     except SystemExit as error:
         if trainer is not None and trainer.interrupted:
             record.update(status="interrupted", error="interrupted by the user (Ctrl-C)")
@@ -162,22 +213,22 @@ def train(cfg: DictConfig) -> float:
     except Exception as error:  # recorded, then re-raised outside sweeps
         record.update(status="failed", error=f"{type(error).__name__}: {error}", traceback=traceback.format_exc())
         log.error("Run failed: %s", error)
-        return _finish_failure(context, error)
+        return _finish_failure(context, error, objectives)
     finally:
         if trainer is not None:
             record["metrics"].update(_metrics(trainer))
             record["epochs"] = trainer.current_epoch
             record["global_step"] = trainer.global_step
         record["wall_time_s"] = round(time.perf_counter() - started, 3)
-        write_record(out, record)
-        log.info(summary_line(record))
-        print(summary_line(record), flush=True)
+        if main_process:
+            write_record(out, record)
+            log.info(summary_line(record))
 
 
-def _finish_failure(context: dict, error: Exception) -> float:
+def _finish_failure(context: dict, error: Exception, objectives: list[str]):
     """Inside a sweep a failed job is recorded and the sweep goes on; a single run fails loudly."""
     if context["multirun"]:
-        return math.nan
+        return objective_value({"status": "failed"}, objectives)
     raise error
 
 

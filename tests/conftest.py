@@ -7,7 +7,6 @@ from pathlib import Path
 import pytest
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
-from hydra.core.hydra_config import HydraConfig
 from omegaconf import open_dict
 
 from rpn_exp.config_path import config_dir
@@ -21,7 +20,10 @@ def options(group: str) -> list[str]:
 
 
 def compose_config(overrides=(), output_dir: Path | None = None, hydra_config: bool = False):
-    """The composed primary config with ``overrides``; output goes to ``output_dir``."""
+    """The composed primary config with ``overrides``; output goes to ``output_dir``.
+
+    ``hydra_config=True`` also returns the ``hydra`` node (launcher, sweeper), as a job would see it.
+    """
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         cfg = compose("config", overrides=list(overrides), return_hydra_config=hydra_config)
@@ -29,8 +31,6 @@ def compose_config(overrides=(), output_dir: Path | None = None, hydra_config: b
         with open_dict(cfg):
             cfg.paths.output_dir = str(output_dir)
             cfg.paths.data_dir = str(output_dir / "data")
-    if hydra_config:
-        HydraConfig.instance().set_config(cfg)
     return cfg
 
 

@@ -14,6 +14,7 @@ from rpn_exp.build import FUNCTION_GROUPS
 from tests.conftest import CONF, compose_config, options
 
 GROUPS = ["dataset", *FUNCTION_GROUPS, "model", "optimizer", "scheduler", "trainer", "logger", "callbacks", "experiment", "debug"]
+SWEEP_GROUPS = ["hparams_search", "launcher"]  # compose with the Hydra plugins; tested below
 
 
 @pytest.mark.parametrize("group,option", [(g, o) for g in GROUPS for o in options(g)])
@@ -77,7 +78,52 @@ def test_paper_experiment_takes_any_dataset_and_reconciliation():
 def test_help_describes_the_app_and_lists_every_group():
     out = subprocess.run([sys.executable, "-m", "rpn_exp", "--help"], capture_output=True, text=True, check=True).stdout
     assert "rpn_exp: experiments with Reconciled Polynomial Networks" in out
-    for group in GROUPS:
+    for group in GROUPS + SWEEP_GROUPS:
         assert f"{group}:" in out
     for option in ("dual_lphm", "random_matrix_hypernet", "fashion_mnist", "chebyshev", "paper_mnist"):
         assert option in out
+
+
+def sweep_grid(cfg) -> list[list[str]]:
+    """The jobs of a basic-sweeper preset: every combination of its ``hydra.sweeper.params``."""
+    import itertools
+
+    params = cfg.hydra.sweeper.params
+    axes = [[f"{key}={value.strip()}" for value in str(values).split(",")] for key, values in params.items()]
+    return [list(job) for job in itertools.product(*axes)]
+
+
+@pytest.mark.parametrize("preset", ["families", "rank"])
+@pytest.mark.parametrize("base", [[], ["experiment=paper_mnist"]])
+def test_grid_presets_build_every_job_on_any_experiment(preset, base, tmp_path):
+    jobs = sweep_grid(compose_config([*base, f"hparams_search={preset}"], hydra_config=True))
+    assert len(jobs) >= 4
+    for job in jobs:
+        net = build_model(compose_config([*base, f"hparams_search={preset}", *job], output_dir=tmp_path))
+        assert sum(p.numel() for p in net.parameters() if p.requires_grad) > 0
+
+
+def installed(module: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(module) is not None
+
+
+@pytest.mark.skipif(not installed("hydra_plugins.hydra_optuna_sweeper"), reason="needs the sweeps extra")
+def test_the_optuna_preset_is_a_two_objective_nsga2_search():
+    cfg = compose_config(["hparams_search=optuna_pareto"], hydra_config=True)
+    assert "OptunaSweeper" in cfg.hydra.sweeper._target_ and "NSGAIISampler" in cfg.hydra.sweeper.sampler._target_
+    assert list(cfg.hydra.sweeper.direction) == ["maximize", "minimize"]
+    assert list(cfg.objective) == ["val/acc_best", "learnable_params"]
+    for family in str(cfg.hydra.sweeper.params.reconciliation)[len("choice("):-1].split(","):
+        assert family.strip() in options("reconciliation")
+
+
+@pytest.mark.parametrize("launcher, target", [("joblib", "JoblibLauncher"), ("submitit_local", "LocalLauncher"),
+                                              ("submitit_slurm", "SlurmLauncher")])
+def test_launcher_presets_select_hydras_launchers(launcher, target):
+    plugin = f"hydra_plugins.hydra_{launcher.split('_')[0]}_launcher"
+    if not installed(plugin):
+        pytest.skip(f"{plugin} is not installed (the sweeps extra)")
+    cfg = compose_config([f"launcher={launcher}"], hydra_config=True)
+    assert cfg.hydra.launcher._target_.endswith(target)

@@ -144,3 +144,53 @@ def test_ckpt_path_resumes_training(make_config, tmp_path):
     resumed = read_record(tmp_path / "resumed")
     assert resumed["status"] == "completed"
     assert resumed["global_step"] == first["global_step"] + 5  # one more epoch of 5 batches
+
+
+def test_the_objective_can_name_several_quantities_for_a_multi_objective_sweeper(make_config, tmp_path):
+    values = train(make_config(*FAST, "objective=[val/acc_best,learnable_params]", output_dir=tmp_path))
+    record = read_record(tmp_path)
+    assert values == (record["metrics"]["val/acc_best"], record["learnable_params"])
+
+
+def test_an_unknown_objective_is_rejected_with_the_valid_names(make_config, tmp_path):
+    with pytest.raises(ConfigError, match=r"objective='accuracy' is invalid; give one of \['test/acc'"):
+        train(make_config("objective=accuracy", output_dir=tmp_path))
+    assert not (tmp_path / "result.json").exists()
+
+
+def test_skip_completed_returns_the_recorded_result_without_training(make_config, tmp_path, caplog):
+    first = train(make_config(*FAST, output_dir=tmp_path))
+    before = (tmp_path / "result.json").read_text()
+    caplog.set_level("INFO", logger="rpn_exp")
+    assert train(make_config(*FAST, "skip_completed=true", output_dir=tmp_path)) == first
+    assert (tmp_path / "result.json").read_text() == before
+    assert "[skipped: already completed]" in caplog.text
+
+
+def test_skip_completed_runs_a_job_whose_record_did_not_complete(make_config, tmp_path):
+    cfg = make_config(*FAST, "optimizer=sgd", "optimizer.lr=1e30", "expansion.postprocess=null", output_dir=tmp_path)
+    train(cfg)
+    assert read_record(tmp_path)["status"] == "diverged"
+    train(make_config(*FAST, "skip_completed=true", output_dir=tmp_path))
+    assert read_record(tmp_path)["status"] == "completed"
+
+
+@pytest.mark.slow
+def test_ddp_on_two_cpu_processes_writes_one_record_of_synced_metrics(tmp_path):
+    done = run_cli("trainer=ddp", "trainer.accelerator=cpu", *FAST, f"paths.log_dir={tmp_path}")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "Starting with 2 processes" in done.stdout + done.stderr
+    (record_path,) = list(tmp_path.rglob("result.json"))
+    record = json.loads(record_path.read_text())
+    assert record["status"] == "completed" and 0.0 < record["metrics"]["test/acc"] <= 1.0
+    assert done.stdout.count("rpn_exp [completed]") == 1  # rank 1 trains but leaves the record to rank 0
+
+
+@pytest.mark.slow
+def test_ddp_spawn_trains_inside_a_sweep(tmp_path):
+    done = run_cli("-m", "trainer=ddp", "trainer.strategy=ddp_spawn", "trainer.accelerator=cpu", "reconciliation=hm",
+                   *FAST, f"paths.log_dir={tmp_path}")
+    assert done.returncode == 0, done.stderr[-3000:]
+    (record_path,) = list(tmp_path.rglob("result.json"))
+    assert json.loads(record_path.read_text())["status"] == "completed"
+    assert "sweep summary: 1 jobs (1 completed)" in done.stdout

@@ -1,0 +1,53 @@
+"""``python -m rpn_exp.report DIR [DIR ...]``: rebuild a sweep's summary from the job records on disk.
+
+Writes ``summary.csv``, ``summary.md`` and ``pareto.png`` (into DIR, or into ``--out`` when merging several
+sweeps) and prints the table. Works on finished, partial, interrupted and still-running sweeps: a job that
+left no record or failed is listed with its status.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .summary import default_title, summarize, write_summary
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m rpn_exp.report",
+        description="Summarize rpn_exp sweeps: summary.csv, summary.md (Pareto front marked) and pareto.png.",
+    )
+    parser.add_argument("folders", nargs="+", type=Path, metavar="DIR",
+                        help="sweep folders (outputs/<task>/multiruns/<stamp>) or any folders holding job records")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="where to write the summary files (default: DIR; required with several DIRs)")
+    parser.add_argument("--title", default=None,
+                        help="title of the table and the plot (default: <task_name> <stamp> of the sweep folder)")
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    if args.out is None and len(args.folders) > 1:
+        print("error: several DIRs are merged into one summary; say where it goes with --out FOLDER", file=sys.stderr)
+        return 2
+    try:
+        rows = summarize(args.folders)
+    except FileNotFoundError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    if not rows:
+        looked = ", ".join(map(str, args.folders))
+        print(f"error: no job folders (result.json or .hydra/overrides.yaml) under {looked}", file=sys.stderr)
+        return 1
+    out = args.out or args.folders[0]
+    paths = write_summary(out, rows, title=default_title(args.folders) if args.title is None else args.title)
+    print(paths["md"].read_text())
+    print("wrote " + ", ".join(str(p) for p in paths.values()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,38 @@
+"""``python -m rpn_exp.report``: rebuilds the summary files from the records on disk."""
+
+from rpn_exp.record import write_record
+from rpn_exp.report import main
+from rpn_exp.summary import read_csv
+
+from tests.test_summary import record
+
+
+def test_report_writes_the_summary_into_the_sweep_folder(tmp_path, capsys):
+    write_record(tmp_path / "0", record("lphm", 983, 0.80))
+    write_record(tmp_path / "1", record("hm", 2453, 0.60, status="diverged", error="training loss became nan"))
+    assert main([str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "| ★ | 0 | completed |" in out and "- job `1` (diverged): training loss became nan" in out
+    rows = read_csv(tmp_path / "summary.csv")
+    assert [(r["job"], r["status"], r["pareto"]) for r in rows] == [("0", "completed", "True"), ("1", "diverged", "False")]
+    assert (tmp_path / "summary.md").is_file() and (tmp_path / "pareto.png").is_file()
+
+
+def test_several_sweeps_are_merged_into_out(tmp_path):
+    write_record(tmp_path / "a" / "0", record("lphm", 983, 0.80))
+    write_record(tmp_path / "b" / "0", record("lorr", 5000, 0.90))
+    assert main([str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(tmp_path / "merged")]) == 0
+    assert [r["job"] for r in read_csv(tmp_path / "merged" / "summary.csv")] == ["a/0", "b/0"]
+    assert not (tmp_path / "a" / "summary.csv").exists()
+
+
+def test_merging_without_out_says_what_to_add(tmp_path, capsys):
+    assert main([str(tmp_path), str(tmp_path)]) == 2
+    assert "--out" in capsys.readouterr().err
+
+
+def test_a_missing_or_empty_folder_is_an_error_that_names_it(tmp_path, capsys):
+    assert main([str(tmp_path / "nope")]) == 2
+    assert "nope is not a folder" in capsys.readouterr().err
+    assert main([str(tmp_path)]) == 1
+    assert f"no job folders (result.json or .hydra/overrides.yaml) under {tmp_path}" in capsys.readouterr().err

@@ -1,0 +1,150 @@
+"""Sweep aggregation from records on disk: rows, the Pareto front, summary.csv/md and pareto.png."""
+
+import math
+
+import pytest
+
+from rpn_exp.record import write_record
+from rpn_exp.summary import (
+    COLUMNS,
+    find_jobs,
+    format_markdown,
+    job_row,
+    pareto_front,
+    read_csv,
+    summarize,
+    write_summary,
+)
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def record(family="lphm", params=1000, acc=0.9, status="completed", r=2, **extra):
+    layers = [{"layer": "layer 0", "n": 128, "D": 4160, "r": r, "p": 8, "q": 64},
+              {"layer": "layer 1", "n": 10, "D": 16512, "r": r, "p": 2, "q": 128}]
+    return {
+        "status": status, "dataset": "digits", "expansion": "taylor", "reconciliation": family,
+        "learnable_params": params, "frozen_params": 0, "layers": layers, "wall_time_s": 1.5,
+        "overrides": [f"reconciliation={family}", f"reconciliation.r={r}", "debug=limit"],
+        "metrics": {"test/acc": acc, "val/acc_best": acc - 0.01} if acc is not None else {},
+        **extra,
+    }
+
+
+def hydra_job(folder, overrides):
+    """What Hydra leaves in a job folder before the task runs."""
+    (folder / ".hydra").mkdir(parents=True)
+    (folder / ".hydra" / "overrides.yaml").write_text("".join(f"- {o}\n" for o in overrides))
+
+
+@pytest.fixture
+def sweep(tmp_path):
+    """A sweep folder with jobs 0-4 and 10: four completed, one failed, one that left no record."""
+    root = tmp_path / "sweep"
+    write_record(root / "0", record("lphm", 983, 0.80, r=1))
+    write_record(root / "1", record("lphm", 1198, 0.85, r=2))
+    write_record(root / "2", record("dual_lphm", 417, 0.70, r=1))
+    write_record(root / "10", record("dual_lphm", 834, 0.75, r=2))
+    write_record(root / "3", {"status": "failed", "error": "invalid configuration: p=3 does not divide n=128\nmore",
+                              "overrides": ["reconciliation.p=3"], "choices": {"reconciliation": "lphm"},
+                              "reconciliation_hparams": {"r": 5, "p": 3}, "metrics": {}})
+    hydra_job(root / "4", ["reconciliation=hm"])
+    return root
+
+
+def test_jobs_are_found_by_record_or_hydra_folder_in_numeric_order(sweep):
+    assert [p.name for p in find_jobs([sweep])] == ["0", "1", "2", "3", "4", "10"]
+
+
+def test_a_missing_folder_is_named_in_the_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nowhere is not a folder"):
+        find_jobs([tmp_path / "nowhere"])
+
+
+def test_a_completed_row_carries_the_record(sweep):
+    row = job_row(sweep / "1", sweep)
+    assert set(row) == set(COLUMNS)
+    assert row["job"] == "1" and row["status"] == "completed" and row["reconciliation"] == "lphm"
+    assert row["r"] == 2 and row["p"] == "8/2" and row["q"] == "64/128"  # per layer where layers differ
+    assert row["learnable_params"] == 1198 and row["test_acc"] == 0.85 and row["val_acc_best"] == pytest.approx(0.84)
+
+
+def test_failed_and_missing_jobs_keep_their_status_and_overrides(sweep):
+    failed, missing = job_row(sweep / "3", sweep), job_row(sweep / "4", sweep)
+    assert failed["status"] == "failed" and failed["reconciliation"] == "lphm" and failed["p"] == 3
+    assert failed["error"] == "invalid configuration: p=3 does not divide n=128"
+    assert failed["test_acc"] == "" and failed["learnable_params"] == ""
+    assert missing["status"] == "missing" and missing["overrides"] == "reconciliation=hm"
+    assert "result.json" in missing["error"]
+
+
+def test_an_unreadable_record_is_reported_not_raised(tmp_path):
+    (tmp_path / "0").mkdir()
+    (tmp_path / "0" / "result.json").write_text("{not json")
+    row = job_row(tmp_path / "0", tmp_path)
+    assert row["status"] == "unreadable" and "result.json" in row["error"]
+
+
+def rows_of(points):
+    return [{"status": "completed", "learnable_params": p, "test_acc": a} for p, a in points]
+
+
+@pytest.mark.parametrize(
+    "points, front",
+    [
+        ([(100, 0.5), (200, 0.6), (300, 0.55)], [0, 1]),  # 300 is beaten by 200: fewer params, more accuracy
+        ([(300, 0.9), (100, 0.5), (200, 0.5)], [1, 0]),  # equal accuracy with more parameters is dominated
+        ([(100, 0.5), (100, 0.5)], [0, 1]),  # identical runs are both optimal
+        ([(100, 0.7), (100, 0.5)], [0]),
+    ],
+)
+def test_pareto_front(points, front):
+    assert pareto_front(rows_of(points)) == front
+
+
+def test_the_front_ignores_runs_without_accuracy():
+    rows = rows_of([(50, math.nan), (100, 0.5)]) + [{"status": "failed", "learnable_params": "", "test_acc": ""}]
+    rows.append({"status": "diverged", "learnable_params": 10, "test_acc": 0.99})
+    assert pareto_front(rows) == [1]
+
+
+def test_summarize_marks_the_front(sweep):
+    rows = summarize([sweep])
+    assert [r["job"] for r in rows if r["pareto"]] == ["0", "1", "2", "10"]
+    assert {r["job"]: r["status"] for r in rows}["4"] == "missing"
+
+
+def test_merged_sweeps_name_jobs_by_their_folder(sweep, tmp_path):
+    other = tmp_path / "other"
+    write_record(other / "0", record("lorr", 5000, 0.95))
+    rows = summarize([sweep, other])
+    assert "other/0" in [r["job"] for r in rows] and "sweep/0" in [r["job"] for r in rows]
+    assert {r["job"] for r in rows if r["pareto"]} == {"sweep/2", "sweep/10", "sweep/0", "sweep/1", "other/0"}
+
+
+def test_the_markdown_table_is_sorted_by_parameters_and_marks_the_front(sweep):
+    text = format_markdown(summarize([sweep]))
+    table = [line for line in text.splitlines() if line.startswith("| ") and "front" not in line]
+    jobs = [line.split("|")[2].strip() for line in table]
+    assert jobs[:4] == ["2", "10", "0", "1"]  # 417, 834, 983, 1,198 learnable parameters
+    assert all(line.startswith("| ★") for line in table[:4]) and "1,198" in table[3]
+    assert "Overrides shared by every job" not in text  # no override is common to all six jobs
+    assert "6 jobs: 4 completed, 1 failed, 1 missing." in text
+    assert "- job `3` (failed): invalid configuration: p=3 does not divide n=128" in text
+
+
+def test_write_summary_writes_csv_markdown_and_png(sweep):
+    rows = summarize([sweep])
+    paths = write_summary(sweep, rows, title="test sweep")
+    back = read_csv(paths["csv"])
+    assert [r["job"] for r in back] == [r["job"] for r in rows]
+    assert list(back[0]) == list(COLUMNS)
+    assert back[1]["learnable_params"] == "1198" and back[1]["pareto"] == "True" and back[4]["status"] == "missing"
+    assert paths["md"].read_text().startswith("# Sweep summary: test sweep")
+    assert paths["png"].read_bytes().startswith(PNG_SIGNATURE)
+
+
+def test_a_sweep_with_nothing_completed_still_gets_a_plot(tmp_path):
+    hydra_job(tmp_path / "0", ["reconciliation=hm"])
+    paths = write_summary(tmp_path, summarize([tmp_path]))
+    assert paths["png"].read_bytes().startswith(PNG_SIGNATURE)

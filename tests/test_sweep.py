@@ -1,0 +1,168 @@
+"""Real multiruns (``python -m rpn_exp -m ...``): the summary callback, the report, failures, resume, launchers."""
+
+import importlib.util
+import json
+import shutil
+
+import pytest
+import yaml
+
+from rpn_exp.report import main as report
+from rpn_exp.summary import read_csv
+from tests.test_train import FAST, hparams_plugin, load_events, run_cli
+
+pytestmark = pytest.mark.slow
+PNG = b"\x89PNG\r\n\x1a\n"
+GRID = ["reconciliation=lphm,dual_lphm", "reconciliation.r=1,2"]
+
+
+def multirun(log_dir, *overrides):
+    """Run a sweep into ``log_dir``; return (completed process, sweep folder)."""
+    done = run_cli("-m", *overrides, *FAST, f"paths.log_dir={log_dir}")
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    (folder,) = list((log_dir / "train" / "multiruns").iterdir())
+    return done, folder
+
+
+def sweep_again(folder, *overrides):
+    done = run_cli("-m", *overrides, *FAST, f"paths.log_dir={folder.parents[2]}", f"hydra.sweep.dir={folder}",
+                   "skip_completed=true")
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done
+
+
+def formula_params(family: str, layer: dict) -> int:
+    """Learnable parameters of one layer from the DESIGN.md table (no bias, zero remainder, one head)."""
+    n, D, r, p, q = layer["n"], layer["D"], layer["r"], layer["p"], layer["q"]
+    if family == "lphm":
+        return p * q + r * (n // p + D // q)
+    if family == "dual_lphm":
+        return r * (p + q + n // p + D // q)
+    raise AssertionError(family)
+
+
+@pytest.fixture(scope="module")
+def grid(tmp_path_factory):
+    """Two families × two ranks on digits, a few batches each."""
+    return multirun(tmp_path_factory.mktemp("grid"), *GRID)
+
+
+def test_a_multirun_summarizes_every_job(grid):
+    done, folder = grid
+    rows = read_csv(folder / "summary.csv")
+    assert len(rows) == 4 and {r["status"] for r in rows} == {"completed"}
+    assert sorted((r["reconciliation"], r["r"]) for r in rows) == [
+        ("dual_lphm", "1"), ("dual_lphm", "2"), ("lphm", "1"), ("lphm", "2")]
+    for row in rows:
+        record = json.loads((folder / row["job"] / "result.json").read_text())
+        expected = sum(formula_params(row["reconciliation"], layer) for layer in record["layers"])
+        assert int(row["learnable_params"]) == expected
+        assert float(row["test_acc"]) == pytest.approx(record["metrics"]["test/acc"])
+        assert row["dataset"] == "digits" and row["expansion"] == "taylor" and row["frozen_params"] == "0"
+    front = [r for r in rows if r["pareto"] == "True"]
+    smallest = min(rows, key=lambda r: int(r["learnable_params"]))
+    assert front and smallest in front  # the smallest completed run is always on the front
+    text = (folder / "summary.md").read_text()
+    assert text.count("| ★ |") == len(front) and "4 jobs: 4 completed." in text
+    assert (folder / "pareto.png").read_bytes().startswith(PNG)
+    assert "sweep summary: 4 jobs (4 completed)" in done.stdout
+
+
+def test_every_job_is_in_tensorboard_with_its_hyper_parameters(grid):
+    _, folder = grid
+    for row in read_csv(folder / "summary.csv"):
+        hparams, metrics = hparams_plugin(load_events(folder / row["job"] / "tensorboard"))
+        assert hparams["reconciliation"].string_value == row["reconciliation"]
+        assert hparams["reconciliation.r"].number_value == int(row["r"])
+        assert hparams["learnable_params"].number_value == int(row["learnable_params"])
+        assert set(metrics) == {"hp/test_acc", "hp/val_acc_best"}
+
+
+def test_the_report_rebuilds_the_same_summary(grid, tmp_path):
+    _, folder = grid
+    copy = shutil.copytree(folder, tmp_path / "train" / "multiruns" / folder.name)
+    for name in ("summary.csv", "summary.md", "pareto.png"):
+        (copy / name).unlink()
+    assert report([str(copy)]) == 0
+    assert (copy / "summary.csv").read_text() == (folder / "summary.csv").read_text()
+    assert (copy / "summary.md").read_text() == (folder / "summary.md").read_text()
+
+
+def test_the_report_lists_a_missing_and_a_failed_job(grid, tmp_path):
+    _, folder = grid
+    copy = shutil.copytree(folder, tmp_path / folder.name)
+    (copy / "1" / "result.json").unlink()
+    record = json.loads((copy / "2" / "result.json").read_text())
+    record.update(status="failed", error="RuntimeError: out of memory")
+    (copy / "2" / "result.json").write_text(json.dumps(record))
+    assert report([str(copy)]) == 0
+    rows = {r["job"]: r for r in read_csv(copy / "summary.csv")}
+    assert rows["1"]["status"] == "missing" and rows["1"]["overrides"].startswith("reconciliation=lphm")
+    assert rows["2"]["status"] == "failed" and rows["2"]["error"] == "RuntimeError: out of memory"
+    assert rows["2"]["pareto"] == "False" and rows["0"]["status"] == "completed"
+
+
+def test_a_failing_job_is_recorded_and_the_sweep_goes_on(tmp_path):
+    done, folder = multirun(tmp_path, "reconciliation=lphm", "reconciliation.p=2,3")  # 3 does not divide 128
+    rows = {r["job"]: r for r in read_csv(folder / "summary.csv")}
+    assert rows["0"]["status"] == "completed" and rows["0"]["p"] == "2"
+    assert rows["1"]["status"] == "failed" and rows["1"]["reconciliation"] == "lphm" and rows["1"]["p"] == "3"
+    assert "p=3 does not divide n=128" in rows["1"]["error"]
+    assert "1 completed, 1 failed" in (folder / "summary.md").read_text()
+
+
+def test_resume_skips_completed_jobs_and_runs_only_the_rest(grid, tmp_path):
+    _, original = grid
+    folder = shutil.copytree(original, tmp_path / "train" / "multiruns" / original.name)
+    before = {job: (folder / job / "result.json").read_text() for job in "0123"}
+
+    done = sweep_again(folder, *GRID)
+    assert done.stdout.count("[skipped: already completed]") == 4
+    assert {job: (folder / job / "result.json").read_text() for job in "0123"} == before
+
+    (folder / "2" / "result.json").unlink()
+    done = sweep_again(folder, *GRID)
+    assert done.stdout.count("[skipped: already completed]") == 3
+    rerun = json.loads((folder / "2" / "result.json").read_text())
+    assert rerun["status"] == "completed" and "skip_completed=true" in [o.lower() for o in rerun["overrides"]]
+    assert {job: (folder / job / "result.json").read_text() for job in "013"} == {j: before[j] for j in "013"}
+    assert [r["status"] for r in read_csv(folder / "summary.csv")] == ["completed"] * 4
+
+
+def test_resume_refuses_a_folder_of_another_sweep(grid, tmp_path):
+    _, original = grid
+    folder = shutil.copytree(original, tmp_path / "train" / "multiruns" / original.name)
+    before = (folder / "0" / "result.json").read_text()
+    done = run_cli("-m", "reconciliation=hm", *FAST, f"hydra.sweep.dir={folder}", "skip_completed=true")
+    assert done.returncode != 0 and "give a fresh hydra.sweep.dir" in done.stderr
+    assert (folder / "0" / "result.json").read_text() == before  # nothing lost
+
+
+def plugin(module: str):
+    if importlib.util.find_spec(module) is None:
+        pytest.skip(f"{module} is not installed (pip install -e '.[sweeps]')")
+
+
+@pytest.mark.parametrize("launcher", ["joblib", "submitit_local"])
+def test_launchers_run_a_sweep_whose_summary_reads_the_records(launcher, tmp_path):
+    plugin(f"hydra_plugins.hydra_{launcher.split('_')[0]}_launcher")
+    done, folder = multirun(tmp_path, f"launcher={launcher}", "reconciliation=lorr,hm")
+    rows = read_csv(folder / "summary.csv")
+    assert sorted(r["reconciliation"] for r in rows) == ["hm", "lorr"]
+    assert {r["status"] for r in rows} == {"completed"}
+    assert all(f"launcher={launcher}" in r["overrides"] for r in rows)
+
+
+def test_optuna_multi_objective_search_lands_in_the_summary(tmp_path):
+    plugin("hydra_plugins.hydra_optuna_sweeper")
+    done, folder = multirun(tmp_path, "hparams_search=optuna_pareto", "hydra.sweeper.n_trials=3",
+                            "hydra.sweeper.sampler.population_size=2")
+    assert "NSGAIISampler" in done.stdout + done.stderr
+    rows = read_csv(folder / "summary.csv")
+    assert len(rows) == 3 and {r["status"] for r in rows} == {"completed"}
+    results = yaml.safe_load((folder / "optimization_results.yaml").read_text())
+    measured = {(json.loads((folder / r["job"] / "result.json").read_text())["metrics"]["val/acc_best"],
+                 int(r["learnable_params"])) for r in rows}
+    for solution in results["solutions"]:  # Optuna's Pareto set is made of the recorded jobs
+        accuracy, params = solution["values"]
+        assert any(abs(a - accuracy) < 1e-6 and p == params for a, p in measured)
