@@ -59,6 +59,7 @@ def build_network(cfg: DictConfig, num_features: int, num_classes: int) -> RPNNe
             if OmegaConf.is_config(model.output_processing)
             else model.output_processing,
             materialize=model.materialize,
+            chunk_elements=model.chunk_elements,
             layer_overrides=_layer_overrides(cfg),
         )
     except ConfigError:

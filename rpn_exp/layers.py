@@ -13,25 +13,40 @@ Compute paths of a head (``RPNHead.path``):
 * ``product`` — κ(x) = u ⊗ v (Taylor layout) and W = A ⊗ B with A's width equal to u's: the head
   computes (A u) ⊗ (B v), and a non-affine layer norm over κ from Σu, Σu², Σv, Σv². Neither κ nor W
   is built.
-* ``structured`` — κ is built and ψ applies W in factored form (``ψ.linear``).
-* ``materialized`` — κ and W are built and multiplied densely (forced by ``materialize=True``).
+* ``bilinear`` — κ(x) = u ⊗ v as above and W is dense (identity, masking, hypernets) or thin (W = U Vᵀ:
+  lorr, random_matrix_adaption): κ is not built; y_k = uᵀ W_k v with W viewed as (n, m, D/m), or
+  U (Vᵀ (u ⊗ v)) with V viewed as (m, D/m·k), the layer norm folded in the same way. A dense W takes this
+  path only when κ is wide (D ≥ 65,536); below that building κ is cheaper.
+* ``structured`` — κ is built and ψ applies W in factored form (``ψ.linear``: low rank, Kronecker, ...).
+* ``materialized`` — κ and W are built and multiplied densely (the fallback; forced by ``materialize=True``).
+
+The dense paths (``bilinear``, ``structured``, ``materialized``) split a batch into row chunks when its
+intermediate would exceed ``chunk_elements`` and recompute each chunk in the backward pass, so their memory
+stays bounded whatever the batch size.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from functools import partial
 
 import torch
+import torch.nn.functional as F
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from .functions.expansion import Expansion, TaylorExpansion
-from .functions.factors import kron_outer
+from .functions.factors import bilinear, bilinear_columns, dense, kron_taylor
 from .functions.interdependence import Interdependence, NoInterdependence
 from .functions.processing import build_processing, is_plain_layer_norm
 from .functions.reconciliation import Reconciliation
 from .functions.remainder import Remainder, ZeroRemainder
 
-PATHS = ("product", "structured", "materialized")
+PATHS = ("product", "bilinear", "structured", "materialized")
+#: A dense W multiplies κ through the bilinear form (never building κ) from this width of κ up (benchmarks/layers.py).
+BILINEAR_MIN_D = 2**16
+#: Default bound on the largest per-batch intermediate of the dense paths (elements; 64 MB in float32).
+CHUNK_ELEMENTS = 2**24
 
 
 def _register_state(module: nn.Module, prefix: str, state: Mapping[str, torch.Tensor]) -> tuple[str, ...]:
@@ -48,8 +63,18 @@ def _gather(module: nn.Module, prefix: str, keys: Sequence[str]) -> dict[str, to
     return {key: getattr(module, f"{prefix}{key}") for key in keys}
 
 
+def _mean(outputs: list[torch.Tensor]) -> torch.Tensor:
+    """The average over channels or heads (the tensor itself when there is one)."""
+    return outputs[0] if len(outputs) == 1 else torch.stack(outputs).mean(0)
+
+
 class RPNHead(nn.Module):
-    """One head: y = mean_c ψ(w_c) post(κ(ξ(x))), x (b, m) -> (b, n)."""
+    """One head: y = mean_c ψ(w_c) post(κ(ξ(x))), x (b, m) -> (b, n).
+
+    ``chunk_elements`` bounds the largest per-batch intermediate of the dense paths (κ on ``structured`` and
+    ``materialized``, the (b, n·m) product on ``bilinear``): larger batches are computed in row chunks whose
+    intermediates are recomputed in the backward pass (activation checkpointing) instead of being kept.
+    """
 
     def __init__(
         self,
@@ -61,6 +86,7 @@ class RPNHead(nn.Module):
         interdependence: Interdependence | None = None,
         channels: int = 1,
         materialize: bool = False,
+        chunk_elements: int = CHUNK_ELEMENTS,
     ):
         super().__init__()
         self.expansion, self.reconciliation = expansion, reconciliation
@@ -70,6 +96,9 @@ class RPNHead(nn.Module):
         self.D = expansion.calculate_D(self.m_prime)
         self.l = reconciliation.calculate_l(n, self.D)
         self.channels = channels
+        if isinstance(chunk_elements, bool) or not isinstance(chunk_elements, int) or chunk_elements < 1:
+            raise ValueError(f"chunk_elements={chunk_elements!r} is invalid; it must be an integer >= 1")
+        self.chunk_elements = chunk_elements
 
         self.w = nn.Parameter(reconciliation.init_w(n, self.D, channels))
         self._psi_keys = _register_state(self, "psi_", reconciliation.create_state(n, self.D))
@@ -77,16 +106,23 @@ class RPNHead(nn.Module):
         self.xi_w = nn.Parameter(self.interdependence.init_w(m)) if l_xi else None
         self._xi_keys = _register_state(self, "xi_", self.interdependence.create_state(m))
         self.postprocess = expansion.build_postprocess(self.D)
+        # batch norm over κ couples the rows of a batch: such a κ is never split into row chunks
+        self._rowwise = not any(isinstance(mod, nn.modules.batchnorm._BatchNorm) for mod in self.postprocess)
         self.path = "materialized" if materialize else self._fast_path()
 
     def _fast_path(self) -> str:
-        if not isinstance(self.expansion, TaylorExpansion):
-            return "structured"
-        if len(self.postprocess) and not is_plain_layer_norm(self.postprocess):
-            return "structured"
-        if type(self.reconciliation).kron is Reconciliation.kron:
-            return "structured"
-        return "product" if self.reconciliation.dims(self.n, self.D)[1] == self.m_prime else "structured"
+        taylor = isinstance(self.expansion, TaylorExpansion) and (
+            not len(self.postprocess) or is_plain_layer_norm(self.postprocess)
+        )
+        kind = type(self.reconciliation)
+        if taylor and kind.kron is not Reconciliation.kron:
+            if self.reconciliation.dims(self.n, self.D)[1] == self.m_prime:
+                return "product"
+        if taylor and kind.low_rank is not Reconciliation.low_rank:
+            return "bilinear"
+        if taylor and not self.reconciliation.factored and self.D >= BILINEAR_MIN_D:
+            return "bilinear"
+        return "structured" if self.reconciliation.factored else "materialized"
 
     @property
     def psi_state(self) -> dict[str, torch.Tensor]:
@@ -95,35 +131,94 @@ class RPNHead(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.interdependence(x, self.xi_w, **_gather(self, "xi_", self._xi_keys))
         if self.path == "product":
-            outputs = self._product(x)
-        else:
-            kappa = self.postprocess(self.expansion(x))
-            linear = self.reconciliation.materialized_linear if self.path == "materialized" else self.reconciliation.linear
+            return self._product(x)
+        if self.path == "bilinear":
+            operators, width = self._bilinear_operators()
+            return self._in_chunks(lambda rows: self._bilinear(rows, operators), x, width * self.m_prime)
+        if self.path == "structured":
             state = self.psi_state
-            outputs = [linear(kappa, w, self.n, self.D, **state) for w in self.w]
-        return outputs[0] if self.channels == 1 else torch.stack(outputs).mean(0)
+            linears = [lambda kappa, w=w: self.reconciliation.linear(kappa, w, self.n, self.D, **state) for w in self.w]
+        else:
+            linears = [lambda kappa, W=W: F.linear(kappa, W) for W in self._weights()]
 
-    def _product(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """(A ⊗ B)(u ⊗ v) = (A u) ⊗ (B v), with the non-affine layer norm over κ = u ⊗ v folded in."""
-        u, v = self.expansion.product_factors(x)
+        def expand_and_apply(rows: torch.Tensor) -> torch.Tensor:
+            kappa = self.postprocess(self.expansion(rows))
+            return _mean([linear(kappa) for linear in linears])
+
+        return self._in_chunks(expand_and_apply, x, self.D if self._rowwise else None)
+
+    def _weights(self) -> list[torch.Tensor]:
+        state = self.psi_state
+        return [self.reconciliation(w, self.n, self.D, **state) for w in self.w]
+
+    def _in_chunks(self, fn, x: torch.Tensor, per_row: int | None) -> torch.Tensor:
+        """``fn(x)`` computed on row chunks of at most ``chunk_elements // per_row`` rows (None: whole)."""
+        rows = max(1, self.chunk_elements // per_row) if per_row else x.shape[0]
+        if x.shape[0] <= rows:
+            return fn(x)
+        if not torch.is_grad_enabled():
+            return torch.cat([fn(part) for part in x.split(rows)])
+        return torch.cat([checkpoint(fn, part, use_reentrant=False) for part in x.split(rows)])
+
+    def _product(self, x: torch.Tensor) -> torch.Tensor:
+        """(A ⊗ B)(u ⊗ [1, t]) = (A u) ⊗ (B [1, t]) per channel, the layer norm over κ folded in (``kron_taylor``)."""
+        u, t = self.expansion.product_factors(x)
+        eps = self.postprocess[0].eps if len(self.postprocess) else None
+        factors = (self.reconciliation.kron(w, self.n, self.D, **self.psi_state) for w in self.w)
+        return _mean([kron_taylor(u, t, dense(A), dense(B), eps) for A, B in factors])
+
+    def _bilinear_operators(self):
+        """Per channel, (u, v) ↦ W (u ⊗ v): through W itself, or U (Vᵀ (u ⊗ v)) for a thin W = U Vᵀ.
+
+        Also returns the width of the (b, width·m) intermediate, for chunking.
+        """
+        state = self.psi_state
+        factors = [self.reconciliation.low_rank(w, self.n, self.D, **state) for w in self.w]
+        if factors[0] is None:
+            return [partial(bilinear, W=W) for W in self._weights()], self.n
+        return [lambda u, v, U=U, V=V: bilinear_columns(u, v, V) @ U.T for U, V in factors], factors[0][1].shape[1]
+
+    def _bilinear(self, x: torch.Tensor, operators) -> torch.Tensor:
+        """W κ(x) for κ(x) = u ⊗ [1, t] through the bilinear form y_k = uᵀ W_k [1, t], per channel.
+
+        A non-affine layer norm over κ is folded in: with v = [1, t], its mean Σu·Σv/D and second moment
+        Σu²·Σv²/D come from Σu, Σu², Σt, Σt² (Σv = 1 + Σt), and W (κ − μ)/σ = (W κ − μ W 1)/σ, where the
+        row sums W 1 = W (1 ⊗ 1) come out of the same product as one more row of ones.
+        """
+        u, t = self.expansion.product_factors(x)
+        v = torch.cat([t.new_ones(t.shape[0], 1), t], dim=1)
         norm = self.postprocess[0] if len(self.postprocess) else None
-        if norm is not None:
-            mean = u.sum(1, keepdim=True) * v.sum(1, keepdim=True) / self.D
-            second = u.square().sum(1, keepdim=True) * v.square().sum(1, keepdim=True) / self.D
-            inv_std = torch.rsqrt((second - mean.square()).clamp_min(0) + norm.eps)
+        if norm is None:
+            return _mean([apply(u, v) for apply in operators])
+        su, su2 = u.sum(1, keepdim=True), u.square().sum(1, keepdim=True)
+        sv, sv2 = v.sum(1, keepdim=True), v.square().sum(1, keepdim=True)
+        mean = su * sv / self.D
+        inv_std = torch.rsqrt((su2 * sv2 / self.D - mean.square()).clamp_min(0) + norm.eps)
+        u, v = torch.cat([u, u.new_ones(1, u.shape[1])]), torch.cat([v, v.new_ones(1, v.shape[1])])
         outputs = []
-        for w in self.w:
-            A, B = self.reconciliation.kron(w, self.n, self.D)
-            y = kron_outer(u, v, A, B)
-            if norm is not None:
-                row_sums = kron_outer(u.new_ones(1, u.shape[1]), v.new_ones(1, v.shape[1]), A, B)
-                y = (y - mean * row_sums) * inv_std
-            outputs.append(y)
-        return outputs
+        for apply in operators:
+            y = apply(u, v)
+            outputs.append((y[:-1] - mean * y[-1]) * inv_std)
+        return _mean(outputs)
 
     def weight(self) -> torch.Tensor:
         """The fabricated W of each channel, shape (C, n, D) (for inspection and plots)."""
         return torch.stack([self.reconciliation(w, self.n, self.D, **self.psi_state) for w in self.w])
+
+    @torch.no_grad()
+    def weight_preview(self, width: int = 1024) -> torch.Tensor:
+        """Channel 0's W average-pooled along D to at most ``width`` columns: shape (n, min(D, width)).
+
+        For Kronecker families W = A ⊗ B is built one block of rows at a time (rows i·s .. i·s + s − 1 are
+        A[i] ⊗ B), so the paper's 64 × 615,440 first-layer W never exists whole.
+        """
+        width = min(width, self.D)
+        pool = lambda rows: F.adaptive_avg_pool1d(rows.unsqueeze(0), width).squeeze(0)  # noqa: E731
+        factors = self.reconciliation.kron(self.w[0], self.n, self.D, **self.psi_state)
+        if factors is None:
+            return pool(self.reconciliation(self.w[0], self.n, self.D, **self.psi_state))
+        A, B = (dense(f) for f in factors)
+        return torch.cat([pool(torch.kron(A[i : i + 1], B)) for i in range(A.shape[0])])
 
 
 class RPNLayer(nn.Module):
@@ -143,6 +238,7 @@ class RPNLayer(nn.Module):
         bias: bool = False,
         output_processing=None,
         materialize: bool = False,
+        chunk_elements: int = CHUNK_ELEMENTS,
         name: str = "layer",
     ):
         super().__init__()
@@ -161,6 +257,7 @@ class RPNLayer(nn.Module):
                     interdependence=interdependence,
                     channels=channels,
                     materialize=materialize,
+                    chunk_elements=chunk_elements,
                 )
                 for _ in range(heads)
             )
@@ -185,11 +282,7 @@ class RPNLayer(nn.Module):
         return self.heads[0].path
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.heads[0](x)
-        for head in self.heads[1:]:
-            y = y + head(x)
-        if len(self.heads) > 1:
-            y = y / len(self.heads)
+        y = _mean([head(x) for head in self.heads])
         rest = self.remainder(x, self.n, **_gather(self, "pi_", self._pi_keys))
         if rest is not None:
             y = y + rest

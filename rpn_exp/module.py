@@ -24,7 +24,8 @@ class RPNClassifier(L.LightningModule):
         optimizer: a partial optimizer (``_partial_: true``) called with the parameters.
         scheduler: a partial LR scheduler called with the optimizer, stepped once per epoch; or None.
 
-    Logs ``{train,val,test}/loss`` and ``/acc``, ``val/acc_best`` and the ``hp/`` metrics.
+    Logs ``train/loss_step`` (every ``log_every_n_steps``), ``train/loss_epoch``, ``train/acc``,
+    ``{val,test}/loss`` and ``/acc``, ``val/acc_best`` and the ``hp/`` metrics.
     """
 
     def __init__(self, net: torch.nn.Module, optimizer: Callable, scheduler: Callable | None = None):
@@ -32,6 +33,7 @@ class RPNClassifier(L.LightningModule):
         self.net = net
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
         self.val_acc_best = 0.0
+        self._train_totals: torch.Tensor | None = None  # [Σ loss·b, Σ correct, Σ b] over the epoch
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
@@ -41,20 +43,39 @@ class RPNClassifier(L.LightningModule):
         logits = self(x)
         loss = F.cross_entropy(logits, y)
         acc = (logits.argmax(dim=1) == y).float().mean()
-        on_step = stage == "train"
         # sync_dist: under DDP the epoch metrics are averaged over all ranks (a no-op in one process)
-        self.log(f"{stage}/loss", loss, on_step=on_step, on_epoch=True, prog_bar=True, batch_size=len(y), sync_dist=True)
-        self.log(f"{stage}/acc", acc, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(y), sync_dist=True)
+        self.log(f"{stage}/loss", loss, on_epoch=True, prog_bar=True, batch_size=len(y), sync_dist=True)
+        self.log(f"{stage}/acc", acc, on_epoch=True, prog_bar=True, batch_size=len(y), sync_dist=True)
         return loss
 
     def training_step(self, batch, batch_idx):
-        loss = self._step(batch, "train")
+        """Cross entropy; the epoch's loss and accuracy are summed in place and logged at its end.
+
+        ``self.log`` costs about as much as the forward pass of a small structured model, so a training step
+        calls it only every ``trainer.log_every_n_steps`` steps (``train/loss_step``, the progress bar).
+        """
+        x, y = batch
+        logits = self(x)
+        loss = F.cross_entropy(logits, y)
         if not torch.isfinite(loss):
             raise DivergenceError(
                 f"training loss became {loss.item()} at epoch {self.current_epoch}, step {self.global_step}; "
                 "lower optimizer.lr or check the data normalization"
             )
+        with torch.no_grad():
+            totals = torch.stack([loss * len(y), (logits.argmax(dim=1) == y).sum(), loss.new_tensor(len(y))])
+            self._train_totals = totals if self._train_totals is None else self._train_totals + totals
+        if (self.global_step + 1) % max(1, self.trainer.log_every_n_steps) == 0:  # when Lightning writes logs
+            self.log("train/loss_step", loss, prog_bar=True)
         return loss
+
+    def on_train_epoch_end(self):
+        if self._train_totals is None:
+            return
+        loss_sum, correct, count = self._train_totals
+        self.log("train/loss_epoch", loss_sum / count, sync_dist=True)
+        self.log("train/acc", correct / count, sync_dist=True)
+        self._train_totals = None
 
     def validation_step(self, batch, batch_idx):
         self._step(batch, "val")

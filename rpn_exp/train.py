@@ -12,7 +12,6 @@ import time
 import traceback
 from pathlib import Path
 
-import torch
 from omegaconf import DictConfig
 
 from .build import ConfigError, build_datamodule, build_network, instantiate_node
@@ -67,9 +66,8 @@ def _log_weight_images(loggers, net, step: int) -> None:
     for logger in loggers:
         if isinstance(logger, TensorBoardLogger):
             for layer in net.layers:
-                with torch.no_grad():
-                    W = layer.heads[0].weight()[0]
-                logger.experiment.add_image(f"weights/{layer.name}", weight_image(W), step, dataformats="HWC")
+                preview = layer.heads[0].weight_preview()
+                logger.experiment.add_image(f"weights/{layer.name}", weight_image(preview), step, dataformats="HWC")
             logger.experiment.flush()  # the writer reopened after fit is not flushed at exit otherwise
 
 

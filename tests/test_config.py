@@ -127,3 +127,12 @@ def test_launcher_presets_select_hydras_launchers(launcher, target):
         pytest.skip(f"{plugin} is not installed (the sweeps extra)")
     cfg = compose_config([f"launcher={launcher}"], hydra_config=True)
     assert cfg.hydra.launcher._target_.endswith(target)
+
+
+def test_model_yaml_states_the_layer_defaults():
+    from rpn_exp.layers import RPNLayer
+
+    node = OmegaConf.load(CONF / "model" / "rpn.yaml")
+    params = inspect.signature(RPNLayer).parameters
+    for key in ("heads", "channels", "bias", "materialize", "chunk_elements"):
+        assert node[key] == params[key].default, f"conf/model/rpn.yaml: {key}"

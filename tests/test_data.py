@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from rpn_exp.data import DigitsDataModule, TensorBatches, VisionDataModule
+from rpn_exp.data.base import moments
 from rpn_exp.data.vision import SPECS
 from tests.idx import write_dataset
 
@@ -21,10 +22,20 @@ def test_digits_split_is_seeded_stratified_and_standardized():
     for split in ("train", "val", "test"):
         assert torch.bincount(dm.splits[split][1], minlength=10).min() > 0
         assert torch.unique(dm.splits[split][1][:40]).numel() >= 8  # classes are mixed, not in blocks
-    assert dm.splits["train"][0].mean().abs() < 1e-4
+    x, _ = dm.standardized("train")
+    assert x.dtype == torch.float32 and x.mean().abs() < 1e-4 and (x.std() - 1).abs() < 1e-4
     again = DigitsDataModule(seed=3)
     again.setup()
     assert torch.equal(again.splits["test"][0], dm.splits["test"][0])
+
+
+def test_uint8_images_stay_uint8_and_are_standardized_per_batch():
+    x = torch.randint(0, 256, (50, 6), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    mean, std = moments(x)
+    assert mean == pytest.approx(x.double().mean().item()) and std == pytest.approx(x.double().std().item())
+    (batch, _), = list(TensorBatches(x, torch.zeros(50), 64, mean=mean, std=std))
+    assert batch.dtype == torch.float32 and torch.allclose(batch, (x.float() - mean) / std)
+    assert x.dtype == torch.uint8  # the stored data is untouched
 
 
 def test_batches_are_slices_with_a_seeded_shuffle():
@@ -50,7 +61,8 @@ def test_torchvision_loaders_read_idx_files(name, layout, tmp_path):
     dm = VisionDataModule(name, root=str(root), cache_dir=str(tmp_path / "cache"), val_fraction=0.25, batch_size=16)
     dm.setup()
     x, y = dm.splits["test"]
-    assert x.shape == (20, 784) and torch.equal(y, torch.as_tensor(labels["test"], dtype=torch.int64))
+    assert x.shape == (20, 784) and x.dtype == torch.uint8  # kept as pixels, standardized per batch
+    assert torch.equal(y, torch.as_tensor(labels["test"], dtype=torch.int64))
     sizes = dm.sizes()
     assert sizes["train"] + sizes["val"] == 60 and abs(sizes["val"] - 15) <= 3  # stratified per class
     assert dm.num_features == 784 and dm.num_classes == (47 if name == "emnist" else 10)

@@ -129,13 +129,17 @@ def test_identity_remainder_needs_equal_widths():
 def test_product_path_equals_materialized_in_outputs_and_gradients(psi, norm, m, n, batch):
     torch.manual_seed(0)
     kwargs = dict(expansion=E.TaylorExpansion(d=2, postprocess=norm), reconciliation=psi, channels=2)
-    fast = RPNLayer(m, n, **kwargs)
-    slow = RPNLayer(m, n, materialize=True, **kwargs)
-    slow.load_state_dict(fast.state_dict())
+    fast, slow = RPNLayer(m, n, **kwargs), RPNLayer(m, n, materialize=True, **kwargs)
     assert fast.path == "product" and slow.path == "materialized"
-    x1 = torch.randn(batch, m, dtype=torch.float64, requires_grad=True)
-    x2 = x1.detach().clone().requires_grad_(True)
+    assert_same_function(fast, slow, batch)
+
+
+def assert_same_function(fast: RPNLayer, slow: RPNLayer, batch: int):
+    """Equal outputs and gradients (input and every parameter) in float64 for a random batch."""
+    slow.load_state_dict(fast.state_dict())
     fast, slow = fast.double(), slow.double()
+    x1 = torch.randn(batch, fast.m, dtype=torch.float64, requires_grad=True)
+    x2 = x1.detach().clone().requires_grad_(True)
     y1, y2 = fast(x1), slow(x2)
     torch.testing.assert_close(y1, y2)
     g = torch.randn_like(y1)
@@ -144,6 +148,89 @@ def test_product_path_equals_materialized_in_outputs_and_gradients(psi, norm, m,
     torch.testing.assert_close(x1.grad, x2.grad)
     for (name, p1), (_, p2) in zip(fast.named_parameters(), slow.named_parameters()):
         torch.testing.assert_close(p1.grad, p2.grad, msg=name)
+
+
+@pytest.mark.parametrize("psi", [R.IdentityReconciliation(), R.MaskingReconciliation(p=0.7), R.HypernetReconciliation(l=8, hidden_dim=4, static=False),
+                                 R.LowRankReconciliation(r=3), R.RandomMatrixAdaptionReconciliation(r=2)])
+@pytest.mark.parametrize("norm", [None, ["layer_norm"]])
+@pytest.mark.parametrize("d,m,n,batch", [(2, 6, 4, 1), (2, 10, 6, 7), (3, 5, 3, 4)])
+def test_bilinear_path_equals_materialized_in_outputs_and_gradients(psi, norm, d, m, n, batch, monkeypatch):
+    monkeypatch.setattr("rpn_exp.layers.BILINEAR_MIN_D", 1)  # dense W takes the path at any width here
+    torch.manual_seed(0)
+    kwargs = dict(expansion=E.TaylorExpansion(d=d, postprocess=norm), reconciliation=psi, channels=2)
+    fast, slow = RPNLayer(m, n, **kwargs), RPNLayer(m, n, materialize=True, **kwargs)
+    assert fast.path == "bilinear" and slow.path == "materialized"
+    assert_same_function(fast, slow, batch)
+
+
+@pytest.mark.parametrize("psi", [R.IdentityReconciliation(), R.LowRankReconciliation(r=2)])
+def test_bilinear_path_at_the_paper_first_layer(psi):
+    torch.manual_seed(0)
+    kwargs = dict(expansion=E.TaylorExpansion(d=2, postprocess=["layer_norm"]), reconciliation=psi)
+    fast, slow = RPNLayer(784, 64, **kwargs), RPNLayer(784, 64, materialize=True, **kwargs)
+    assert fast.path == "bilinear" and fast.D == 615_440
+    assert_same_function(fast, slow, batch=2)
+
+
+def count_checkpoints(monkeypatch) -> list:
+    import rpn_exp.layers
+
+    calls = []
+    real = rpn_exp.layers.checkpoint
+
+    def counting(fn, *args, **kwargs):
+        calls.append(args[0].shape[0])
+        return real(fn, *args, **kwargs)
+
+    monkeypatch.setattr(rpn_exp.layers, "checkpoint", counting)
+    return calls
+
+
+@pytest.mark.parametrize(
+    "expansion,psi,materialize,path",
+    [
+        (E.ChebyshevExpansion(d=3), R.LowRankReconciliation(r=2), False, "structured"),
+        (E.ChebyshevExpansion(d=3, postprocess=["layer_norm"]), R.IdentityReconciliation(), False, "materialized"),
+        (E.TaylorExpansion(d=2, postprocess=["layer_norm"]), R.DualLPHMReconciliation(r=2), True, "materialized"),
+        (E.TaylorExpansion(d=2), R.IdentityReconciliation(), False, "bilinear"),
+    ],
+)
+def test_chunked_dense_paths_equal_the_whole_batch(expansion, psi, materialize, path, monkeypatch):
+    monkeypatch.setattr("rpn_exp.layers.BILINEAR_MIN_D", 1)
+    torch.manual_seed(0)
+    kwargs = dict(expansion=expansion, reconciliation=psi, materialize=materialize)
+    whole = RPNLayer(7, 5, **kwargs)
+    per_row = whole.D if path != "bilinear" else 5 * 7
+    chunked = RPNLayer(7, 5, chunk_elements=3 * per_row, **kwargs)  # 3 rows per chunk
+    assert chunked.path == whole.path == path
+    calls = count_checkpoints(monkeypatch)
+    assert_same_function(chunked, whole, batch=8)
+    assert calls == [3, 3, 2]  # three recomputed chunks in the chunked layer, none in the whole one
+
+
+def test_batch_norm_over_kappa_is_never_chunked(monkeypatch):
+    torch.manual_seed(0)
+    kwargs = dict(expansion=E.ChebyshevExpansion(d=2, postprocess=["batch_norm"]), reconciliation=R.LowRankReconciliation(r=2))
+    calls = count_checkpoints(monkeypatch)
+    assert_same_function(RPNLayer(7, 5, chunk_elements=1, **kwargs), RPNLayer(7, 5, **kwargs), batch=8)
+    assert calls == []
+
+
+@pytest.mark.parametrize(
+    "expansion,psi,path",
+    [
+        (E.TaylorExpansion(d=2, postprocess=["layer_norm"]), R.DualLPHMReconciliation(r=5), "product"),
+        (E.TaylorExpansion(d=2, postprocess=["layer_norm"]), R.HMReconciliation(q=2), "structured"),  # q != m
+        (E.TaylorExpansion(d=2, postprocess=["layer_norm"]), R.IdentityReconciliation(), "materialized"),  # κ narrow
+        (E.TaylorExpansion(d=2, postprocess=["batch_norm"]), R.IdentityReconciliation(), "materialized"),
+        (E.TaylorExpansion(d=2), R.LowRankReconciliation(r=2), "bilinear"),  # W = U Vᵀ with V thin
+        (E.TaylorExpansion(d=2, postprocess=["layer_norm"]), R.RandomMatrixAdaptionReconciliation(), "bilinear"),
+        (E.FourierExpansion(), R.LPHMReconciliation(r=2), "structured"),
+        (E.FourierExpansion(), R.HypernetReconciliation(l=8, hidden_dim=4), "materialized"),
+    ],
+)
+def test_the_fastest_exact_path_is_chosen(expansion, psi, path):
+    assert RPNLayer(6, 4, expansion=expansion, reconciliation=psi).path == path
 
 
 def test_layer_with_interdependence_heads_and_output_processing():
@@ -159,3 +246,12 @@ def test_layer_with_interdependence_heads_and_output_processing():
     y = layer(torch.randn(5, 6))
     assert y.shape == (5, 4) and (y >= 0).all()
     assert count_learnable(layer) == 3 * (2 * (4 + 9) + R.HMReconciliation().calculate_l(6, 9))
+
+
+@pytest.mark.parametrize("psi", [R.DualLPHMReconciliation(r=2), R.LowRankReconciliation(r=2)])
+def test_weight_preview_is_the_column_pooled_weight(psi):
+    head = RPNLayer(30, 12, expansion=E.TaylorExpansion(d=2), reconciliation=psi).heads[0]  # D = 930
+    W = head.weight()[0]
+    expected = torch.nn.functional.adaptive_avg_pool1d(W.unsqueeze(0), 100).squeeze(0)
+    torch.testing.assert_close(head.weight_preview(width=100), expected)
+    torch.testing.assert_close(head.weight_preview(width=5000), W)  # narrower than the width: W itself

@@ -1,4 +1,4 @@
-"""Preloaded tensor data: batches are slices of one tensor, no per-sample work, no worker processes."""
+"""Preloaded tensor data: batches are gathered from one tensor and standardized, no per-sample work, no workers."""
 
 from __future__ import annotations
 
@@ -9,14 +9,18 @@ import torch
 
 
 class TensorBatches:
-    """Iterable of (x, y) batches sliced from preloaded tensors.
+    """Iterable of standardized (x, y) batches gathered from preloaded tensors.
 
-    With ``shuffle`` the order is a fresh permutation each pass, drawn from ``seed`` and the pass number,
-    so runs are reproducible. ``rank``/``world_size`` give each DDP process its own contiguous shard.
+    ``x`` stays in its stored dtype (uint8 images take a quarter of the memory of float32); each batch is
+    gathered by index (or sliced) and standardized on the fly: ``(x_batch - mean) / std`` in float32. With
+    ``shuffle`` the order is a fresh permutation each pass, drawn from ``seed`` and the pass number, so runs
+    are reproducible. ``rank``/``world_size`` give each DDP process its own contiguous shard.
     """
 
-    def __init__(self, x, y, batch_size, *, shuffle=False, seed=0, rank=0, world_size=1, drop_last=False):
+    def __init__(self, x, y, batch_size, *, mean=0.0, std=1.0, shuffle=False, seed=0, rank=0, world_size=1,
+                 drop_last=False):
         self.x, self.y = x, y
+        self.mean, self.std = float(mean), float(std)
         self.batch_size, self.shuffle, self.seed = batch_size, shuffle, seed
         self.rank, self.world_size, self.drop_last = rank, world_size, drop_last
         self.passes = 0
@@ -40,17 +44,36 @@ class TensorBatches:
     def __iter__(self):
         order = self._indices()
         self.passes += 1
-        x, y = (self.x, self.y) if order is None else (self.x[order], self.y[order])
         for i in range(len(self)):
-            yield x[i * self.batch_size : (i + 1) * self.batch_size], y[i * self.batch_size : (i + 1) * self.batch_size]
+            part = slice(i * self.batch_size, (i + 1) * self.batch_size)
+            index = part if order is None else order[part]
+            yield standardize(self.x[index], self.mean, self.std), self.y[index]
+
+
+def standardize(x: torch.Tensor, mean: float, std: float) -> torch.Tensor:
+    """``(x - mean) / std`` as a new float32 tensor (``x`` is never modified)."""
+    return torch.sub(x.to(torch.float32), mean).div_(std)
+
+
+def moments(x: torch.Tensor) -> tuple[float, float]:
+    """Mean and standard deviation of all entries of ``x``, without a float copy of a uint8 ``x``."""
+    if x.dtype == torch.uint8:
+        counts = torch.bincount(x.flatten(), minlength=256).double()
+        values = torch.arange(256, dtype=torch.float64)
+        total = counts.sum()
+        mean = (counts * values).sum() / total
+        var = (counts * (values - mean).square()).sum() / (total - 1)
+        return mean.item(), var.sqrt().item()
+    x = x.double()
+    return x.mean().item(), x.std().item()
 
 
 class TensorDataModule(L.LightningDataModule):
-    """Base for data modules that load everything into memory as float features and int64 labels.
+    """Base for data modules that keep every split in memory as a (N, num_features) tensor and int64 labels.
 
     Subclasses implement ``load()`` returning ``{"train": (x, y), "val": (x, y), "test": (x, y)}`` with x
-    flattened to (N, num_features) in float32; features are then standardized with the training split's
-    mean and standard deviation (one scalar each, the per-dataset statistics).
+    flattened to (N, num_features), as uint8 pixels or float32. Batches are standardized with the training
+    split's mean and standard deviation (one scalar each, the per-dataset statistics) as they are drawn.
     """
 
     num_features: int
@@ -71,10 +94,15 @@ class TensorDataModule(L.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self.splits is not None:
             return
-        splits = self.load()
-        train_x = splits["train"][0]
-        self.mean, self.std = train_x.mean().item(), train_x.std().item()
-        self.splits = {k: ((x - self.mean) / self.std, y) for k, (x, y) in splits.items()}
+        self.splits = self.load()
+        self.mean, self.std = moments(self.splits["train"][0])
+
+    def standardized(self, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """A whole split as the model sees it: standardized float32 features and labels."""
+        if self.splits is None:
+            self.setup()
+        x, y = self.splits[split]
+        return standardize(x, self.mean, self.std), y
 
     def _batches(self, split: str, train: bool) -> TensorBatches:
         if self.splits is None:
@@ -83,7 +111,8 @@ class TensorDataModule(L.LightningDataModule):
         trainer = getattr(self, "trainer", None)
         rank, world = (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
         size = self.batch_size if train else self.eval_batch_size
-        return TensorBatches(x, y, size, shuffle=train, seed=self.seed, rank=rank, world_size=world)
+        return TensorBatches(x, y, size, mean=self.mean, std=self.std, shuffle=train, seed=self.seed,
+                             rank=rank, world_size=world)
 
     def train_dataloader(self):
         return self._batches("train", train=True)

@@ -162,7 +162,7 @@ class VisionDataModule(TensorDataModule):
         parts = {}
         for part in ("train", "test"):
             ds = self._torchvision(root, part == "train", download=self.download and root == self.root)
-            x = ds.data.reshape(len(ds.data), -1).to(torch.float32) / 255.0
+            x = ds.data.reshape(len(ds.data), -1)  # uint8 pixels; batches are standardized as they are drawn
             y = ds.targets[:, 0] if ds.targets.ndim == 2 else ds.targets  # QMNIST: column 0 is the class
             if self.name == "emnist" and self.split == "letters":
                 y = y - 1  # letters are labelled 1..26

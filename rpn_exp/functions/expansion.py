@@ -142,16 +142,19 @@ class TaylorExpansion(Expansion):
         return sum(m**k for k in range(1, self.d + 1))
 
     def product_factors(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(u, v) with κ(x) = u ⊗ v row by row: u = x (b, m), v = [1, κ_{d−1}(x)]."""
+        """(u, t) with κ(x) = u ⊗ [1, t] row by row: u = x (b, m), t = κ_{d−1}(x) (b, D/m − 1).
+
+        For d = 2, ``t`` is ``x`` itself (the same tensor); for d = 1 it is empty.
+        """
         if self.d == 1:
-            return x, x.new_ones(x.shape[0], 1)
-        inner = TaylorExpansion(self.d - 1)(x)
-        return x, torch.cat([x.new_ones(x.shape[0], 1), inner], dim=1)
+            return x, x.new_empty(x.shape[0], 0)
+        return x, (x if self.d == 2 else TaylorExpansion(self.d - 1)(x))
 
     def forward(self, x):
         if self.d == 1:
             return x
-        u, v = self.product_factors(x)
+        u, t = self.product_factors(x)
+        v = torch.cat([x.new_ones(x.shape[0], 1), t], dim=1)
         return (u.unsqueeze(2) * v.unsqueeze(1)).reshape(x.shape[0], -1)
 
 

@@ -73,10 +73,12 @@ class Reconciliation(Function):
     """Base class: ψ(w) = W ∈ R^{n×D} from w ∈ R^{1×l}.
 
     Subclasses describe how ``w`` splits into named pieces (``pieces``) and how the pieces make ``W``
-    (``fabricate``); they override ``linear`` where the structure gives a cheaper ``x Wᵀ``.
+    (``fabricate``); they override ``linear`` where the structure gives a cheaper ``x Wᵀ`` and then set
+    ``factored = True`` (their ``linear`` never builds W).
     """
 
     name = "reconciliation"
+    factored = False
 
     def __init__(self, seed: int = 0):
         self.seed = seed
@@ -153,6 +155,10 @@ class Reconciliation(Function):
         """Factors (A, B) with W = A ⊗ B, for families with a Kronecker form; None otherwise."""
         return None
 
+    def low_rank(self, w: torch.Tensor, n: int, D: int, **state) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """Factors (U, V) with W = U Vᵀ, U (n×k), V (D×k), for families with a thin factorization; None otherwise."""
+        return None
+
 
 
 class _DenseReconciliation(Reconciliation):
@@ -216,6 +222,8 @@ class MaskingReconciliation(_DenseReconciliation):
 
 class ConstantReconciliation(Reconciliation):
     """ψ(w) = c·1_{n×D}; l = 0."""
+
+    factored = True
 
     name = "constant"
 
@@ -283,6 +291,8 @@ class ConstantEyeReconciliation(ConstantReconciliation):
 class LowRankReconciliation(Reconciliation):
     """lorr: ψ(w) = A Bᵀ, A (n×r), B (D×r); l = r(n + D). Init σ = (1/(3D r))^{1/4}."""
 
+    factored = True
+
     name = "lorr"
 
     def __init__(self, r: int = 5, seed: int = 0):
@@ -305,12 +315,18 @@ class LowRankReconciliation(Reconciliation):
         parts = self.split(w, n, D)
         return (x @ parts["B"]) @ parts["A"].T
 
+    def low_rank(self, w, n, D):
+        parts = self.split(w, n, D)
+        return parts["A"], parts["B"]
+
 
 class _KroneckerReconciliation(Reconciliation):
     """W = A ⊗ B with A (p×q) and B (n/p × D/q), each possibly low rank.
 
     ``x Wᵀ`` is computed as ``vec(A K Bᵀ)`` on each row reshaped to K (q × D/q), never building W.
     """
+
+    factored = True
 
     def __init__(self, p: int | None = None, q: int | None = None, seed: int = 0):
         super().__init__(seed)
@@ -523,6 +539,8 @@ class RandomMatrixAdaptionReconciliation(Reconciliation):
     l = n + r. Init: λ₂ = 1, λ₁ ~ N(0, 1/(3D r)), so W has variance 1/(3D).
     """
 
+    factored = True
+
     name = "random_matrix_adaption"
 
     def __init__(self, r: int = 2, seed: int = 0):
@@ -548,6 +566,10 @@ class RandomMatrixAdaptionReconciliation(Reconciliation):
     def linear(self, x, w, n, D, **state):
         parts, state = self.split(w, n, D), self._state(n, D, state)
         return (((x @ state["B"]) * parts["lambda2"]) @ state["A"].T) * parts["lambda1"]
+
+    def low_rank(self, w, n, D, **state):
+        parts, state = self.split(w, n, D), self._state(n, D, state)
+        return parts["lambda1"][:, None] * state["A"] * parts["lambda2"], state["B"]
 
 
 class RandomMatrixHypernetReconciliation(Reconciliation):

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import functools
 import math
 
 
-def divisors(k: int) -> list[int]:
-    """All positive divisors of ``k`` in increasing order."""
+@functools.lru_cache(maxsize=1024)
+def divisors(k: int) -> tuple[int, ...]:
+    """All positive divisors of ``k`` in increasing order (cached: layers ask for them on every call)."""
     if k < 1:
         raise ValueError(f"cannot take divisors of {k}: a dimension must be a positive integer")
     small = [d for d in range(1, math.isqrt(k) + 1) if k % d == 0]
-    return sorted(set(small + [k // d for d in small]))
+    return tuple(sorted(set(small + [k // d for d in small])))
 
 
 def auto_factor(k: int) -> int:
@@ -34,7 +36,7 @@ def resolve_factor(value: int | None, k: int, *, factor: str, dim: str, owner: s
     if isinstance(value, bool) or not isinstance(value, int) or value < 1 or k % value != 0:
         raise ValueError(
             f"{owner}: {factor}={value!r} does not divide {dim}={k}; "
-            f"valid values of {factor} are the divisors of {k}: {divisors(k)} "
+            f"valid values of {factor} are the divisors of {k}: {list(divisors(k))} "
             f"(or leave {factor} unset for the automatic choice {auto_factor(k)})"
         )
     return value
