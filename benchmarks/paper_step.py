@@ -3,7 +3,8 @@
 Inside the real Lightning training loop (RPNClassifier, AdamW, Trainer, the preloaded data module), for each
 reconciliation and compute path: the median time of a training step (forward, backward, optimizer step and
 logging, from on_train_batch_start to on_train_batch_end), the median period of the loop (one step end to
-the next, so it adds fetching the batch and Lightning's own work), the time outside the step, the same step in
+the next), the time outside the step (from one step's end to the next one's start: fetching and standardizing
+the batch, moving it to the device and Lightning's own loop work), the same step in
 a plain PyTorch loop, and memory: resident memory before fit (model and data loaded) and the peak during fit.
 Each configuration runs in its own process so its memory is its own.
 
@@ -29,15 +30,15 @@ from benchmarks.common import compose, peak_since_reset_mb, print_table, reset_p
 RUNS = ["dual_lphm:fast", "dual_lphm:materialized", "identity:fast", "identity:materialized"]
 
 
-def overrides(run: str, dataset: str) -> list[str]:
+def overrides(run: str, dataset: str, more: list[str]) -> list[str]:
     reconciliation, path = run.split(":")
     extra = ["reconciliation.r=5"] if reconciliation in ("dual_lphm", "lphm", "lorr") else []
     if path == "materialized":
         extra.append("model.materialize=true")
-    return ["experiment=paper_mnist", f"dataset={dataset}", f"reconciliation={reconciliation}", *extra]
+    return ["experiment=paper_mnist", f"dataset={dataset}", f"reconciliation={reconciliation}", *extra, *more]
 
 
-def measure(run: str, steps: int, dataset: str, accelerator: str) -> dict:
+def measure(run: str, steps: int, dataset: str, accelerator: str, more: list[str]) -> dict:
     """One configuration, in this process."""
     import lightning as L
     import torch
@@ -61,7 +62,7 @@ def measure(run: str, steps: int, dataset: str, accelerator: str) -> dict:
 
         _sync = staticmethod(torch.cuda.synchronize if accelerator != "cpu" else (lambda: None))
 
-    cfg = compose(overrides(run, dataset))
+    cfg = compose(overrides(run, dataset, more))
     L.seed_everything(0)
     datamodule = build_datamodule(cfg)
     datamodule.setup()
@@ -79,9 +80,11 @@ def measure(run: str, steps: int, dataset: str, accelerator: str) -> dict:
     warm = max(1, steps // 10)
     inside = [(e - s) * 1e3 for s, e in zip(timer.starts[warm:], timer.ends[warm:])]
     period = [(b - a) * 1e3 for a, b in zip(timer.ends[warm:], timer.ends[warm + 1:])]
+    outside = [(s - e) * 1e3 for e, s in zip(timer.ends[warm:], timer.starts[warm + 1:])]  # fetch + loop
 
     # the same step in a plain PyTorch loop: forward, cross entropy, backward, AdamW step
-    device = module.device
+    device = torch.device("cuda" if accelerator == "gpu" else accelerator)
+    module.to(device)  # Lightning moves the model back to the CPU when fit ends
     optimizer = instantiate(cfg.optimizer)(module.parameters())
     batches = iter(datamodule.train_dataloader())
     plain = []
@@ -97,14 +100,13 @@ def measure(run: str, steps: int, dataset: str, accelerator: str) -> dict:
         StepTimer._sync()
         if i >= warm:
             plain.append((time.perf_counter() - start) * 1e3)
-    step, loop = statistics.median(inside), statistics.median(period)
     return {
         "reconciliation": run.split(":")[0],
         "path": net.layers[0].path + (f" / {net.layers[1].path}" if net.layers[1].path != net.layers[0].path else ""),
         "learnable": sum(p.numel() for p in net.parameters() if p.requires_grad),
-        "step ms (Lightning)": step,
-        "loop period ms": loop,
-        "outside step ms": loop - step,
+        "step ms (Lightning)": statistics.median(inside),
+        "loop period ms": statistics.median(period),
+        "outside step ms": statistics.median(outside),
         "plain loop ms": statistics.median(plain),
         "RSS before fit MB": before,
         "peak in fit MB": peak,
@@ -121,17 +123,19 @@ def main() -> None:
                         help="training steps of the runs that build W or κ (identity, materialized)")
     parser.add_argument("--dataset", default="fashion_mnist")
     parser.add_argument("--accelerator", default="cpu")
+    parser.add_argument("--extra", default="", help="config overrides for every run, space-separated")
     parser.add_argument("--one", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:  # child process: one configuration, result as JSON on the last line
         dense = args.one.startswith("identity") or args.one.endswith("materialized")
         steps = args.dense_steps if dense else args.steps
-        print(json.dumps(measure(args.one, steps, args.dataset, args.accelerator)))
+        print(json.dumps(measure(args.one, steps, args.dataset, args.accelerator, args.extra.split())))
         return
     rows = []
     for run in args.runs.split(","):
         command = [sys.executable, __file__, "--one", run, "--steps", str(args.steps), "--dense-steps",
-                   str(args.dense_steps), "--dataset", args.dataset, "--accelerator", args.accelerator]
+                   str(args.dense_steps), "--dataset", args.dataset, "--accelerator", args.accelerator,
+                   "--extra", args.extra]
         done = subprocess.run(command, capture_output=True, text=True)
         if done.returncode != 0:
             raise SystemExit(f"{run} failed:\n{done.stderr[-3000:]}")

@@ -209,16 +209,31 @@ class RPNHead(nn.Module):
     def weight_preview(self, width: int = 1024) -> torch.Tensor:
         """Channel 0's W average-pooled along D to at most ``width`` columns: shape (n, min(D, width)).
 
-        For Kronecker families W = A ⊗ B is built one block of rows at a time (rows i·s .. i·s + s − 1 are
-        A[i] ⊗ B), so the paper's 64 × 615,440 first-layer W never exists whole.
+        The bins are those of ``adaptive_avg_pool1d``. For Kronecker families W = A ⊗ B is never built: a bin
+        of row (i, j) sums A[i, c] B[j, r] over a contiguous range of columns c·t + r, which prefix sums of the
+        rows of A and B give in O(1), so the paper's 64 × 615,440 first-layer W costs no memory to preview.
         """
         width = min(width, self.D)
-        pool = lambda rows: F.adaptive_avg_pool1d(rows.unsqueeze(0), width).squeeze(0)  # noqa: E731
         factors = self.reconciliation.kron(self.w[0], self.n, self.D, **self.psi_state)
         if factors is None:
-            return pool(self.reconciliation(self.w[0], self.n, self.D, **self.psi_state))
-        A, B = (dense(f) for f in factors)
-        return torch.cat([pool(torch.kron(A[i : i + 1], B)) for i in range(A.shape[0])])
+            W = self.reconciliation(self.w[0], self.n, self.D, **self.psi_state)
+            return F.adaptive_avg_pool1d(W.unsqueeze(0), width).squeeze(0)
+        A, B = (dense(f).double() for f in factors)
+        (p, q), (s, t) = A.shape, B.shape
+        bins = torch.arange(width, device=A.device)
+        start, end = bins * self.D // width, -((-(bins + 1) * self.D) // width)
+        sum_A = F.pad(A.cumsum(1), (1, 0))  # (p, q + 1): Σ_{c' < c} A[i, c']
+        sum_B = F.pad(B.cumsum(1), (1, 0))  # (s, t + 1)
+
+        def prefix(x: torch.Tensor) -> torch.Tensor:
+            """Σ over the first x columns of every row of A ⊗ B: (p, s, len(x))."""
+            c, r = x // t, x % t
+            whole = sum_A[:, c].unsqueeze(1) * sum_B[:, t].view(1, s, 1)
+            part = A[:, c.clamp(max=q - 1)].unsqueeze(1) * sum_B[:, r].unsqueeze(0)  # r = 0 adds nothing
+            return whole + part
+
+        pooled = (prefix(end) - prefix(start)) / (end - start)
+        return pooled.reshape(p * s, width).to(self.w.dtype)
 
 
 class RPNLayer(nn.Module):
