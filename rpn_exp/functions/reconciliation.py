@@ -69,6 +69,22 @@ def _scale_for(codes: torch.Tensor, D: int) -> float:
     return math.sqrt(dense_variance(D) / codes.square().sum(1).mean().clamp_min(1e-12).item())
 
 
+#: The largest frozen matrix a reconciliation allocates (elements: 1 GiB in float32); larger ones are refused.
+MAX_STATE_ELEMENTS = 2**28
+
+
+def _check_state_size(owner: str, n: int, D: int, width: int, width_name: str) -> None:
+    """Refuse an n·D × width frozen matrix beyond MAX_STATE_ELEMENTS with what to change instead."""
+    size = n * D * width
+    if size > MAX_STATE_ELEMENTS:
+        raise ValueError(
+            f"{owner}: its frozen output matrix would be n·D × {width_name} = {n}·{D} × {width} = {size:,} values "
+            f"({size * 4 / 2**30:.1f} GiB in float32, the limit is {MAX_STATE_ELEMENTS * 4 / 2**30:.0f} GiB); lower "
+            f"{width_name}, use a narrower expansion, or give this layer a structured reconciliation, e.g. "
+            "+reconciliation@model.layer_overrides.0.reconciliation=dual_lphm"
+        )
+
+
 class Reconciliation(Function):
     """Base class: ψ(w) = W ∈ R^{n×D} from w ∈ R^{1×l}.
 
@@ -520,6 +536,7 @@ class HypernetReconciliation(Reconciliation):
 
     def create_state(self, n, D, generator=None):
         h = self.hidden_dim
+        _check_state_size("hypernet reconciliation", n, D, h, "hidden_dim")
         first = torch.randn(h, self.l, generator=generator) / math.sqrt(self.l)
         first_bias = torch.zeros(h)
         hidden = torch.relu(_probes(self.l, generator) @ first.T)
@@ -601,6 +618,7 @@ class RandomMatrixHypernetReconciliation(Reconciliation):
 
     def create_state(self, n, D, generator=None):
         r, h, l = self.r, self.hidden_dim, self.l
+        _check_state_size("random_matrix_hypernet reconciliation", n, D, r, "r")
         P = torch.randn(l, r, generator=generator) / math.sqrt(l)
         Q = torch.randn(h, r, generator=generator) / math.sqrt(r)
         S = torch.randn(h, r, generator=generator) / math.sqrt(h)

@@ -187,3 +187,17 @@ def test_trainable_hypernet_exposes_learnable_state():
     learnable = R.HypernetReconciliation(l=8, hidden_dim=16, static=False).create_state(6, 12)
     assert not any(isinstance(v, torch.nn.Parameter) for v in frozen.values())
     assert all(isinstance(v, torch.nn.Parameter) for v in learnable.values())
+
+
+def test_a_frozen_matrix_beyond_the_limit_is_refused_before_it_is_allocated():
+    with pytest.raises(ValueError, match=r"n·D × hidden_dim = 64·615440 × 128 = 5,041,684,480 values .* lower hidden_dim"):
+        R.HypernetReconciliation().create_state(64, 615_440)
+    assert R.RandomMatrixHypernetReconciliation(r=2).create_state(64, 4_160)["T"].shape == (64 * 4_160, 2)
+
+
+def test_the_paper_first_layer_with_a_hypernet_is_a_config_error_naming_the_layer():
+    from rpn_exp import build_model
+    from rpn_exp.build import ConfigError
+
+    with pytest.raises(ConfigError, match=r"layer 0 \(m=784 -> n=64, D=615440\): hypernet reconciliation"):
+        build_model(compose_config(["experiment=paper_mnist", "reconciliation=hypernet"]))
