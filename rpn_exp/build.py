@@ -10,6 +10,8 @@ from omegaconf import DictConfig, OmegaConf
 from .layers import RPNNetwork
 
 FUNCTION_GROUPS = ("expansion", "reconciliation", "interdependence", "remainder")
+#: ``model.compile`` values: torch.compile modes (null: eager). reduce-overhead replays CUDA graphs on a GPU.
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
 
 class ConfigError(ValueError):
@@ -46,10 +48,17 @@ def _layer_overrides(cfg: DictConfig) -> dict[int, dict]:
 
 
 def build_network(cfg: DictConfig, num_features: int, num_classes: int) -> RPNNetwork:
-    """The RPN network [num_features, *model.hidden, num_classes] with the configured functions."""
+    """The RPN network [num_features, *model.hidden, num_classes] with the configured functions.
+
+    With ``model.compile`` set, its forward is compiled in place (``nn.Module.compile``; the state dict keeps
+    its keys, so checkpoints do not depend on it).
+    """
     model = cfg.model
+    mode = model.get("compile")
+    if mode is not None and mode not in COMPILE_MODES:
+        raise ConfigError(f"model.compile={mode!r} is invalid; valid choices: null (eager), {', '.join(COMPILE_MODES)}")
     try:
-        return RPNNetwork(
+        net = RPNNetwork(
             [num_features, *model.hidden, num_classes],
             **instantiate_functions(cfg),
             heads=model.heads,
@@ -66,6 +75,9 @@ def build_network(cfg: DictConfig, num_features: int, num_classes: int) -> RPNNe
         raise
     except ValueError as error:
         raise ConfigError(str(error)) from error
+    if mode is not None:
+        net.compile(mode=mode)
+    return net
 
 
 def build_datamodule(cfg: DictConfig):

@@ -257,3 +257,31 @@ def test_weight_preview_is_the_column_pooled_weight(psi, m, n):
     torch.testing.assert_close(head.weight_preview(width=100), expected)
     if head.D <= 5000:
         torch.testing.assert_close(head.weight_preview(width=5000), W)  # narrower than the width: W itself
+
+
+@pytest.mark.slow
+def test_a_compiled_network_computes_what_the_eager_one_does(tmp_path):
+    from rpn_exp import build_model
+    from tests.conftest import compose_config
+
+    torch.manual_seed(0)
+    eager = build_model(compose_config(["model.hidden=[16]"]))
+    compiled = build_model(compose_config(["model.hidden=[16]", "model.compile=default"]))
+    compiled.load_state_dict(eager.state_dict())
+    assert set(compiled.state_dict()) == set(eager.state_dict())  # checkpoints do not depend on compile
+    x = torch.randn(32, 64)
+    y1, y2 = eager(x), compiled(x)
+    torch.testing.assert_close(y1, y2, rtol=1e-4, atol=1e-5)
+    y1.square().sum().backward()
+    y2.square().sum().backward()
+    for (name, p1), (_, p2) in zip(eager.named_parameters(), compiled.named_parameters()):
+        torch.testing.assert_close(p1.grad, p2.grad, rtol=1e-4, atol=1e-5, msg=name)
+
+
+def test_an_unknown_compile_mode_lists_the_valid_ones():
+    from rpn_exp import build_model
+    from rpn_exp.build import ConfigError
+    from tests.conftest import compose_config
+
+    with pytest.raises(ConfigError, match=r"model.compile='fast' is invalid; valid choices: null \(eager\), default, reduce-overhead"):
+        build_model(compose_config(["model.compile=fast"]))
