@@ -4,7 +4,7 @@ Each run is the command a user types, in a fresh process, timed from start to ex
 training, validation, testing and writing the record included); the peak resident memory is the child's
 ``ru_maxrss``. The accuracy and the run's own fit+test time come from its ``result.json``.
 
-    python benchmarks/runs.py                        # the paper model on Fashion-MNIST (20 epochs) and the digits default
+    python benchmarks/runs.py                        # the paper model on Fashion-MNIST (20 epochs), the digits default
     python benchmarks/runs.py --runs digits          # one of them
     python benchmarks/runs.py --extra trainer=gpu    # appended to every command (e.g. on a GPU machine)
 """

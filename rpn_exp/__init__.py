@@ -4,7 +4,13 @@
 ``build_model(cfg)`` turns a composed Hydra config into the network.
 """
 
+from .naming import register_resolvers
+
 __version__ = "0.1.0"
+
+# Config interpolations of rpn_exp (e.g. the sweep job folder names): registered on import, so every process
+# that composes or resolves an rpn_exp config (launcher workers included) has them.
+register_resolvers()
 
 
 def build_model(cfg):

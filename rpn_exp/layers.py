@@ -206,34 +206,27 @@ class RPNHead(nn.Module):
         return torch.stack([self.reconciliation(w, self.n, self.D, **self.psi_state) for w in self.w])
 
     @torch.no_grad()
-    def weight_preview(self, width: int = 1024) -> torch.Tensor:
-        """Channel 0's W average-pooled along D to at most ``width`` columns: shape (n, min(D, width)).
+    def weight_window(self, rows: int = 128, cols: int = 512) -> torch.Tensor:
+        """Channel 0's W[:rows, :cols] at full resolution (one entry per weight), shape (min(n, rows), min(D, cols)).
 
-        The bins are those of ``adaptive_avg_pool1d``. For Kronecker families W = A ⊗ B is never built: a bin
-        of row (i, j) sums A[i, c] B[j, r] over a contiguous range of columns c·t + r, which prefix sums of the
-        rows of A and B give in O(1), so the paper's 64 × 615,440 first-layer W costs no memory to preview.
+        Built from the factors where ψ has them, so the paper's 64 × 615,440 first-layer W is never made:
+        W = A ⊗ B gives W[i, j] = A[i // s, j // t] · B[i % s, j % t] (B of shape s × t), and W = U Vᵀ gives
+        U[:rows] V[:cols]ᵀ. A leading window keeps the structure visible (a Kronecker W shows its s × t blocks),
+        where pooling the whole W down to a picture would average them away.
         """
-        width = min(width, self.D)
-        factors = self.reconciliation.kron(self.w[0], self.n, self.D, **self.psi_state)
-        if factors is None:
-            W = self.reconciliation(self.w[0], self.n, self.D, **self.psi_state)
-            return F.adaptive_avg_pool1d(W.unsqueeze(0), width).squeeze(0)
-        A, B = (dense(f).double() for f in factors)
-        (p, q), (s, t) = A.shape, B.shape
-        bins = torch.arange(width, device=A.device)
-        start, end = bins * self.D // width, -((-(bins + 1) * self.D) // width)
-        sum_A = F.pad(A.cumsum(1), (1, 0))  # (p, q + 1): Σ_{c' < c} A[i, c']
-        sum_B = F.pad(B.cumsum(1), (1, 0))  # (s, t + 1)
-
-        def prefix(x: torch.Tensor) -> torch.Tensor:
-            """Σ over the first x columns of every row of A ⊗ B: (p, s, len(x))."""
-            c, r = x // t, x % t
-            whole = sum_A[:, c].unsqueeze(1) * sum_B[:, t].view(1, s, 1)
-            part = A[:, c.clamp(max=q - 1)].unsqueeze(1) * sum_B[:, r].unsqueeze(0)  # r = 0 adds nothing
-            return whole + part
-
-        pooled = (prefix(end) - prefix(start)) / (end - start)
-        return pooled.reshape(p * s, width).to(self.w.dtype)
+        rows, cols = min(rows, self.n), min(cols, self.D)
+        w, state = self.w[0], self.psi_state
+        kron = self.reconciliation.kron(w, self.n, self.D, **state)
+        if kron is not None:
+            A, B = (dense(f) for f in kron)
+            s, t = B.shape
+            i, j = torch.arange(rows, device=w.device), torch.arange(cols, device=w.device)
+            return A[i // s][:, j // t] * B[i % s][:, j % t]
+        thin = self.reconciliation.low_rank(w, self.n, self.D, **state)
+        if thin is not None:
+            U, V = thin
+            return U[:rows] @ V[:cols].T
+        return self.reconciliation(w, self.n, self.D, **state)[:rows, :cols]
 
 
 class RPNLayer(nn.Module):

@@ -8,9 +8,6 @@ import lightning as L
 import torch
 import torch.nn.functional as F
 
-#: Metrics that summarize a run: logged with ``self.log`` and shown in TensorBoard's HPARAMS tab.
-HP_METRICS = ("hp/test_acc", "hp/val_acc_best")
-
 
 class DivergenceError(RuntimeError):
     """The training loss became NaN or infinite."""
@@ -20,16 +17,34 @@ class RPNClassifier(L.LightningModule):
     """Cross-entropy classification of (batch, num_features) tensors.
 
     Args:
-        net: maps (batch, num_features) to class logits (see ``rpn_exp.build_model``).
-        optimizer: a partial optimizer (``_partial_: true``) called with the parameters.
+        net: maps (batch, num_features) to class logits (see ``rpn_exp.build_model``); None: built from ``config``.
+        optimizer: a partial optimizer (``_partial_: true``) called with the parameters (None: evaluation only).
         scheduler: a partial LR scheduler called with the optimizer, stepped once per epoch; or None.
+        config: the run's composed config as a plain dict. It is saved in every checkpoint, so
+            ``RPNClassifier.load_from_checkpoint(path)`` rebuilds the network without the run folder.
 
-    Logs ``train/loss_step`` (every ``log_every_n_steps``), ``train/loss_epoch``, ``train/acc``,
-    ``{val,test}/loss`` and ``/acc``, ``val/acc_best`` and the ``hp/`` metrics.
+    Logs ``train/loss_step`` (every ``log_every_n_steps``), ``train/loss_epoch``, ``train/acc``, ``train/lr``,
+    ``{val,test}/loss`` and ``/acc`` and ``val/acc_best``: each series once (TensorBoard's HPARAMS tab reads
+    ``test/acc`` and ``val/acc_best`` from these).
     """
 
-    def __init__(self, net: torch.nn.Module, optimizer: Callable, scheduler: Callable | None = None):
+    def __init__(
+        self,
+        net: torch.nn.Module | None = None,
+        optimizer: Callable | None = None,
+        scheduler: Callable | None = None,
+        config: dict | None = None,
+    ):
         super().__init__()
+        self.save_hyperparameters("config", logger=False)
+        if net is None:
+            if config is None:
+                raise ValueError("RPNClassifier needs a network or the config to build it from")
+            from omegaconf import OmegaConf
+
+            from .build import build_model
+
+            net = build_model(OmegaConf.create(config))
         self.net = net
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
         self.val_acc_best = 0.0
@@ -85,15 +100,9 @@ class RPNClassifier(L.LightningModule):
         if acc is not None and not self.trainer.sanity_checking:
             self.val_acc_best = max(self.val_acc_best, float(acc))
         self.log("val/acc_best", self.val_acc_best, prog_bar=False, sync_dist=True)
-        self.log("hp/val_acc_best", self.val_acc_best, sync_dist=True)
 
     def test_step(self, batch, batch_idx):
         self._step(batch, "test")
-
-    def on_test_epoch_end(self):
-        acc = self.trainer.callback_metrics.get("test/acc")
-        if acc is not None:
-            self.log("hp/test_acc", float(acc), sync_dist=True)
 
     def on_save_checkpoint(self, checkpoint):
         checkpoint["val_acc_best"] = self.val_acc_best
@@ -102,8 +111,12 @@ class RPNClassifier(L.LightningModule):
         self.val_acc_best = checkpoint.get("val_acc_best", 0.0)
 
     def configure_optimizers(self):
+        if self.optimizer_factory is None:
+            raise ValueError("this RPNClassifier was built for evaluation (no optimizer); give one to train it")
         optimizer = self.optimizer_factory(self.parameters())
         if self.scheduler_factory is None:
             return optimizer
         scheduler = self.scheduler_factory(optimizer)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
+        # "name": LearningRateMonitor logs it as train/lr (beside the other training curves)
+        return {"optimizer": optimizer,
+                "lr_scheduler": {"scheduler": scheduler, "interval": "epoch", "name": "train/lr"}}

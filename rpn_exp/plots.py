@@ -8,58 +8,109 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 
-def weight_image(W: torch.Tensor, max_width: int = 1024, max_height: int = 512) -> np.ndarray:
-    """An (H, W, 3) float image of a weight matrix on a diverging colour map (blue < 0 < red).
+def weight_figure(W: torch.Tensor, title: str, full_shape: tuple[int, int] | None = None):
+    """A heatmap of a weight matrix: diverging colour map centred on 0 (blue < 0 < red) with a colour bar.
 
-    Matrices wider or taller than the limits are average-pooled down to them.
-    """
-    from matplotlib import colormaps
-
-    W = W.detach().float().cpu()
-    height, width = min(W.shape[0], max_height), min(W.shape[1], max_width)
-    if (height, width) != tuple(W.shape):
-        W = F.adaptive_avg_pool2d(W[None, None], (height, width))[0, 0]
-    scale = W.abs().max().clamp_min(1e-12)
-    return colormaps["RdBu_r"](((W / scale + 1) / 2).numpy())[..., :3].astype(np.float32)
-
-
-def pareto_plot(rows: Sequence[dict], path: str | Path, title: str = "") -> Path:
-    """Test accuracy against learnable parameters (log axis), one series per reconciliation, front drawn.
-
-    ``rows`` are summary rows (``rpn_exp.summary``); completed rows with a test accuracy are plotted, and those
-    with ``pareto`` set are joined by the front's step line. Writes a PNG to ``path`` and returns it.
+    ``W`` is drawn one cell per weight; ``full_shape`` (n, D) says, in the title, which part of a larger W it is.
+    Returns a matplotlib Figure (the caller closes it, e.g. ``SummaryWriter.add_figure`` does).
     """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    W = W.detach().float().cpu().numpy()
+    limit = float(np.abs(W).max()) or 1.0
+    rows, cols = W.shape
+    fig, ax = plt.subplots(figsize=(9, 1.6 + 4.4 * min(1.0, rows / 128)), dpi=100)
+    image = ax.imshow(W, cmap="RdBu_r", vmin=-limit, vmax=limit, aspect="auto", interpolation="nearest")
+    fig.colorbar(image, ax=ax, fraction=0.04, pad=0.02)
+    shown = ""
+    if full_shape is not None and tuple(full_shape) != (rows, cols):
+        shown = f": rows 0-{rows - 1}, columns 0-{cols - 1} of {full_shape[0]} x {full_shape[1]}"
+    ax.set_title(f"{title} ({rows} x {cols}{shown})", fontsize=9)
+    ax.set_xlabel("column (feature of kappa)")
+    ax.set_ylabel("row (output)")
+    fig.tight_layout()
+    return fig
+
+
+#: Columns whose values tell the points of a sweep apart (labelled on the plot when they vary).
+LABEL_COLUMNS = ("r", "p", "q", "seed", "lr", "epochs", "expansion", "interdependence", "remainder", "widths",
+                 "dataset")
+
+
+def family_colour(family: str):
+    """The colour of a reconciliation family, the same in every plot.
+
+    The i-th family of ``rpn_exp.functions.reconciliation.__all__`` gets tab20's colour 2i (the ten strong
+    hues first), then 2i + 1 (their light tints) from the eleventh on; other names hash into the palette.
+    """
+    import zlib
+
+    from matplotlib import colormaps
+
+    from .functions import reconciliation
+
+    names = [getattr(reconciliation, cls).name for cls in reconciliation.__all__ if cls != "Reconciliation"]
+    i = names.index(family) if family in names else zlib.crc32(family.encode()) % 20
+    return colormaps["tab20"]((2 * i) % 20 + (i // 10) % 2)
+
+
+def point_label(row: dict, columns: Sequence[str]) -> str:
+    """``r=8 p=2`` from the row's values of ``columns`` (those that vary in the sweep)."""
+    return " ".join(f"{c}={row[c]}" for c in columns if row.get(c) not in ("", None))
+
+
+def pareto_plot(rows: Sequence[dict], path: str | Path, title: str = "") -> Path:
+    """Test accuracy against learnable parameters (log axis), one colour per reconciliation family, front drawn.
+
+    ``rows`` are summary rows (``rpn_exp.summary``); completed rows with a test accuracy are plotted, each
+    labelled with the hyper-parameters that vary among them, and those with ``pareto`` set are joined by the
+    front's step line. A family keeps its colour across plots (:func:`family_colour`); chance accuracy
+    (1 / classes) is a grey line; the legend sits outside the axes. Writes a PNG to ``path`` and returns it.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from .summary import chance
+
     done = [r for r in rows if r["status"] == "completed" and r["test_acc"] != "" and r["learnable_params"] != ""]
     done = [r for r in done if not math.isnan(float(r["test_acc"]))]
-    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
+    varying = [c for c in LABEL_COLUMNS if len({str(r[c]) for r in done if r.get(c) not in ("", None)}) > 1]
+    fig, ax = plt.subplots(figsize=(9, 5), dpi=120)
     for family in sorted({r["reconciliation"] for r in done}):
         series = [r for r in done if r["reconciliation"] == family]
-        ax.scatter([int(r["learnable_params"]) for r in series], [float(r["test_acc"]) for r in series],
-                   label=family, s=36, alpha=0.85, zorder=3)
+        xs, ys = [int(r["learnable_params"]) for r in series], [float(r["test_acc"]) for r in series]
+        ax.scatter(xs, ys, label=family, s=40, alpha=0.9, zorder=3, color=family_colour(family))
+        for x, y, row in zip(xs, ys, series):
+            if varying:
+                ax.annotate(point_label(row, varying), (x, y), xytext=(4, 4), textcoords="offset points",
+                            fontsize=7, color="#333333")
     front = sorted((int(r["learnable_params"]), float(r["test_acc"])) for r in done if r["pareto"])
     if front:
         xs, ys = zip(*front)
         ax.step(xs, ys, where="post", color="black", linewidth=1, linestyle="--", label="Pareto front", zorder=2)
-        ax.scatter(xs, ys, s=110, facecolors="none", edgecolors="black", linewidths=1.2, zorder=4)
+        ax.scatter(xs, ys, s=120, facecolors="none", edgecolors="black", linewidths=1.2, zorder=4)
+    levels = {round(chance(r), 6) for r in done if not math.isnan(chance(r))}
+    for level in sorted(levels):
+        ax.axhline(level, color="grey", linewidth=1, linestyle=":", zorder=1,
+                   label=f"chance ({level:.3g})" if len(levels) == 1 else None)
     ax.set_xscale("log")
     ax.set_xlabel("learnable parameters (log scale)")
     ax.set_ylabel("test accuracy")
     ax.grid(True, which="both", alpha=0.3)
     if done:
-        ax.legend(fontsize=8, loc="lower right")
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
     else:
         ax.text(0.5, 0.5, "no completed job yet", ha="center", va="center", transform=ax.transAxes)
     skipped = len(rows) - len(done)
     heading = title or "accuracy per parameter"
-    ax.set_title(heading + (f" ({skipped} job(s) without a test accuracy not shown)" if skipped else ""), fontsize=9)
+    ax.set_title(heading + (f"\n({skipped} job(s) without a test accuracy not shown)" if skipped else ""), fontsize=9)
     fig.tight_layout()
     path = Path(path)
     fig.savefig(path)

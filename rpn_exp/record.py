@@ -26,14 +26,27 @@ def model_record(net: RPNNetwork) -> dict:
     }
 
 
-def write_record(folder: str | Path, record: dict) -> Path:
-    """Write ``record`` to ``folder/result.json`` atomically and return the path."""
-    path = Path(folder) / RECORD_FILE
+def per_layer(layers: list[dict], key: str) -> str | int:
+    """A hyper-parameter as resolved in each layer: one value if all layers agree, else ``a/b/c`` ("" if none)."""
+    values = [row[key] for row in layers if key in row]
+    if not values:
+        return ""
+    return values[0] if len(set(values)) == 1 else "/".join(map(str, values))
+
+
+def write_json(path: str | Path, data: dict) -> Path:
+    """Write ``data`` as JSON to ``path`` atomically (a temporary file, then a rename) and return the path."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(record, indent=2, default=_jsonable) + "\n")
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, default=_jsonable) + "\n")
     tmp.replace(path)
     return path
+
+
+def write_record(folder: str | Path, record: dict) -> Path:
+    """Write ``record`` to ``folder/result.json`` atomically and return the path."""
+    return write_json(Path(folder) / RECORD_FILE, record)
 
 
 def read_record(folder: str | Path) -> dict:

@@ -24,7 +24,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, default=None,
                         help="where to write the summary files (default: DIR; required with several DIRs)")
     parser.add_argument("--title", default=None,
-                        help="title of the table and the plot (default: <task_name> <stamp> of the sweep folder)")
+                        help="title of the table and the plot (default: task, dataset, epochs and stamp of the sweep)")
+    parser.add_argument("--include-debug", action="store_true",
+                        help="keep jobs of debug presets (left out by default unless every job is one)")
     return parser.parse_args(argv)
 
 
@@ -34,7 +36,7 @@ def main(argv=None) -> int:
         print("error: several DIRs are merged into one summary; say where it goes with --out FOLDER", file=sys.stderr)
         return 2
     try:
-        rows = summarize(args.folders)
+        rows, left_out = summarize(args.folders, include_debug=args.include_debug)
     except FileNotFoundError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -43,7 +45,8 @@ def main(argv=None) -> int:
         print(f"error: no job folders (result.json or .hydra/overrides.yaml) under {looked}", file=sys.stderr)
         return 1
     out = args.out or args.folders[0]
-    paths = write_summary(out, rows, title=default_title(args.folders) if args.title is None else args.title)
+    title = default_title(args.folders, rows) if args.title is None else args.title
+    paths = write_summary(out, rows, title=title, left_out=left_out)
     print(paths["md"].read_text())
     print("wrote " + ", ".join(str(p) for p in paths.values()))
     return 0

@@ -13,15 +13,20 @@ import math
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from .record import RECORD_FILE
+from .record import RECORD_FILE, per_layer
 
 SUMMARY_CSV, SUMMARY_MD, PARETO_PNG = "summary.csv", "summary.md", "pareto.png"
 
-#: The columns of ``summary.csv`` in order; ``summary.md`` shows the same minus the long ``error`` text.
+#: The columns of ``summary.csv`` in order; ``summary.md`` shows the same minus the long ``error`` text and
+#: minus the :data:`SHOWN_IF_VARYING` columns that hold one value for every job.
 COLUMNS = (
-    "job", "status", "dataset", "expansion", "reconciliation", "r", "p", "q",
-    "learnable_params", "frozen_params", "test_acc", "val_acc_best", "wall_time_s", "pareto", "overrides", "error",
+    "job", "status", "dataset", "expansion", "reconciliation", "interdependence", "remainder", "widths",
+    "r", "p", "q", "seed", "lr", "epochs", "learnable_params", "frozen_params", "test_acc", "val_acc_best",
+    "wall_time_s", "pareto", "overrides", "error",
 )
+SHOWN_IF_VARYING = ("interdependence", "remainder", "widths", "seed", "lr", "epochs")
+#: A model within this much accuracy of chance (1 / classes) is never on the Pareto front.
+CHANCE_MARGIN = 0.05
 #: Where each accuracy column comes from in a record's ``metrics``.
 METRICS = {"test_acc": "test/acc", "val_acc_best": "val/acc_best"}
 
@@ -35,7 +40,9 @@ def find_jobs(folders: Iterable[str | Path]) -> list[Path]:
     jobs: set[Path] = set()
     for folder in map(Path, folders):
         if not folder.is_dir():
-            raise FileNotFoundError(f"{folder} is not a folder; give the sweep folder (outputs/<task>/multiruns/<stamp>)")
+            raise FileNotFoundError(
+                f"{folder} is not a folder; give the sweep folder (outputs/<task>/multiruns/<stamp>)"
+            )
         jobs.update(p.parent for p in folder.rglob(RECORD_FILE))
         jobs.update(p.parent.parent for p in folder.rglob(".hydra/overrides.yaml"))
     return sorted(jobs, key=_job_sort_key)
@@ -54,7 +61,7 @@ def job_row(folder: str | Path, root: str | Path | None = None) -> dict:
     folder = Path(folder)
     name = str(folder.relative_to(root)) if root is not None and folder != Path(root) else folder.name
     row = dict.fromkeys(COLUMNS, "")
-    row.update(job=name, pareto=False)
+    row.update(job=name, pareto=False, debug=False)
     path = folder / RECORD_FILE
     try:
         record = json.loads(path.read_text())
@@ -72,6 +79,13 @@ def job_row(folder: str | Path, root: str | Path | None = None) -> dict:
         dataset=record.get("dataset") or choices.get("dataset", ""),
         expansion=record.get("expansion") or choices.get("expansion", ""),
         reconciliation=record.get("reconciliation") or choices.get("reconciliation", ""),
+        interdependence=record.get("interdependence") or choices.get("interdependence", ""),
+        remainder=record.get("remainder") or choices.get("remainder", ""),
+        widths="-".join(map(str, record.get("widths", []))),
+        seed=record.get("seed", ""),
+        lr=record.get("lr", ""),
+        epochs=record.get("epochs", ""),
+        debug=bool(record.get("debug", False)),
         learnable_params=record.get("learnable_params", ""),
         frozen_params=record.get("frozen_params", ""),
         wall_time_s=record.get("wall_time_s", ""),
@@ -79,19 +93,11 @@ def job_row(folder: str | Path, root: str | Path | None = None) -> dict:
         error=(record.get("error") or "").splitlines()[0] if record.get("error") else "",
     )
     for key in ("r", "p", "q"):
-        row[key] = _per_layer(layers, key) if layers else record.get("reconciliation_hparams", {}).get(key, "")
+        row[key] = per_layer(layers, key) if layers else record.get("reconciliation_hparams", {}).get(key, "")
     for column, metric in METRICS.items():
         value = metrics.get(metric)
         row[column] = "" if value is None else float(value)
     return row
-
-
-def _per_layer(layers: Sequence[dict], key: str) -> str | int:
-    """A hyper-parameter as resolved in each layer: one value if all layers agree, else ``a/b/c``."""
-    values = [row[key] for row in layers if key in row]
-    if not values:
-        return ""
-    return values[0] if len(set(values)) == 1 else "/".join(map(str, values))
 
 
 def _hydra_overrides(folder: Path) -> str:
@@ -109,16 +115,30 @@ def accuracy(row: dict, metric: str = "test_acc") -> float:
     return float(value) if value not in ("", None) else math.nan
 
 
+def chance(row: dict) -> float:
+    """Accuracy of guessing, 1 / classes (the last of the row's widths); NaN when the widths are unknown."""
+    widths = str(row.get("widths", ""))
+    return 1.0 / int(widths.rsplit("-", 1)[-1]) if widths else math.nan
+
+
+def above_chance(row: dict, metric: str = "test_acc") -> bool:
+    """Whether the row's accuracy is more than :data:`CHANCE_MARGIN` above chance (True if chance is unknown)."""
+    level = chance(row)
+    return math.isnan(level) or accuracy(row, metric) > level + CHANCE_MARGIN
+
+
 def pareto_front(rows: Sequence[dict], metric: str = "test_acc") -> list[int]:
     """Indices of the completed rows that no other completed row beats on both fewer parameters and more accuracy.
 
     Row i is dominated when some row j has params_j <= params_i and acc_j >= acc_i with one of them strict;
-    ``metric`` is the accuracy column compared. Returned in order of increasing parameter count.
+    ``metric`` is the accuracy column compared. Rows at chance level (:func:`above_chance` false) are never on
+    the front: a model that guesses is not a trade-off. Returned in order of increasing parameter count.
     """
     points = [
         (int(row["learnable_params"]), accuracy(row, metric), i)
         for i, row in enumerate(rows)
         if row["status"] == "completed" and row["learnable_params"] != "" and not math.isnan(accuracy(row, metric))
+        and above_chance(row, metric)
     ]
     front, best = [], (math.nan, -math.inf)
     for params, acc, i in sorted(points, key=lambda t: (t[0], -t[1])):
@@ -128,30 +148,43 @@ def pareto_front(rows: Sequence[dict], metric: str = "test_acc") -> list[int]:
     return front
 
 
-def summarize(folders: Iterable[str | Path]) -> list[dict]:
-    """The rows of every job under ``folders``, with the Pareto-optimal ones marked (``pareto`` True)."""
+def summarize(folders: Iterable[str | Path], include_debug: bool = False) -> tuple[list[dict], int]:
+    """The rows of every job under ``folders``, Pareto-optimal ones marked (``pareto`` True), and how many
+    debug jobs were left out.
+
+    Jobs of a ``debug`` preset (record ``"debug": true``) are left out unless ``include_debug`` is set or every
+    job is one (a debug sweep is summarized as such).
+    """
     folders = [Path(f) for f in folders]
     rows = []
     for job in find_jobs(folders):
         root = next((f for f in folders if job == f or f in job.parents), None)
         rows.append(job_row(job, root.parent if len(folders) > 1 and root is not None else root))
-    for i in pareto_front(rows):
-        rows[i]["pareto"] = True
-    return rows
+    kept = rows if include_debug or all(row["debug"] for row in rows) else [r for r in rows if not r["debug"]]
+    for i in pareto_front(kept):
+        kept[i]["pareto"] = True
+    return kept, len(rows) - len(kept)
 
 
-def default_title(folders: Sequence[str | Path]) -> str:
-    """``<task_name> <stamp>`` for one sweep folder laid out as outputs/<task_name>/multiruns/<stamp>."""
+def default_title(folders: Sequence[str | Path], rows: Sequence[dict] = ()) -> str:
+    """``<task_name> | <dataset> | <epochs> epochs | <stamp>`` for a sweep folder laid out as
+    outputs/<task_name>/multiruns/<stamp> (``merged sweeps | ...`` for several)."""
     if len(folders) != 1:
-        return "merged sweeps"
-    folder = Path(folders[0]).resolve()
-    return f"{folder.parent.parent.name} {folder.name}" if folder.parent.name == "multiruns" else folder.name
+        parts = ["merged sweeps"]
+    else:
+        folder = Path(folders[0]).resolve()
+        parts = [folder.parent.parent.name, folder.name] if folder.parent.name == "multiruns" else [folder.name]
+    for column, unit in (("dataset", ""), ("epochs", " epochs")):
+        values = sorted({str(row[column]) for row in rows if row.get(column) not in ("", None)})
+        if values:
+            parts.insert(-1 if len(parts) > 1 else len(parts), ",".join(values) + unit)
+    return " | ".join(parts)
 
 
 def write_csv(rows: Sequence[dict], path: str | Path) -> Path:
     path = Path(path)
     with path.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=COLUMNS)
+        writer = csv.DictWriter(handle, fieldnames=COLUMNS, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
     return path
@@ -171,12 +204,19 @@ def status_counts(rows: Sequence[dict]) -> str:
     return ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
 
 
-def format_markdown(rows: Sequence[dict]) -> str:
+def varying(rows: Sequence[dict], column: str) -> bool:
+    """Whether ``column`` holds more than one value among ``rows``."""
+    return len({str(row.get(column, "")) for row in rows}) > 1
+
+
+def format_markdown(rows: Sequence[dict], left_out: int = 0) -> str:
     """The summary as a Markdown table sorted by learnable parameters; Pareto-optimal runs marked with ★.
 
     The overrides column shows what differs between jobs; the overrides they all share are listed below.
+    Columns of :data:`SHOWN_IF_VARYING` appear only when jobs differ in them. ``left_out`` debug jobs are noted.
     """
-    columns = [c for c in COLUMNS if c not in ("error", "pareto")]
+    columns = [c for c in COLUMNS if c not in ("error", "pareto")
+               and (c not in SHOWN_IF_VARYING or varying(rows, c))]
     split = [row["overrides"].split() for row in rows]
     shared = [o for o in split[0] if all(o in other for other in split)] if len(rows) > 1 else []
     ordered = sorted(range(len(rows)), key=lambda i: (rows[i]["learnable_params"] == "",
@@ -190,7 +230,9 @@ def format_markdown(rows: Sequence[dict]) -> str:
         cells = ["★" if row["pareto"] else ""] + [_cell(row, c) for c in columns]
         lines.append("| " + " | ".join(cells) + " |")
     notes = [f"{len(rows)} jobs: {status_counts(rows)}. ★ marks the Pareto front of test accuracy against "
-             "learnable parameters."]
+             f"learnable parameters (models within {CHANCE_MARGIN:.2f} of chance accuracy are not on it)."]
+    if left_out:
+        notes.append(f"{left_out} debug job(s) left out (`python -m rpn_exp.report --include-debug` shows them).")
     if shared:
         notes.append(f"Overrides shared by every job: `{' '.join(shared)}`")
     failures = [rows[i] for i in ordered if rows[i]["error"]]
@@ -210,14 +252,14 @@ def _cell(row: dict, column: str) -> str:
     return str(value).replace("|", "\\|")
 
 
-def write_summary(folder: str | Path, rows: Sequence[dict], title: str = "") -> dict[str, Path]:
+def write_summary(folder: str | Path, rows: Sequence[dict], title: str = "", left_out: int = 0) -> dict[str, Path]:
     """Write ``summary.csv``, ``summary.md`` and ``pareto.png`` into ``folder``; return their paths."""
     from .plots import pareto_plot
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     md = folder / SUMMARY_MD
-    md.write_text(f"# Sweep summary{': ' + title if title else ''}\n\n" + format_markdown(rows))
+    md.write_text(f"# Sweep summary{': ' + title if title else ''}\n\n" + format_markdown(rows, left_out))
     return {
         "csv": write_csv(rows, folder / SUMMARY_CSV),
         "md": md,

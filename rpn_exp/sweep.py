@@ -1,32 +1,107 @@
-"""The Hydra callback that summarizes every multirun when it ends (registered in ``conf/hydra/default.yaml``)."""
+"""The Hydra callback of every multirun (registered in ``conf/hydra/default.yaml``): it claims the sweep folder,
+prints progress lines while the jobs run, and writes ``summary.csv``, ``summary.md`` and ``pareto.png`` when they
+are done."""
 
 from __future__ import annotations
 
+import json
 import logging
+import sys
 from pathlib import Path
 
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
+from .naming import comparable_overrides
+from .record import RECORD_FILE, write_json
 from .summary import default_title, status_counts, summarize, write_summary
+from .sweep_progress import SweepProgress, planned_jobs
 
 log = logging.getLogger("rpn_exp")
 
+#: The sweep's definition, written into its folder when it starts: what makes the folder this sweep's.
+SWEEP_FILE = "sweep.json"
+
+
+class SweepFolderError(ValueError):
+    """A sweep folder that belongs to another sweep, or that holds this sweep's jobs without the resume switch."""
+
+
+def sweep_definition(config: DictConfig) -> dict:
+    """What a sweep runs: the sweeper's parameters and the command's overrides (paths and switches left out)."""
+    sweeper = config.hydra.sweeper
+    params = OmegaConf.to_container(sweeper.params) if sweeper.get("params") else {}
+    return {"params": params, "overrides": comparable_overrides(config.hydra.overrides.task)}
+
+
+def claim_folder(folder: str | Path, definition: dict, resume: bool) -> None:
+    """Make ``folder`` this sweep's, or refuse it before any job runs.
+
+    Refused: a folder whose ``sweep.json`` defines another sweep; a folder holding this sweep's job records
+    unless ``resume`` (``skip_completed=true``); a folder holding job records but no ``sweep.json``.
+    Otherwise ``sweep.json`` is written (kept as it is when resuming).
+    """
+    folder = Path(folder)
+    saved = folder / SWEEP_FILE
+    has_jobs = folder.is_dir() and any(folder.glob(f"*/{RECORD_FILE}"))
+    fresh = "give a fresh hydra.sweep.dir (or leave it unset: every sweep gets a new stamped folder)"
+    if saved.is_file():
+        previous = json.loads(saved.read_text()).get("definition")
+        if previous != definition:
+            raise SweepFolderError(
+                f"{folder} belongs to another sweep ({_describe(previous)}), not this one ({_describe(definition)}); "
+                f"nothing was run. To resume that sweep repeat its command with skip_completed=true, or {fresh}"
+            )
+        if has_jobs and not resume:
+            raise SweepFolderError(
+                f"{folder} already holds this sweep's jobs; nothing was run. Add skip_completed=true to resume it "
+                f"(completed jobs are kept, the others run again), or {fresh}"
+            )
+        return
+    if has_jobs:
+        raise SweepFolderError(f"{folder} holds job records of a sweep without {SWEEP_FILE}; nothing was run. {fresh}")
+    write_json(saved, {"definition": definition})
+
+
+def _describe(definition: dict | None) -> str:
+    if not definition:
+        return "unknown"
+    parts = [f"{k}={v}" for k, v in definition.get("params", {}).items()] + list(definition.get("overrides", []))
+    return " ".join(parts) or "no overrides"
+
 
 class SweepSummary(Callback):
-    """Writes ``summary.csv``, ``summary.md`` and ``pareto.png`` into the sweep folder at the end of a multirun.
+    """Claims the sweep folder (:func:`claim_folder`), prints one line per job start and end (k/N, status,
+    accuracy, time, an estimate of the rest) and writes ``summary.csv``, ``summary.md`` and ``pareto.png`` into
+    the sweep folder at the end of a multirun.
 
-    It reads the records the jobs wrote, so it works with any launcher (in-process, joblib, submitit) and any
-    sweeper (basic grid, Optuna); ``python -m rpn_exp.report`` rebuilds the same files later.
+    Everything reads the records the jobs write, so it works with any launcher (in-process, joblib, submitit)
+    and any sweeper (basic grid, Optuna); ``python -m rpn_exp.report`` rebuilds the same files later.
     """
 
+    def __init__(self) -> None:
+        self.progress: SweepProgress | None = None
+
+    def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
+        try:
+            claim_folder(config.hydra.sweep.dir, sweep_definition(config), resume=bool(config.get("skip_completed")))
+        except SweepFolderError as error:  # Hydra turns a callback's exception into a warning: leave instead
+            print(f"Error: {error}", file=sys.stderr, flush=True)
+            raise SystemExit(2) from error
+        sweeper = config.hydra.sweeper
+        params = OmegaConf.to_container(sweeper.params) if sweeper.get("params") else None
+        total = planned_jobs(params, list(config.hydra.overrides.task), sweeper.get("n_trials"))
+        self.progress = SweepProgress(config.hydra.sweep.dir, total).start()
+
     def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
+        if self.progress is not None:
+            self.progress.stop()
         folder = Path(config.hydra.sweep.dir)
         if not folder.is_dir():
             log.warning("sweep folder %s does not exist; no summary written", folder)
             return
-        rows = summarize([folder])
-        paths = write_summary(folder, rows, title=default_title([folder]))
+        rows, left_out = summarize([folder])
+        paths = write_summary(folder, rows, title=default_title([folder], rows), left_out=left_out)
         front = [row["job"] for row in rows if row["pareto"]]
         log.info(
             "sweep summary: %d jobs (%s); Pareto front: jobs %s\n  %s",

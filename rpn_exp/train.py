@@ -12,12 +12,17 @@ import time
 import traceback
 from pathlib import Path
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from .build import ConfigError, build_datamodule, build_network, instantiate_node
 from .callbacks import SaveOnInterrupt
-from .module import HP_METRICS, DivergenceError, RPNClassifier
-from .record import format_layer_table, model_record, read_record, summary_line, write_record
+from .config_tree import format_config_tree
+from .console import configure_console
+from .loggers import TensorBoardLogger
+from .module import DivergenceError, RPNClassifier
+from .naming import comparable_overrides
+from .provenance import provenance
+from .record import format_layer_table, model_record, per_layer, read_record, summary_line, write_record
 
 log = logging.getLogger("rpn_exp")
 
@@ -36,39 +41,33 @@ def hydra_context() -> dict:
     }
 
 
-def flat_hparams(record: dict, cfg: DictConfig) -> dict:
-    """Scalar hyper-parameters for TensorBoard's HPARAMS tab."""
-    rec_cfg = cfg.reconciliation
+def dashboard_hparams(record: dict, cfg: DictConfig) -> dict:
+    """The run's hyper-parameters for TensorBoard's HPARAMS tab (str, bool or number values).
+
+    r, p and q are the values each layer resolved (``8/2`` where layers differ, as in the sweep summary);
+    hyper-parameters a family does not have are left out rather than logged as a placeholder.
+    """
     hp = {
+        "reconciliation": record["reconciliation"],
+        "learnable_params": record["learnable_params"],
+        "seed": int(cfg.seed),
+        "lr": float(record["lr"]) if record.get("lr") is not None else float("nan"),
         "dataset": record["dataset"],
         "expansion": record["expansion"],
-        "reconciliation": record["reconciliation"],
         "interdependence": record["interdependence"],
         "remainder": record["remainder"],
-        "hidden": str(list(cfg.model.hidden)),
-        "learnable_params": record["learnable_params"],
+        "widths": "-".join(map(str, record["widths"])),
         "frozen_params": record["frozen_params"],
-        "lr": float(cfg.optimizer.get("lr", float("nan"))),
         "batch_size": int(cfg.dataset.batch_size),
-        "seed": int(cfg.seed),
+        "max_epochs": int(cfg.trainer.max_epochs),
     }
-    for key in ("r", "p", "q", "l"):
-        value = rec_cfg.get(key, None) if key in rec_cfg else "-"
-        hp[f"reconciliation.{key}"] = "auto" if value is None else value
+    for key in ("r", "p", "q"):
+        value = per_layer(record["layers"], key)
+        if value != "":
+            hp[key] = value
+    if record.get("tags"):
+        hp["tags"] = ",".join(record["tags"])
     return hp
-
-
-def _log_weight_images(loggers, net, step: int) -> None:
-    from lightning.pytorch.loggers import TensorBoardLogger
-
-    from .plots import weight_image
-
-    for logger in loggers:
-        if isinstance(logger, TensorBoardLogger):
-            for layer in net.layers:
-                preview = layer.heads[0].weight_preview()
-                logger.experiment.add_image(f"weights/{layer.name}", weight_image(preview), step, dataformats="HWC")
-            logger.experiment.flush()  # the writer reopened after fit is not flushed at exit otherwise
 
 
 #: What the task can return to a sweeper (``objective``): a metric of the run or a count from its record.
@@ -105,7 +104,7 @@ def completed_record(out: Path, overrides: list[str]) -> dict | None:
         return None
     if record.get("status") != "completed":
         return None
-    ours, theirs = _job_overrides(overrides), _job_overrides(record.get("overrides", []))
+    ours, theirs = comparable_overrides(overrides), comparable_overrides(record.get("overrides", []))
     if ours != theirs:
         raise ValueError(
             f"skip_completed=true: {out} holds a completed job with overrides {theirs}, not {ours}; re-run the "
@@ -114,81 +113,42 @@ def completed_record(out: Path, overrides: list[str]) -> dict | None:
     return record
 
 
-#: Overrides that do not change what a job computes; a resumed job may differ from its record in these.
-_NOT_COMPARED = ("skip_completed", "paths.")
-
-
-def _job_overrides(overrides: list[str]) -> list[str]:
-    return sorted(o for o in overrides if not o.split("=", 1)[0].lstrip("+~").startswith(_NOT_COMPARED))
-
-
 def train(cfg: DictConfig) -> float | tuple[float, ...]:
     """Run one experiment described by ``cfg``; always leaves ``result.json`` in the output folder.
 
-    Returns the configured ``objective`` (default the test accuracy; NaN when the run did not complete).
-    With ``skip_completed`` a job whose folder already holds its completed record is not run again.
+    The steps: check the settings, start the record, build data and network, then (unless ``dry_run``) make
+    the trainer, fit, test and record the metrics. Returns the configured ``objective`` (default the test
+    accuracy; NaN when the run did not complete). With ``skip_completed`` a job whose folder already holds its
+    completed record is not run again.
     """
-    import lightning as L
     from lightning.pytorch.utilities import rank_zero_only
 
     started = time.perf_counter()
     main_process = rank_zero_only.rank == 0  # under DDP the other ranks train but leave the record to rank 0
-    out = Path(cfg.paths.output_dir)
-    context = hydra_context()
+    out, context = Path(cfg.paths.output_dir), hydra_context()
     objectives = objective_names(cfg)
+    check_run_settings(cfg)
+    configure_console(sweep=context["multirun"])
     if cfg.get("skip_completed", False):
         done = completed_record(out, context["overrides"])
         if done is not None:
             log.info(summary_line(done).replace("rpn_exp ", "rpn_exp [skipped: already completed] ", 1))
             return objective_value(done, objectives)
-    configured = {k: v for k, v in cfg.reconciliation.items() if k in ("r", "p", "q", "l") and v is not None}
-    record: dict = {
-        "status": "running", "output_dir": str(out), "overrides": context["overrides"], "choices": context["choices"],
-        "seed": cfg.seed, "reconciliation_hparams": configured, "metrics": {},
-    }
+    if cfg.get("print_config", True) and main_process and not context["multirun"]:  # a sweep job: in .hydra/
+        log.info("%s", format_config_tree(cfg, context["choices"]))
+    record = new_record(cfg, out, context)
     if main_process:
         write_record(out, record)  # a job killed from outside is reported as "running", not lost
     trainer = None
     try:
-        L.seed_everything(cfg.seed, workers=True)
-        datamodule = build_datamodule(cfg)
-        net = build_network(cfg, datamodule.num_features, datamodule.num_classes)
-        head = net.layers[0].heads[0]
-        record.update(
-            dataset=datamodule.name,
-            expansion=head.expansion.name,
-            reconciliation=head.reconciliation.name,
-            interdependence=head.interdependence.name,
-            remainder=net.layers[0].remainder.name,
-            **model_record(net),
-        )
-        log.info("RPN network %s\n%s", net.widths, format_layer_table(record["layers"]))
+        datamodule, net = build_experiment(cfg, record, verbose=not context["multirun"])
         if cfg.dry_run:
             record["status"] = "dry_run"
             return objective_value(record, objectives)
-
-        module = RPNClassifier(
-            net,
-            optimizer=instantiate_node(cfg.optimizer, "optimizer"),
-            scheduler=instantiate_node(cfg.scheduler, "scheduler") if cfg.get("scheduler") else None,
-        )
-        callbacks = [instantiate_node(c, f"callbacks.{k}") for k, c in (cfg.get("callbacks") or {}).items()]
-        callbacks.append(SaveOnInterrupt(str(out / "checkpoints")))
-        loggers = [instantiate_node(c, f"logger.{k}") for k, c in (cfg.get("logger") or {}).items()]
-        trainer = instantiate_node(cfg.trainer, "trainer", callbacks=callbacks, logger=loggers or False)
-        for logger in trainer.loggers:
-            _log_hyperparams(logger, flat_hparams(record, cfg))
-
-        trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
-        record["metrics"].update(_metrics(trainer))
-        if cfg.get("test", True):
-            best = getattr(trainer.checkpoint_callback, "best_model_path", "") if trainer.checkpoint_callback else ""
-            trainer.test(module, datamodule=datamodule, ckpt_path=best or None, weights_only=False)
-            record["metrics"].update(_metrics(trainer))
-            record["best_checkpoint"] = best or None
-        _log_weight_images(trainer.loggers, net, trainer.global_step)
+        trainer, module = make_trainer(cfg, net, out, context)
+        log_hyperparameters(trainer, dashboard_hparams(record, cfg))
+        fit_and_test(cfg, trainer, module, datamodule, record, verbose=not context["multirun"])
         record["status"] = "completed"
-        record["data_sizes"] = datamodule.sizes()
         return objective_value(record, objectives)
     except ConfigError as error:
         record.update(status="failed", error=f"invalid configuration: {error}")
@@ -217,10 +177,114 @@ def train(cfg: DictConfig) -> float | tuple[float, ...]:
             record["metrics"].update(_metrics(trainer))
             record["epochs"] = trainer.current_epoch
             record["global_step"] = trainer.global_step
+            _close_dashboards(trainer, record["status"])
         record["wall_time_s"] = round(time.perf_counter() - started, 3)
         if main_process:
             write_record(out, record)
             log.info(summary_line(record))
+
+
+def check_run_settings(cfg: DictConfig) -> None:
+    """Settings that cannot make a training run, refused before anything is written."""
+    epochs = OmegaConf.select(cfg, "trainer.max_epochs")
+    if epochs is not None and epochs < 1 and not cfg.get("dry_run", False):
+        raise ConfigError(
+            f"trainer.max_epochs={epochs} trains nothing; give trainer.max_epochs >= 1, or evaluate a checkpoint "
+            "with: python -m rpn_exp.eval ckpt_path=<file.ckpt>"
+        )
+
+
+def new_record(cfg: DictConfig, out: Path, context: dict) -> dict:
+    """The record of a run that is starting: what was asked for and where the code and numbers come from."""
+    configured = {k: v for k, v in cfg.reconciliation.items() if k in ("r", "p", "q", "l") and v is not None}
+    return {
+        "status": "running", "output_dir": str(out), "overrides": context["overrides"],
+        "choices": context["choices"], "seed": cfg.seed, "tags": list(cfg.get("tags") or []),
+        "debug": is_debug(cfg, context), "reconciliation_hparams": configured,
+        "lr": OmegaConf.select(cfg, "optimizer.lr"), "max_epochs": OmegaConf.select(cfg, "trainer.max_epochs"),
+        "provenance": provenance(OmegaConf.select(cfg, "trainer.accelerator")), "metrics": {},
+    }
+
+
+def is_debug(cfg: DictConfig, context: dict) -> bool:
+    """A run of a ``debug`` preset (or any ``fast_dev_run``): its numbers are not results."""
+    return context["choices"].get("debug") is not None or bool(OmegaConf.select(cfg, "trainer.fast_dev_run"))
+
+
+def build_experiment(cfg: DictConfig, record: dict, verbose: bool = True):
+    """Seed, then build the data module and the network; describe the network in ``record`` (and the console
+    when ``verbose``; the log file always)."""
+    import lightning as L
+
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    datamodule = build_datamodule(cfg)
+    net = build_network(cfg, datamodule.num_features, datamodule.num_classes)
+    head = net.layers[0].heads[0]
+    record.update(
+        dataset=datamodule.name,
+        expansion=head.expansion.name,
+        reconciliation=head.reconciliation.name,
+        interdependence=head.interdependence.name,
+        remainder=net.layers[0].remainder.name,
+        **model_record(net),
+    )
+    log.log(logging.INFO if verbose else logging.DEBUG, "RPN network %s\n%s", net.widths,
+            format_layer_table(record["layers"]))
+    return datamodule, net
+
+
+def make_trainer(cfg: DictConfig, net, out: Path, context: dict):
+    """The LightningModule and the Trainer with the configured callbacks and loggers.
+
+    Inside a multirun the per-job progress bars and model summaries are off (the sweep prints one line per job
+    instead) unless ``progress_bars_in_sweeps=true``.
+    """
+    module = RPNClassifier(
+        net,
+        optimizer=instantiate_node(cfg.optimizer, "optimizer"),
+        scheduler=instantiate_node(cfg.scheduler, "scheduler") if cfg.get("scheduler") else None,
+        config=OmegaConf.to_container(cfg, resolve=True),
+    )
+    quiet = context["multirun"] and not cfg.get("progress_bars_in_sweeps", False)
+    callbacks = [
+        instantiate_node(c, f"callbacks.{k}")
+        for k, c in (cfg.get("callbacks") or {}).items()
+        if not (quiet and str(c.get("_target_", "")).endswith("ProgressBar"))
+    ]
+    callbacks.append(SaveOnInterrupt(str(out / "checkpoints")))
+    loggers = [instantiate_node(c, f"logger.{k}") for k, c in (cfg.get("logger") or {}).items()]
+    extra = {"enable_progress_bar": False, "enable_model_summary": False} if quiet else {}
+    trainer = instantiate_node(cfg.trainer, "trainer", callbacks=callbacks, logger=loggers or False, **extra)
+    return trainer, module
+
+
+def fit_and_test(cfg: DictConfig, trainer, module, datamodule, record: dict, verbose: bool = True) -> None:
+    """Fit (from ``ckpt_path`` if given), then test the best checkpoint; the metrics go into ``record``
+    (and the test table to the console when ``verbose``)."""
+    trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    record["metrics"].update(_metrics(trainer))
+    if cfg.get("test", True):
+        best = getattr(trainer.checkpoint_callback, "best_model_path", "") if trainer.checkpoint_callback else ""
+        trainer.test(module, datamodule=datamodule, ckpt_path=best or None, weights_only=False, verbose=verbose)
+        record["metrics"].update(_metrics(trainer))
+        record["best_checkpoint"] = best or None
+    record["data_sizes"] = datamodule.sizes()
+
+
+def log_hyperparameters(trainer, hparams: dict) -> None:
+    """The run's hyper-parameters to every logger: TensorBoard's HPARAMS session, the others' own format."""
+    for logger in trainer.loggers:
+        if isinstance(logger, TensorBoardLogger):
+            logger.log_session(hparams)
+        else:
+            logger.log_hyperparams(hparams)
+
+
+def _close_dashboards(trainer, status: str) -> None:
+    outcome = {"completed": "success", "interrupted": "aborted", "running": "aborted"}.get(status, "failure")
+    for logger in trainer.loggers:
+        if isinstance(logger, TensorBoardLogger):
+            logger.close(outcome)
 
 
 def _finish_failure(context: dict, error: Exception, objectives: list[str]):
@@ -228,15 +292,6 @@ def _finish_failure(context: dict, error: Exception, objectives: list[str]):
     if context["multirun"]:
         return objective_value({"status": "failed"}, objectives)
     raise error
-
-
-def _log_hyperparams(logger, hparams: dict) -> None:
-    from lightning.pytorch.loggers import TensorBoardLogger
-
-    if isinstance(logger, TensorBoardLogger):
-        logger.log_hyperparams(hparams, metrics={key: 0.0 for key in HP_METRICS})
-    else:
-        logger.log_hyperparams(hparams)
 
 
 def _metrics(trainer) -> dict:

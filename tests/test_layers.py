@@ -249,14 +249,13 @@ def test_layer_with_interdependence_heads_and_output_processing():
 
 
 @pytest.mark.parametrize("psi,m,n", [(R.DualLPHMReconciliation(r=2), 30, 12), (R.LowRankReconciliation(r=2), 30, 12),
-                                     (R.HMReconciliation(), 30, 12), (R.DualLPHMReconciliation(r=5), 784, 64)])
-def test_weight_preview_is_the_column_pooled_weight(psi, m, n):
+                                     (R.HMReconciliation(), 30, 12), (R.IdentityReconciliation(), 30, 12),
+                                     (R.DualLPHMReconciliation(r=5), 784, 64)])
+def test_the_weight_window_is_the_leading_block_of_W(psi, m, n):
     head = RPNLayer(m, n, expansion=E.TaylorExpansion(d=2), reconciliation=psi).heads[0]  # D = 930 or 615,440
     W = head.weight()[0]
-    expected = torch.nn.functional.adaptive_avg_pool1d(W.unsqueeze(0), 100).squeeze(0)
-    torch.testing.assert_close(head.weight_preview(width=100), expected)
-    if head.D <= 5000:
-        torch.testing.assert_close(head.weight_preview(width=5000), W)  # narrower than the width: W itself
+    torch.testing.assert_close(head.weight_window(rows=7, cols=100), W[:7, :100])
+    torch.testing.assert_close(head.weight_window(rows=1000, cols=700), W[:, :700])  # rows beyond n: all of them
 
 
 @pytest.mark.slow

@@ -3,7 +3,6 @@
 from rpn_exp.record import write_record
 from rpn_exp.report import main
 from rpn_exp.summary import read_csv
-
 from tests.test_summary import record
 
 

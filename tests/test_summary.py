@@ -63,7 +63,7 @@ def test_a_missing_folder_is_named_in_the_error(tmp_path):
 
 def test_a_completed_row_carries_the_record(sweep):
     row = job_row(sweep / "1", sweep)
-    assert set(row) == set(COLUMNS)
+    assert set(row) == set(COLUMNS) | {"debug"}
     assert row["job"] == "1" and row["status"] == "completed" and row["reconciliation"] == "lphm"
     assert row["r"] == 2 and row["p"] == "8/2" and row["q"] == "64/128"  # per layer where layers differ
     assert row["learnable_params"] == 1198 and row["test_acc"] == 0.85 and row["val_acc_best"] == pytest.approx(0.84)
@@ -109,7 +109,8 @@ def test_the_front_ignores_runs_without_accuracy():
 
 
 def test_summarize_marks_the_front(sweep):
-    rows = summarize([sweep])
+    rows, left_out = summarize([sweep])
+    assert left_out == 0
     assert [r["job"] for r in rows if r["pareto"]] == ["0", "1", "2", "10"]
     assert {r["job"]: r["status"] for r in rows}["4"] == "missing"
 
@@ -117,13 +118,13 @@ def test_summarize_marks_the_front(sweep):
 def test_merged_sweeps_name_jobs_by_their_folder(sweep, tmp_path):
     other = tmp_path / "other"
     write_record(other / "0", record("lorr", 5000, 0.95))
-    rows = summarize([sweep, other])
+    rows, _ = summarize([sweep, other])
     assert "other/0" in [r["job"] for r in rows] and "sweep/0" in [r["job"] for r in rows]
     assert {r["job"] for r in rows if r["pareto"]} == {"sweep/2", "sweep/10", "sweep/0", "sweep/1", "other/0"}
 
 
 def test_the_markdown_table_is_sorted_by_parameters_and_marks_the_front(sweep):
-    text = format_markdown(summarize([sweep]))
+    text = format_markdown(summarize([sweep])[0])
     table = [line for line in text.splitlines() if line.startswith("| ") and "front" not in line]
     jobs = [line.split("|")[2].strip() for line in table]
     assert jobs[:4] == ["2", "10", "0", "1"]  # 417, 834, 983, 1,198 learnable parameters
@@ -134,7 +135,7 @@ def test_the_markdown_table_is_sorted_by_parameters_and_marks_the_front(sweep):
 
 
 def test_write_summary_writes_csv_markdown_and_png(sweep):
-    rows = summarize([sweep])
+    rows, _ = summarize([sweep])
     paths = write_summary(sweep, rows, title="test sweep")
     back = read_csv(paths["csv"])
     assert [r["job"] for r in back] == [r["job"] for r in rows]
@@ -146,5 +147,5 @@ def test_write_summary_writes_csv_markdown_and_png(sweep):
 
 def test_a_sweep_with_nothing_completed_still_gets_a_plot(tmp_path):
     hydra_job(tmp_path / "0", ["reconciliation=hm"])
-    paths = write_summary(tmp_path, summarize([tmp_path]))
+    paths = write_summary(tmp_path, summarize([tmp_path])[0])
     assert paths["png"].read_bytes().startswith(PNG_SIGNATURE)

@@ -37,7 +37,8 @@ class VisionSpec:
             }
         if self.torchvision_class == "QMNIST":
             return {
-                part: [f"qmnist-{part}-images-idx3-ubyte", f"qmnist-{part}-labels-idx2-int"] for part in ("train", "test")
+                part: [f"qmnist-{part}-images-idx3-ubyte", f"qmnist-{part}-labels-idx2-int"]
+                for part in ("train", "test")
             }
         return {
             "train": ["train-images-idx3-ubyte", "train-labels-idx1-ubyte"],

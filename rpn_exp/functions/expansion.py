@@ -13,9 +13,9 @@ from collections.abc import Sequence
 
 import torch
 
+from .base import Function
 from .processing import build_processing
 from .shapes import check_positive_int
-from .base import Function
 
 __all__ = [
     "Expansion",

@@ -8,7 +8,7 @@ need to exist when they are low rank.
 
 from __future__ import annotations
 
-from typing import NamedTuple, Union
+from typing import NamedTuple
 
 import torch
 
@@ -20,7 +20,7 @@ class LowRank(NamedTuple):
     V: torch.Tensor
 
 
-Factor = Union[torch.Tensor, LowRank]
+Factor = torch.Tensor | LowRank
 
 
 def dense(M: Factor) -> torch.Tensor:

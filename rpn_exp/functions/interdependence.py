@@ -17,9 +17,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from .base import Function
 from .reconciliation import Reconciliation
 from .shapes import check_positive_int
-from .base import Function
 
 __all__ = [
     "Interdependence",

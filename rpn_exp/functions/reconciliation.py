@@ -30,27 +30,28 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .base import Function
 from .factors import Factor, LowRank, dense, kron_linear
 from .shapes import check_positive_int, resolve_factor
-from .base import Function
 
+#: Exported in a fixed order (the low-parameter families first): plots give families colours in this order.
 __all__ = [
     "Reconciliation",
     "IdentityReconciliation",
-    "MaskingReconciliation",
-    "DuplicatedPaddingReconciliation",
-    "DuplicatedDiagonalPaddingReconciliation",
-    "ConstantReconciliation",
-    "ZeroReconciliation",
-    "OneReconciliation",
-    "ConstantEyeReconciliation",
     "LowRankReconciliation",
     "HMReconciliation",
     "LPHMReconciliation",
     "DualLPHMReconciliation",
-    "HypernetReconciliation",
+    "DuplicatedPaddingReconciliation",
+    "DuplicatedDiagonalPaddingReconciliation",
+    "MaskingReconciliation",
     "RandomMatrixAdaptionReconciliation",
+    "HypernetReconciliation",
     "RandomMatrixHypernetReconciliation",
+    "ConstantReconciliation",
+    "ZeroReconciliation",
+    "OneReconciliation",
+    "ConstantEyeReconciliation",
 ]
 
 

@@ -12,6 +12,7 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import nn
+
 from .base import Function
 
 __all__ = ["Remainder", "ZeroRemainder", "IdentityRemainder", "LinearRemainder", "ConstantRemainder"]

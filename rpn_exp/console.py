@@ -1,0 +1,36 @@
+"""What a run prints: Lightning's messages once, no adverts, and inside a sweep only what matters."""
+
+from __future__ import annotations
+
+import logging
+import warnings
+
+#: Lightning messages that say nothing about the run (no TPU on these machines; an advertisement).
+NOISE = ("TPU available", "💡 Tip", "HPU available")
+#: Warnings raised inside Lightning about its own use of deprecated APIs: nothing a user can change.
+LIGHTNING_INTERNAL_WARNINGS = (r".*isinstance\(treespec, LeafSpec\).*",)
+
+
+class _DropNoise(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not any(text in record.getMessage() for text in NOISE)
+
+
+def configure_console(sweep: bool) -> None:
+    """Lightning's console messages go out once, through the application's handlers, without noise.
+
+    Lightning gives its logger a handler of its own; under Hydra the root logger has one too, so every message
+    appeared twice (``INFO: ...`` and Hydra's format). That extra handler is removed when the root logger has a
+    handler. Inside a sweep (``sweep``) Lightning says only warnings: the sweep prints a line per job.
+    """
+    lightning = logging.getLogger("lightning.pytorch")
+    if logging.getLogger().handlers:
+        for handler in list(lightning.handlers):
+            if isinstance(handler, logging.StreamHandler):
+                lightning.removeHandler(handler)
+    source = logging.getLogger("lightning.pytorch.utilities.rank_zero")
+    if not any(isinstance(f, _DropNoise) for f in source.filters):
+        source.addFilter(_DropNoise())
+    lightning.setLevel(logging.WARNING if sweep else logging.INFO)
+    for message in LIGHTNING_INTERNAL_WARNINGS:
+        warnings.filterwarnings("ignore", message=message)

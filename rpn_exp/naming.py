@@ -1,0 +1,77 @@
+"""Names of sweep jobs: the job number, zero-padded so that folders and TensorBoard runs sort, and what it sets.
+
+``conf/hydra/default.yaml`` names each job's folder ``${rpn_exp.job_dir:${hydra.job.num},${hydra.overrides.task}}``,
+e.g. ``003_lorr_r8`` for job 3 of ``reconciliation=lorr reconciliation.r=8``. The name depends only on the job's
+number and overrides, so re-running a sweep command finds the same folders.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from pathlib import Path
+
+#: Config groups whose choice (``group=option``) and keys (``group.key=value``) name a job.
+LABEL_GROUPS = ("dataset", "expansion", "reconciliation", "interdependence", "remainder", "model", "optimizer",
+                "scheduler", "experiment")
+#: Top-level keys that name a job (``key=value``).
+LABEL_KEYS = ("seed",)
+#: Width of the zero-padded job number: folders sort in job order up to 1,000 jobs.
+NUMBER_WIDTH = 3
+
+
+def job_label(overrides: Iterable[str]) -> str:
+    """``lorr_r8`` for ``["reconciliation=lorr", "reconciliation.r=8"]``: the options and values a job sets.
+
+    A group choice contributes its option, ``group.sub.key=value`` contributes ``keyvalue`` and ``seed=3``
+    contributes ``seed3``; overrides of other keys (paths, trainer, callbacks, hydra, ...) are left out.
+    Characters other than letters, digits, ``.``, ``_`` and ``-`` become ``-``; the label is at most 60 characters.
+    """
+    parts = []
+    for override in overrides:
+        key, sep, value = str(override).partition("=")
+        key = key.lstrip("+~")
+        group, dot, _ = key.partition(".")
+        if not sep or "@" in key:
+            continue
+        if (not dot and group in LABEL_GROUPS) or key in LABEL_KEYS:
+            parts.append(value if group in LABEL_GROUPS else f"{key}{value}")
+        elif dot and group in LABEL_GROUPS:
+            parts.append(f"{key.rsplit('.', 1)[1]}{value}")
+    clean = (re.sub(r"[^A-Za-z0-9._-]+", "-", part).strip("-") for part in parts)
+    return "_".join(part for part in clean if part)[:60]
+
+
+#: Overrides that do not change what a job computes; a resumed job or sweep may differ from its record in these.
+NOT_COMPARED = ("skip_completed", "paths.", "progress_bars_in_sweeps", "print_config")
+
+
+def comparable_overrides(overrides: Iterable[str]) -> list[str]:
+    """The overrides that define what a job or sweep computes, sorted (those of :data:`NOT_COMPARED` left out)."""
+    return sorted(o for o in map(str, overrides) if not o.split("=", 1)[0].lstrip("+~").startswith(NOT_COMPARED))
+
+
+def job_dir(num, overrides: Iterable[str] = ()) -> str:
+    """The folder name of sweep job ``num``: ``003_lorr_r8`` (just ``003`` when no override names it)."""
+    label = job_label(overrides or ())
+    return f"{int(num):0{NUMBER_WIDTH}d}" + (f"_{label}" if label else "")
+
+
+def job_number(name: str) -> int | None:
+    """The job number a folder name starts with (``003_lorr_r8`` -> 3), None if it does not."""
+    match = re.match(r"(\d+)(?:_|$)", name)
+    return int(match.group(1)) if match else None
+
+
+def basename(path: str) -> str:
+    """The last part of a path (``outputs/x/multiruns/s/003_lorr_r8`` -> ``003_lorr_r8``)."""
+    return Path(str(path)).name
+
+
+def register_resolvers() -> None:
+    """Make ``${rpn_exp.job_dir:...}`` and ``${rpn_exp.basename:...}`` available to OmegaConf (idempotent)."""
+    from omegaconf import OmegaConf
+
+    for name, function in (("rpn_exp.job_dir", job_dir), ("rpn_exp.basename", basename)):
+        if not OmegaConf.has_resolver(name):
+            OmegaConf.register_new_resolver(name, function)

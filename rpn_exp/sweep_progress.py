@@ -1,0 +1,131 @@
+"""One console line per sweep job start and end, whichever launcher runs the jobs.
+
+The jobs' records on disk (``<sweep>/<job>/result.json``: ``running`` at start, the outcome at the end) are
+watched from the process that launched the sweep, so the same lines appear for jobs run in-process, by joblib
+workers or as submitit jobs:
+
+    [sweep 3/12] started   002_lorr_r4
+    [sweep 3/12] completed 002_lorr_r4: test acc 0.8969, 4.1 s | 3 of 12 done in 0:00:13, about 0:00:39 left
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import threading
+import time
+from datetime import timedelta
+from pathlib import Path
+
+from .naming import job_number
+from .record import RECORD_FILE
+
+#: Statuses after which a job does not change any more.
+FINAL = ("completed", "dry_run", "diverged", "interrupted", "failed")
+
+
+def planned_jobs(sweeper_params: dict | None, task_overrides: list[str], n_trials: int | None = None) -> int | None:
+    """How many jobs a sweep launches: ``n_trials`` for a search (Optuna), else the size of the grid.
+
+    The grid is the product of the number of values of each swept key: ``hydra.sweeper.params`` first, then the
+    command line's overrides (which replace a key of the same name), as Hydra's basic sweeper builds it.
+    None when the overrides cannot be read.
+    """
+    if n_trials is not None:
+        return int(n_trials)
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    texts = [f"{key}={value}" for key, value in (sweeper_params or {}).items()] + list(task_overrides)
+    try:
+        overrides = OverridesParser.create().parse_overrides(texts)
+    except HydraException:
+        return None
+    sizes: dict[str, int] = {}
+    for override in overrides:
+        key = override.get_key_element()
+        sizes[key] = len(list(override.sweep_string_iterator())) if override.is_discrete_sweep() else 1
+    return math.prod(sizes.values())
+
+
+class SweepProgress:
+    """Polls ``folder`` in a background thread and prints a line when a job starts and when it ends.
+
+    ``total`` is the planned number of jobs (None: unknown, shown as ``?``). :meth:`stop` takes a last look,
+    so every job that ended is reported before the sweep summary.
+    """
+
+    def __init__(self, folder: str | Path, total: int | None, interval: float = 0.5, printer=print):
+        self.folder, self.total, self.interval, self.printer = Path(folder), total, interval, printer
+        self.started_at = time.monotonic()
+        self._seen: dict[str, str] = {}  # job folder name -> last status reported ("started" or final)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="rpn_exp-sweep-progress", daemon=True)
+
+    def start(self) -> SweepProgress:
+        """Start watching. Jobs that already ended (a resumed sweep) count as done and are named in one line."""
+        self.poll(report=False)
+        done = sorted(name for name, status in self._seen.items() if status in FINAL)
+        if done:
+            self.printer(f"[sweep] resuming: {len(done)} job(s) already ended ({', '.join(done)})", flush=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=10)
+        self.poll()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.poll()
+
+    def poll(self, report: bool = True) -> None:
+        """Report every job whose record appeared or reached a final status since the last look (``report``
+        False: only note them)."""
+        if not self.folder.is_dir():
+            return
+        for record_path in sorted(self.folder.glob(f"*/{RECORD_FILE}")):
+            name = record_path.parent.name
+            try:
+                record = json.loads(record_path.read_text())
+            except (OSError, ValueError):  # being replaced right now: read it on the next look
+                continue
+            status = record.get("status", "running")
+            if not report:
+                self._seen[name] = status if status in FINAL else "started"
+                continue
+            if name not in self._seen:
+                self._seen[name] = "started"
+                self.printer(f"{self._prefix(name)} started   {name}", flush=True)
+            if status in FINAL and self._seen[name] not in FINAL:
+                self._seen[name] = status
+                self.printer(f"{self._prefix(name)} {status:<9} {name}: {self._outcome(record)} | {self._eta()}",
+                             flush=True)
+
+    def _prefix(self, name: str) -> str:
+        number = job_number(name)
+        position = "?" if number is None else str(number + 1)
+        return f"[sweep {position}/{self.total or '?'}]"
+
+    @staticmethod
+    def _outcome(record: dict) -> str:
+        metrics, parts = record.get("metrics", {}), []
+        if metrics.get("test/acc") is not None:
+            parts.append(f"test acc {metrics['test/acc']:.4f}")
+        elif metrics.get("val/acc_best") is not None:
+            parts.append(f"best val acc {metrics['val/acc_best']:.4f}")
+        if record.get("error"):
+            parts.append(record["error"].splitlines()[0][:120])
+        if record.get("wall_time_s") is not None:
+            parts.append(f"{record['wall_time_s']:.1f} s")
+        return ", ".join(parts) or "no metrics"
+
+    def _eta(self) -> str:
+        done = sum(status in FINAL for status in self._seen.values())
+        elapsed = time.monotonic() - self.started_at
+        text = f"{done} of {self.total or '?'} done in {timedelta(seconds=round(elapsed))}"
+        if self.total and done < self.total:
+            text += f", about {timedelta(seconds=round(elapsed / done * (self.total - done)))} left"
+        return text
