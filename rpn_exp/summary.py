@@ -61,7 +61,7 @@ def job_row(folder: str | Path, root: str | Path | None = None) -> dict:
     folder = Path(folder)
     name = str(folder.relative_to(root)) if root is not None and folder != Path(root) else folder.name
     row = dict.fromkeys(COLUMNS, "")
-    row.update(job=name, pareto=False, debug=False)
+    row.update(job=name, pareto=False, debug=None)  # None: unknown (no readable record)
     path = folder / RECORD_FILE
     try:
         record = json.loads(path.read_text())
@@ -153,14 +153,16 @@ def summarize(folders: Iterable[str | Path], include_debug: bool = False) -> tup
     debug jobs were left out.
 
     Jobs of a ``debug`` preset (record ``"debug": true``) are left out unless ``include_debug`` is set or every
-    job is one (a debug sweep is summarized as such).
+    job with a record is one (a debug sweep is summarized as such); a job without a readable record is kept.
     """
     folders = [Path(f) for f in folders]
     rows = []
     for job in find_jobs(folders):
         root = next((f for f in folders if job == f or f in job.parents), None)
         rows.append(job_row(job, root.parent if len(folders) > 1 and root is not None else root))
-    kept = rows if include_debug or all(row["debug"] for row in rows) else [r for r in rows if not r["debug"]]
+    known = [row["debug"] for row in rows if row["debug"] is not None]
+    keep_all = include_debug or all(known)  # a sweep made only of debug jobs is summarized as such
+    kept = rows if keep_all else [row for row in rows if row["debug"] is not True]
     for i in pareto_front(kept):
         kept[i]["pareto"] = True
     return kept, len(rows) - len(kept)

@@ -82,6 +82,10 @@ class SweepSummary(Callback):
     def __init__(self) -> None:
         self.progress: SweepProgress | None = None
 
+    def __getstate__(self) -> dict:
+        """Launchers (joblib, submitit) pickle the callbacks into each job: the watcher stays in this process."""
+        return {**self.__dict__, "progress": None}
+
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
         try:
             claim_folder(config.hydra.sweep.dir, sweep_definition(config), resume=bool(config.get("skip_completed")))

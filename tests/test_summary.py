@@ -7,6 +7,7 @@ import pytest
 from rpn_exp.record import write_record
 from rpn_exp.summary import (
     COLUMNS,
+    default_title,
     find_jobs,
     format_markdown,
     job_row,
@@ -149,3 +150,38 @@ def test_a_sweep_with_nothing_completed_still_gets_a_plot(tmp_path):
     hydra_job(tmp_path / "0", ["reconciliation=hm"])
     paths = write_summary(tmp_path, summarize([tmp_path])[0])
     assert paths["png"].read_bytes().startswith(PNG_SIGNATURE)
+
+
+def test_a_model_at_chance_is_never_on_the_front():
+    rows = [{"status": "completed", "learnable_params": 417, "test_acc": 0.12, "widths": "64-128-10"},
+            {"status": "completed", "learnable_params": 983, "test_acc": 0.30, "widths": "64-128-10"},
+            {"status": "completed", "learnable_params": 20810, "test_acc": 0.14, "widths": "64-128-10"}]
+    assert pareto_front(rows) == [1]  # 0.12 and 0.14 are within 0.05 of chance (0.1)
+
+
+def test_debug_jobs_are_left_out_unless_asked_or_alone(tmp_path):
+    write_record(tmp_path / "000", record("lphm", 983, 0.80))
+    write_record(tmp_path / "001", record("hm", 2453, 0.90, debug=True))
+    rows, left_out = summarize([tmp_path])
+    assert [r["job"] for r in rows] == ["000"] and left_out == 1
+    assert "1 debug job(s) left out" in format_markdown(rows, left_out)
+    rows, left_out = summarize([tmp_path], include_debug=True)
+    assert [r["job"] for r in rows] == ["000", "001"] and left_out == 0
+    (tmp_path / "000" / "result.json").unlink()
+    rows, left_out = summarize([tmp_path])  # a sweep made only of debug jobs is summarized as such
+    assert [r["job"] for r in rows] == ["001"] and left_out == 0
+
+
+def test_the_markdown_shows_the_optional_columns_only_when_they_vary(tmp_path):
+    write_record(tmp_path / "000", record("lphm", 983, 0.80, seed=1, lr=0.01, widths=[64, 128, 10], epochs=30))
+    write_record(tmp_path / "001", record("lphm", 983, 0.82, seed=2, lr=0.01, widths=[64, 128, 10], epochs=30))
+    header = format_markdown(summarize([tmp_path])[0]).splitlines()[0]
+    assert "| seed |" in header and "| lr |" not in header and "| widths |" not in header and "| epochs |" not in header
+    assert read_csv(write_summary(tmp_path, summarize([tmp_path])[0])["csv"])[0]["widths"] == "64-128-10"
+
+
+def test_the_title_names_the_task_dataset_and_epochs(tmp_path):
+    folder = tmp_path / "rank_digits" / "multiruns" / "2026-11-22_10-00-00_000000"
+    write_record(folder / "000", record("lphm", 983, 0.80, epochs=30))
+    rows, _ = summarize([folder])
+    assert default_title([folder], rows) == "rank_digits | digits | 30 epochs | 2026-11-22_10-00-00_000000"

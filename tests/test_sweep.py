@@ -69,6 +69,11 @@ def test_a_multirun_summarizes_every_job(grid):
     assert text.count("| ★ |") == len(front) and "4 jobs: 4 completed." in text
     assert (folder / "pareto.png").read_bytes().startswith(PNG)
     assert "sweep summary: 4 jobs (4 completed)" in done.stdout
+    for k, job in enumerate(JOBS, start=1):  # one line per job start and end, with k/N
+        assert f"[sweep {k}/4] started   {job}" in done.stdout
+        assert f"[sweep {k}/4] completed {job}: test acc " in done.stdout
+    assert "4 of 4 done in" in done.stdout
+    assert "it/s" not in done.stdout + done.stderr and "Epoch 0" not in done.stdout + done.stderr  # no progress bars
 
 
 def test_every_job_is_in_tensorboard_with_its_hyper_parameters(grid):
@@ -132,6 +137,16 @@ def test_resume_skips_completed_jobs_and_runs_only_the_rest(grid, tmp_path):
     kept = [JOBS[0], JOBS[1], JOBS[3]]
     assert {job: (folder / job / "result.json").read_text() for job in kept} == {j: before[j] for j in kept}
     assert [r["status"] for r in read_csv(folder / "summary.csv")] == ["completed"] * 4
+
+
+def test_the_same_sweep_into_its_folder_without_resume_is_refused(grid, tmp_path):
+    _, original = grid
+    folder = shutil.copytree(original, tmp_path / "train" / "multiruns" / original.name)
+    before = {p.relative_to(folder): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+    done = run_cli("-m", *GRID, *FAST, f"hydra.sweep.dir={folder}")
+    assert done.returncode == 2 and "already holds this sweep's jobs; nothing was run" in done.stderr
+    assert "skip_completed=true" in done.stderr
+    assert {p.relative_to(folder): p.read_bytes() for p in folder.rglob("*") if p.is_file()} == before
 
 
 def test_resume_refuses_a_folder_of_another_sweep(grid, tmp_path):

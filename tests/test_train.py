@@ -197,3 +197,35 @@ def test_ddp_spawn_trains_inside_a_sweep(tmp_path):
     (record_path,) = list(tmp_path.rglob("result.json"))
     assert json.loads(record_path.read_text())["status"] == "completed"
     assert "sweep summary: 1 jobs (1 completed)" in done.stdout
+
+
+def test_the_record_carries_provenance_tags_and_the_debug_flag(make_config, tmp_path):
+    train(make_config(*FAST, "tags=[baseline,v2]", output_dir=tmp_path))
+    record = read_record(tmp_path)
+    assert record["tags"] == ["baseline", "v2"] and record["lr"] == 0.01 and record["max_epochs"] == 2
+    assert set(record["provenance"]) == {"git", "versions", "device"}
+    assert set(record["provenance"]["versions"]) >= {"python", "torch", "lightning", "hydra-core", "rpn_exp"}
+    commit = record["provenance"]["git"]["commit"]
+    assert commit is None or len(commit) == 40  # None only outside a git checkout (an installed wheel)
+    assert record["debug"] is False  # composed without Hydra's choices; debug=limit is seen through the CLI below
+
+
+def test_zero_epochs_are_refused_with_the_evaluation_command(make_config, tmp_path):
+    with pytest.raises(ConfigError, match=r"trainer.max_epochs=0 trains nothing; .* python -m rpn_exp.eval"):
+        train(make_config("trainer.max_epochs=0", output_dir=tmp_path))
+    assert not (tmp_path / "result.json").exists()
+
+
+def test_a_single_run_prints_its_config_as_a_tree(make_config, tmp_path, caplog):
+    caplog.set_level("INFO", logger="rpn_exp")
+    train(make_config(*FAST, "reconciliation=lphm", output_dir=tmp_path))
+    assert "├── reconciliation  r=5  p=null  q=null" in caplog.text  # the option's name comes from Hydra's choices
+
+
+@pytest.mark.slow
+def test_a_debug_preset_is_recorded_as_debug(tmp_path):
+    done = run_cli("debug=fdr", f"paths.log_dir={tmp_path}", "callbacks.progress_bar.refresh_rate=0")
+    assert done.returncode == 0, done.stderr[-3000:]
+    record = json.loads(next(tmp_path.rglob("result.json")).read_text())
+    assert record["status"] == "completed" and record["debug"] is True
+    assert record["choices"]["debug"] == "fdr"

@@ -1,0 +1,31 @@
+"""Sweep job names: numbered so they sort, labelled with what the job sets, stable across re-runs."""
+
+import pytest
+
+from rpn_exp.naming import comparable_overrides, job_dir, job_label, job_number
+
+
+@pytest.mark.parametrize("overrides, label", [
+    (["reconciliation=lorr", "reconciliation.r=8"], "lorr_r8"),
+    (["reconciliation=dual_lphm", "reconciliation.r=2", "seed=3"], "dual_lphm_r2_seed3"),
+    (["model.hidden=[64,64]", "optimizer.lr=0.001"], "hidden-64-64_lr0.001"),
+    (["debug=limit", "paths.log_dir=/tmp/x", "task_name=t", "trainer.max_epochs=3", "skip_completed=true"], ""),
+    (["+reconciliation@model.layer_overrides.1.reconciliation=identity", "interdependence=hm"], "hm"),
+])
+def test_the_label_names_the_options_and_values_a_job_sets(overrides, label):
+    assert job_label(overrides) == label
+
+
+def test_job_folders_are_zero_padded_so_they_sort_in_job_order():
+    names = [job_dir(num, ["reconciliation=lorr"]) for num in range(1000)]
+    assert names[3] == "003_lorr" and job_dir(7) == "007"
+    assert sorted(names) == names
+    assert [job_number(name) for name in names] == list(range(1000))
+    assert job_number("summary.csv") is None
+
+
+def test_paths_and_switches_do_not_change_what_a_job_is():
+    a = ["reconciliation=hm", "paths.log_dir=/a", "skip_completed=true"]
+    b = ["paths.log_dir=/b", "reconciliation=hm"]
+    assert comparable_overrides(a) == comparable_overrides(b) == ["reconciliation=hm"]
+    assert comparable_overrides(["reconciliation=hm"]) != comparable_overrides(["reconciliation=lorr"])

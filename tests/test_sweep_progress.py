@@ -1,0 +1,55 @@
+"""Progress lines of a sweep, read from the job records on disk: k/N, status, accuracy, time, time left."""
+
+import pytest
+
+from rpn_exp.record import write_record
+from rpn_exp.sweep_progress import SweepProgress, planned_jobs
+
+
+@pytest.mark.parametrize("params, overrides, n_trials, total", [
+    (None, ["reconciliation=lorr,hm", "reconciliation.r=1,2,4", "debug=limit"], None, 6),
+    ({"reconciliation": "lorr,lphm,dual_lphm", "reconciliation.r": "1,2,4,8"}, [], None, 12),
+    ({"reconciliation": "lorr,lphm,dual_lphm", "reconciliation.r": "1,2,4,8"}, ["reconciliation.r=1,2"], None, 6),
+    (None, ["reconciliation.r=range(1,4)"], None, 3),
+    ({"reconciliation": "choice(lorr,lphm)"}, [], 40, 40),  # a search: its number of trials
+])
+def test_the_number_of_planned_jobs(params, overrides, n_trials, total):
+    assert planned_jobs(params, overrides, n_trials) == total
+
+
+def job(folder, name, status, **extra):
+    write_record(folder / name, {"status": status, "metrics": {}, **extra})
+
+
+def test_a_line_when_a_job_starts_and_one_when_it_ends(tmp_path):
+    lines = []
+    progress = SweepProgress(tmp_path, total=3, printer=lambda text, flush: lines.append(text))
+    job(tmp_path, "000_lorr", "running")
+    progress.poll()
+    assert lines == ["[sweep 1/3] started   000_lorr"]
+    job(tmp_path, "000_lorr", "completed", metrics={"test/acc": 0.8969}, wall_time_s=4.12)
+    job(tmp_path, "001_hm", "failed", error="invalid configuration: p=3 does not divide n=128\nmore", wall_time_s=0.5)
+    progress.poll()
+    assert lines[1].startswith("[sweep 1/3] completed 000_lorr: test acc 0.8969, 4.1 s | 1 of 3 done in 0:00:0")
+    assert lines[1].endswith("left")
+    assert lines[2] == "[sweep 2/3] started   001_hm"
+    assert lines[3].startswith("[sweep 2/3] failed    001_hm: invalid configuration: p=3 does not divide n=128, 0.5 s")
+    progress.poll()
+    assert len(lines) == 4  # each event once
+
+
+def test_a_resumed_sweep_counts_the_jobs_that_already_ended(tmp_path):
+    lines = []
+    job(tmp_path, "000_lorr", "completed", metrics={"test/acc": 0.9})
+    progress = SweepProgress(tmp_path, total=2, interval=0.05, printer=lambda text, flush: lines.append(text)).start()
+    job(tmp_path, "001_hm", "completed", metrics={"test/acc": 0.7})
+    progress.stop()
+    assert lines[0] == "[sweep] resuming: 1 job(s) already ended (000_lorr)"
+    assert lines[-1].startswith("[sweep 2/2] completed 001_hm: test acc 0.7000") and "2 of 2 done" in lines[-1]
+
+
+def test_an_unknown_total_is_shown_as_a_question_mark(tmp_path):
+    lines = []
+    job(tmp_path, "weird-name", "running")
+    SweepProgress(tmp_path, total=None, printer=lambda text, flush: lines.append(text)).poll()
+    assert lines == ["[sweep ?/?] started   weird-name"]
