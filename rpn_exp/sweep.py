@@ -34,6 +34,23 @@ def sweep_definition(config: DictConfig) -> dict:
     return {"params": params, "overrides": comparable_overrides(config.hydra.overrides.task)}
 
 
+def swept_keys(definition: dict) -> set[str]:
+    """The config keys a sweep varies: those its parameters or command give several values (``a,b``, ``range``,
+    ``choice``, ``interval``), without a leading ``+``/``~``."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    texts = [f"{key}={value}" for key, value in definition.get("params", {}).items()]
+    texts += list(definition.get("overrides", []))
+    return {o.get_key_element().lstrip("+~") for o in OverridesParser.create().parse_overrides(texts)
+            if o.is_sweep_override()}
+
+
+def read_definition(folder: str | Path) -> dict | None:
+    """The definition in a sweep folder's ``sweep.json`` (None when there is none)."""
+    path = Path(folder) / SWEEP_FILE
+    return json.loads(path.read_text()).get("definition") if path.is_file() else None
+
+
 def claim_folder(folder: str | Path, definition: dict, resume: bool) -> None:
     """Make ``folder`` this sweep's, or refuse it before any job runs.
 

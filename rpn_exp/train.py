@@ -32,20 +32,50 @@ def hydra_context() -> dict:
     from hydra.core.hydra_config import HydraConfig
 
     if not HydraConfig.initialized():
-        return {"overrides": [], "choices": {}, "multirun": False}
+        return {"overrides": [], "choices": {}, "multirun": False, "sweep_dir": None}
     hc = HydraConfig.get()
     return {
         "overrides": list(hc.overrides.task),
         "choices": {k: v for k, v in hc.runtime.choices.items() if not k.startswith("hydra")},
         "multirun": str(hc.mode) == "RunMode.MULTIRUN",
+        "sweep_dir": hc.sweep.dir,
     }
 
 
-def dashboard_hparams(record: dict, cfg: DictConfig) -> dict:
+#: Each HPARAMS column and the config groups (or top-level keys) whose change can change it.
+HPARAM_SOURCES = {
+    "reconciliation": ("reconciliation",),
+    "r": ("reconciliation",),
+    "p": ("reconciliation", "model", "dataset"),
+    "q": ("reconciliation", "model", "dataset", "expansion", "interdependence"),
+    "learnable_params": ("reconciliation", "model", "dataset", "expansion", "interdependence", "remainder"),
+    "frozen_params": ("reconciliation", "model", "interdependence", "remainder"),
+    "seed": ("seed",),
+    "lr": ("optimizer",),
+    "dataset": ("dataset",),
+    "expansion": ("expansion",),
+    "interdependence": ("interdependence",),
+    "remainder": ("remainder",),
+    "widths": ("model", "dataset"),
+    "batch_size": ("dataset",),
+    "max_epochs": ("trainer",),
+    "tags": ("tags",),
+}
+
+
+def varied_by(swept: set[str], column: str) -> bool:
+    """Whether sweeping the config keys ``swept`` can change HPARAMS ``column`` (an ``experiment`` changes all)."""
+    groups = {key.split("@")[0].split(".")[0] for key in swept}
+    return "experiment" in groups or bool(groups & set(HPARAM_SOURCES[column]))
+
+
+def dashboard_hparams(record: dict, cfg: DictConfig, swept: set[str] | None = None) -> dict:
     """The run's hyper-parameters for TensorBoard's HPARAMS tab (str, bool or number values).
 
     r, p and q are the values each layer resolved (``8/2`` where layers differ, as in the sweep summary);
-    hyper-parameters a family does not have are left out rather than logged as a placeholder.
+    hyper-parameters a family does not have are left out rather than logged as a placeholder. In a sweep
+    (``swept``: the config keys it varies) only the columns those keys can change are logged: TensorBoard then
+    shows what tells the jobs apart, and the constants stay in ``result.json`` and ``hparams.yaml``.
     """
     hp = {
         "reconciliation": record["reconciliation"],
@@ -67,6 +97,8 @@ def dashboard_hparams(record: dict, cfg: DictConfig) -> dict:
             hp[key] = value
     if record.get("tags"):
         hp["tags"] = ",".join(record["tags"])
+    if swept is not None:
+        hp = {key: value for key, value in hp.items() if varied_by(swept, key)}
     return hp
 
 
@@ -146,7 +178,7 @@ def train(cfg: DictConfig) -> float | tuple[float, ...]:
             record["status"] = "dry_run"
             return objective_value(record, objectives)
         trainer, module = make_trainer(cfg, net, out, context)
-        log_hyperparameters(trainer, dashboard_hparams(record, cfg))
+        log_hyperparameters(trainer, dashboard_hparams(record, cfg, sweep_keys(context)))
         fit_and_test(cfg, trainer, module, datamodule, record, verbose=not context["multirun"])
         record["status"] = "completed"
         return objective_value(record, objectives)
@@ -182,6 +214,14 @@ def train(cfg: DictConfig) -> float | tuple[float, ...]:
         if main_process:
             write_record(out, record)
             log.info(summary_line(record))
+
+
+def sweep_keys(context: dict) -> set[str] | None:
+    """The config keys the running sweep varies (None outside a sweep, or for a sweep without ``sweep.json``)."""
+    from .sweep import read_definition, swept_keys
+
+    definition = read_definition(context["sweep_dir"]) if context["multirun"] else None
+    return swept_keys(definition) if definition is not None else None
 
 
 def check_run_settings(cfg: DictConfig) -> None:

@@ -83,15 +83,16 @@ def test_every_job_shows_the_metrics_of_its_record_and_its_per_layer_p_q(dashboa
         assert int(group["hparams"]["learnable_params"]) == int(row["learnable_params"])
 
 
-def test_the_columns_that_differ_come_first(dashboard):
+def test_the_columns_that_differ_come_first_and_constants_are_hidden(dashboard):
     _, port = dashboard
     experiment = post(port, "experiment", {"experimentName": "", "includeMetrics": True})
     infos = experiment["hparamInfos"]
     differs = [info.get("differs", False) for info in infos]
     assert differs == sorted(differs, reverse=True)  # every differing column before every constant one
     names = [info["name"] for info in infos]
-    varying = {"reconciliation", "r", "learnable_params"}
-    assert set(names[: len(varying)]) == varying and "dataset" in names[len(varying):]
+    assert set(names[:3]) == {"reconciliation", "r", "learnable_params"}  # what the sweep varies
+    assert set(names) <= {"reconciliation", "r", "p", "q", "learnable_params", "frozen_params"}
+    assert not {"dataset", "batch_size", "expansion", "seed", "lr"} & set(names)  # constants of this sweep
     assert {m["name"]["tag"] for m in experiment["metricInfos"]} >= set(METRICS)
     assert not any(m["name"]["tag"].startswith("hp/") for m in experiment["metricInfos"])
 
