@@ -27,6 +27,12 @@ class TensorBoardLogger(_LightningTensorBoardLogger):
         super().__init__(*args, **kwargs)
 
     @rank_zero_only
+    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
+        """As Lightning's, without the ``epoch`` series it adds to every call: the x axis of every chart already
+        says where training was, and an ``epoch`` column would stand first among HPARAMS' metrics."""
+        super().log_metrics({k: v for k, v in metrics.items() if k != "epoch"}, step)
+
+    @rank_zero_only
     def log_session(self, hparams: dict[str, Any]) -> None:
         """The HPARAMS entry of this run: ``hparams`` (str, bool or number values) as a session start."""
         from tensorboard.plugins.hparams.plugin_data_pb2 import SessionStartInfo

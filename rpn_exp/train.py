@@ -49,7 +49,6 @@ HPARAM_SOURCES = {
     "p": ("reconciliation", "model", "dataset"),
     "q": ("reconciliation", "model", "dataset", "expansion", "interdependence"),
     "learnable_params": ("reconciliation", "model", "dataset", "expansion", "interdependence", "remainder"),
-    "frozen_params": ("reconciliation", "model", "interdependence", "remainder"),
     "seed": ("seed",),
     "lr": ("optimizer",),
     "dataset": ("dataset",),
@@ -87,7 +86,6 @@ def dashboard_hparams(record: dict, cfg: DictConfig, swept: set[str] | None = No
         "interdependence": record["interdependence"],
         "remainder": record["remainder"],
         "widths": "-".join(map(str, record["widths"])),
-        "frozen_params": record["frozen_params"],
         "batch_size": int(cfg.dataset.batch_size),
         "max_epochs": int(cfg.trainer.max_epochs),
     }

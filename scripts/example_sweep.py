@@ -45,7 +45,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def screenshot(folder: Path, out: Path, width: int = 1600, height: int = 900) -> None:
+def screenshot(folder: Path, out: Path, width: int = 1800, height: int = 820) -> None:
     """TensorBoard's HPARAMS table of ``folder`` as a PNG, through headless Chromium."""
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     if chromium is None:
@@ -75,12 +75,13 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--no-screenshot", action="store_true", help="skip the TensorBoard screenshot")
     args = parser.parse_args(argv)
+    made_by = provenance("cpu")  # before anything is written: the tree the sweep ran from
     folder, wall = run_sweep()
     EXAMPLE.mkdir(parents=True, exist_ok=True)
     for name in ("summary.csv", "summary.md", "pareto.png"):
         shutil.copy2(folder / name, EXAMPLE / name)
     made = {"command": "python -m rpn_exp " + " ".join(COMMAND), "sweep_folder": str(folder.relative_to(ROOT)),
-            "wall_time_s": round(wall, 1), **provenance("cpu")}
+            "wall_time_s": round(wall, 1), **made_by}
     (EXAMPLE / "provenance.json").write_text(json.dumps(made, indent=2) + "\n")
     if not args.no_screenshot:
         screenshot(folder, EXAMPLE / "hparams.png")

@@ -8,7 +8,7 @@ from rpn_exp.train import train
 from tests.test_train import FAST, hparams_plugin, load_events
 
 #: Every scalar series a run writes: each once (no hp/ copies, no placeholder metric).
-SERIES = {"epoch", "train/loss_step", "train/loss_epoch", "train/acc", "train/lr",
+SERIES = {"train/loss_step", "train/loss_epoch", "train/acc", "train/lr",
           "val/loss", "val/acc", "val/acc_best", "test/loss", "test/acc"}
 
 
