@@ -7,7 +7,7 @@ from .config_path import config_dir
 
 
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="config")
-def main(cfg: DictConfig) -> float:
+def main(cfg: DictConfig) -> float | tuple[float, ...] | None:
     from .train import train
 
     return train(cfg)

@@ -1,7 +1,7 @@
 """The train task: config → functions → network → LightningModule → Trainer → result record.
 
 Only this module touches the run's output folder. It returns the configured objective (the test accuracy by
-default; NaN when the run did not complete) so a Hydra sweeper can optimize it.
+default; None when the run did not complete) so a Hydra sweeper can optimize it.
 """
 
 from __future__ import annotations
@@ -115,11 +115,15 @@ def objective_names(cfg: DictConfig) -> list[str]:
     return names
 
 
-def objective_value(record: dict, names: list[str]) -> float | tuple[float, ...]:
-    """The objective(s) of a finished run: a float for one name, a tuple for several (NaN where missing)."""
-    values = tuple(float(record.get("metrics", {}).get(n, record.get(n, math.nan))) for n in names)
+def objective_value(record: dict, names: list[str]) -> float | tuple[float, ...] | None:
+    """The objective(s) of a completed run: a float for one name, a tuple for several (NaN where one is missing).
+
+    None for a run that did not complete (dry run, failed, diverged, interrupted): it has no value to optimize.
+    The Optuna sweeper records such a trial as failed and goes on; a NaN would make it stop the whole search.
+    """
     if record.get("status") != "completed":
-        values = tuple(math.nan for _ in names)
+        return None
+    values = tuple(float(record.get("metrics", {}).get(n, record.get(n, math.nan))) for n in names)
     return values[0] if len(values) == 1 else values
 
 
@@ -143,12 +147,12 @@ def completed_record(out: Path, overrides: list[str]) -> dict | None:
     return record
 
 
-def train(cfg: DictConfig) -> float | tuple[float, ...]:
+def train(cfg: DictConfig) -> float | tuple[float, ...] | None:
     """Run one experiment described by ``cfg``; always leaves ``result.json`` in the output folder.
 
     The steps: check the settings, start the record, build data and network, then (unless ``dry_run``) make
     the trainer, fit, test and record the metrics. Returns the configured ``objective`` (default the test
-    accuracy; NaN when the run did not complete). With ``skip_completed`` a job whose folder already holds its
+    accuracy; None when the run did not complete). With ``skip_completed`` a job whose folder already holds its
     completed record is not run again.
     """
     from lightning.pytorch.utilities import rank_zero_only

@@ -107,3 +107,22 @@ def test_no_event_file_holds_a_placeholder(dashboard):
             assert all(e.value > 0 for e in events.Scalars(tag))
         record = json.loads((job / "result.json").read_text())
         assert [e.value for e in events.Scalars("test/acc")] == [pytest.approx(record["metrics"]["test/acc"])]
+
+
+def test_the_hparams_view_renders_in_headless_chromium(dashboard, tmp_path):
+    import shutil
+
+    from PIL import Image
+
+    from scripts.example_sweep import screenshot
+
+    if shutil.which("chromium") is None:
+        pytest.skip("Debian's chromium is not installed (.ci/run installs it)")
+    folder, _ = dashboard
+    screenshot(folder, tmp_path / "hparams.png", width=1200, height=700)
+    image = Image.open(tmp_path / "hparams.png").convert("RGB")
+    assert image.size == (1200, 700)
+    colours = image.getcolors(maxcolors=1 << 20)
+    assert len(colours) > 100  # text and widgets, not a blank page
+    orange = sum(count for count, (r, g, b) in colours if r > 230 and 100 < g < 150 and b < 40)
+    assert orange > 1200 * 40  # TensorBoard's header bar rendered

@@ -186,3 +186,13 @@ def test_optuna_multi_objective_search_lands_in_the_summary(tmp_path):
     for solution in results["solutions"]:  # Optuna's Pareto set is made of the recorded jobs
         accuracy, params = solution["values"]
         assert any(abs(a - accuracy) < 1e-6 and p == params for a, p in measured)
+
+
+def test_optuna_search_goes_on_past_trials_that_have_no_value(tmp_path):
+    plugin("hydra_plugins.hydra_optuna_sweeper")
+    done, folder = multirun(tmp_path, "hparams_search=optuna_pareto", "hydra.sweeper.n_trials=2",
+                            "hydra.sweeper.sampler.population_size=2", "optimizer=sgd", "optimizer.lr=1e30",
+                            "expansion.postprocess=null")
+    rows = read_csv(folder / "summary.csv")
+    assert len(rows) == 2 and {r["status"] for r in rows} == {"diverged"}  # recorded; the search ended normally
+    assert "Failed experiment" in done.stdout + done.stderr  # Optuna marked the trials failed

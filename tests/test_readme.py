@@ -1,0 +1,44 @@
+"""Every ``python -m rpn_exp ...`` command shown in the README runs as written (with ``dry_run=true``).
+
+Excluded: the SLURM launcher (no cluster here) and lines with a ``<placeholder>`` (a folder of the reader's own).
+A sweep passes only if every job it launched is recorded as a dry run: a failed job does not fail a sweep's exit
+code, so the records are read.
+"""
+
+import json
+import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+COMMAND = re.compile(r"^\s*(python -m rpn_exp(?:\s.*)?)$")
+
+
+def readme_commands() -> list[str]:
+    commands = [m.group(1) for line in (ROOT / "README.md").read_text().splitlines() if (m := COMMAND.match(line))]
+    return [c for c in commands if "submitit_slurm" not in c and "<" not in c]
+
+
+def test_the_readme_shows_commands():
+    commands = readme_commands()
+    assert len(commands) >= 15 and any(" -m " in c.replace("python -m", "") for c in commands)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("command", readme_commands())
+def test_a_readme_command_runs_as_written(command, tmp_path):
+    args = shlex.split(command, comments=True)[3:]  # after "python -m rpn_exp"
+    done = subprocess.run([sys.executable, "-m", "rpn_exp", *args, "dry_run=true", f"paths.log_dir={tmp_path}",
+                           f"paths.data_dir={tmp_path / 'no-data'}"], capture_output=True, text=True, cwd=tmp_path,
+                          timeout=600)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    if "--help" in args:
+        assert "== Config groups" in done.stdout
+        return
+    records = [json.loads(p.read_text()) for p in tmp_path.rglob("result.json")]
+    assert records, done.stdout[-2000:]
+    assert {r["status"] for r in records} == {"dry_run"}, [r.get("error") for r in records if r.get("error")]
