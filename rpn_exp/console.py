@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 import warnings
 
+#: The loggers Lightning gives a console handler of their own when it is imported.
+LIGHTNING_LOGGERS = ("lightning", "lightning.pytorch", "lightning.fabric")
 #: Lightning messages that say nothing about the run (no TPU on these machines; an advertisement).
 NOISE = ("TPU available", "💡 Tip", "HPU available")
 #: Warnings raised inside Lightning about its own use of deprecated APIs: nothing a user can change.
@@ -19,15 +21,19 @@ class _DropNoise(logging.Filter):
 def configure_console(sweep: bool) -> None:
     """Lightning's console messages go out once, through the application's handlers, without noise.
 
-    Lightning gives its logger a handler of its own; under Hydra the root logger has one too, so every message
-    appeared twice (``INFO: ...`` and Hydra's format). That extra handler is removed when the root logger has a
-    handler. Inside a sweep (``sweep``) Lightning says only warnings: the sweep prints a line per job.
+    Lightning gives its loggers handlers of their own; under Hydra the root logger has one too, so every message
+    appeared twice (``INFO: ...`` and Hydra's format). Those extra handlers are removed, and the records passed on
+    to the root, when the root logger has a handler. Inside a sweep (``sweep``) Lightning says only warnings: the
+    sweep prints a line per job.
     """
     lightning = logging.getLogger("lightning.pytorch")
     if logging.getLogger().handlers:
-        for handler in list(lightning.handlers):
-            if isinstance(handler, logging.StreamHandler):
-                lightning.removeHandler(handler)
+        for name in LIGHTNING_LOGGERS:
+            logger = logging.getLogger(name)
+            for handler in list(logger.handlers):
+                if isinstance(handler, logging.StreamHandler):
+                    logger.removeHandler(handler)
+            logger.propagate = True
     source = logging.getLogger("lightning.pytorch.utilities.rank_zero")
     if not any(isinstance(f, _DropNoise) for f in source.filters):
         source.addFilter(_DropNoise())

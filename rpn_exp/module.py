@@ -105,10 +105,19 @@ class RPNClassifier(L.LightningModule):
         self._step(batch, "test")
 
     def on_save_checkpoint(self, checkpoint):
+        """Besides what Lightning saves: the best validation accuracy so far and every RNG's state (torch, CUDA,
+        numpy, python), so that a resumed run draws the same random numbers as an uninterrupted one."""
+        from .checkpointing import rng_states
+
         checkpoint["val_acc_best"] = self.val_acc_best
+        checkpoint["rng_states"] = rng_states()
 
     def on_load_checkpoint(self, checkpoint):
+        from .checkpointing import restore_rng_states
+
         self.val_acc_best = checkpoint.get("val_acc_best", 0.0)
+        if "rng_states" in checkpoint and self._trainer is not None:  # resuming training, not loading for eval
+            restore_rng_states(checkpoint["rng_states"])
 
     def configure_optimizers(self):
         if self.optimizer_factory is None:

@@ -57,6 +57,12 @@ def job_dir(num, overrides: Iterable[str] = ()) -> str:
     return f"{int(num):0{NUMBER_WIDTH}d}" + (f"_{label}" if label else "")
 
 
+def run_suffix(overrides: Iterable[str] = ()) -> str:
+    """``_lorr_r8`` after a single run's time stamp (empty when no override names it)."""
+    label = job_label(overrides or ())
+    return f"_{label}" if label else ""
+
+
 def job_number(name: str) -> int | None:
     """The job number a folder name starts with (``003_lorr_r8`` -> 3), None if it does not."""
     match = re.match(r"(\d+)(?:_|$)", name)
@@ -69,9 +75,11 @@ def basename(path: str) -> str:
 
 
 def register_resolvers() -> None:
-    """Make ``${rpn_exp.job_dir:...}`` and ``${rpn_exp.basename:...}`` available to OmegaConf (idempotent)."""
+    """Make ``${rpn_exp.job_dir:...}``, ``${rpn_exp.run_suffix:...}`` and ``${rpn_exp.basename:...}`` available
+    to OmegaConf (idempotent)."""
     from omegaconf import OmegaConf
 
-    for name, function in (("rpn_exp.job_dir", job_dir), ("rpn_exp.basename", basename)):
+    for name, function in (("rpn_exp.job_dir", job_dir), ("rpn_exp.run_suffix", run_suffix),
+                           ("rpn_exp.basename", basename)):
         if not OmegaConf.has_resolver(name):
             OmegaConf.register_new_resolver(name, function)

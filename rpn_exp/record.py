@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import socket
 from pathlib import Path
 
 from .layers import RPNNetwork, count_frozen, count_learnable
@@ -34,13 +36,40 @@ def per_layer(layers: list[dict], key: str) -> str | int:
     return values[0] if len(set(values)) == 1 else "/".join(map(str, values))
 
 
+def process_alive(record: dict) -> bool:
+    """Whether the process that wrote a ``running`` record still runs (True when that cannot be told: another
+    host, or a record without its pid)."""
+    pid, host = record.get("pid"), record.get("host")
+    if pid is None or host != socket.gethostname():
+        return True
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def write_json(path: str | Path, data: dict) -> Path:
-    """Write ``data`` as JSON to ``path`` atomically (a temporary file, then a rename) and return the path."""
+    """Write ``data`` as JSON to ``path`` atomically and return the path.
+
+    The text goes to ``<path>.tmp``, is flushed to disk, then renamed over ``path``: a reader never sees a partial
+    file. If writing fails (a full disk), the temporary file is removed and the error raised: ``path`` keeps its
+    last good content.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=_jsonable) + "\n")
-    tmp.replace(path)
+    try:
+        with open(tmp, "w") as handle:
+            handle.write(json.dumps(data, indent=2, default=_jsonable) + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     return path
 
 

@@ -13,7 +13,7 @@ import math
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from .record import RECORD_FILE, per_layer
+from .record import RECORD_FILE, per_layer, process_alive
 
 SUMMARY_CSV, SUMMARY_MD, PARETO_PNG = "summary.csv", "summary.md", "pareto.png"
 
@@ -56,7 +56,8 @@ def job_row(folder: str | Path, root: str | Path | None = None) -> dict:
     """One summary row for the job in ``folder`` (named relative to ``root``).
 
     A missing record gives status ``missing`` and an unreadable one ``unreadable``, with the overrides Hydra
-    saved for that job, so a report on a partial sweep still lists every job it launched.
+    saved for that job, so a report on a partial sweep still lists every job it launched. A ``running`` record
+    whose process is gone (same host, pid not alive) is ``killed``.
     """
     folder = Path(folder)
     name = str(folder.relative_to(root)) if root is not None and folder != Path(root) else folder.name
@@ -71,6 +72,10 @@ def job_row(folder: str | Path, root: str | Path | None = None) -> dict:
     except (OSError, ValueError) as error:
         return {**row, "status": "unreadable", "overrides": _hydra_overrides(folder), "error": f"{path}: {error}"}
 
+    if record.get("status") == "running" and not process_alive(record):
+        record = {**record, "status": "killed",
+                  "error": f"the process (pid {record.get('pid')}) ended without writing an outcome: killed "
+                           "(SIGKILL, out of memory) or lost with its machine; skip_completed=true runs it again"}
     layers = record.get("layers", [])
     metrics = record.get("metrics", {})
     choices = record.get("choices", {})  # a job that failed while building still names its config choices
@@ -98,6 +103,27 @@ def job_row(folder: str | Path, root: str | Path | None = None) -> dict:
         value = metrics.get(metric)
         row[column] = "" if value is None else float(value)
     return row
+
+
+def pending_rows(folder: Path, found: set[str]) -> list[dict]:
+    """Rows for the jobs a grid sweep plans (``sweep.json``) that have no folder yet: ``pending``."""
+    from .naming import job_dir
+    from .sweep_progress import grid_jobs
+
+    path = folder / "sweep.json"
+    plan = json.loads(path.read_text()).get("plan") if path.is_file() else None
+    if not plan:  # no sweep.json, or a search sweeper: its trials are not known in advance
+        return []
+    jobs = grid_jobs(plan.get("params"), plan.get("overrides", []))
+    rows = []
+    for num, overrides in enumerate(jobs or []):
+        name = job_dir(num, overrides)
+        if name not in found:
+            row = dict.fromkeys(COLUMNS, "")
+            row.update(job=name, status="pending", pareto=False, debug=None, overrides=" ".join(overrides),
+                       error="not started: the sweep stopped before this job (skip_completed=true runs it)")
+            rows.append(row)
+    return rows
 
 
 def _hydra_overrides(folder: Path) -> str:
@@ -160,6 +186,9 @@ def summarize(folders: Iterable[str | Path], include_debug: bool = False) -> tup
     for job in find_jobs(folders):
         root = next((f for f in folders if job == f or f in job.parents), None)
         rows.append(job_row(job, root.parent if len(folders) > 1 and root is not None else root))
+    if len(folders) == 1:  # the jobs of the sweep's plan that never started
+        rows += pending_rows(folders[0], {row["job"] for row in rows})
+        rows.sort(key=lambda row: _job_sort_key(Path(row["job"])))
     known = [row["debug"] for row in rows if row["debug"] is not None]
     keep_all = include_debug or all(known)  # a sweep made only of debug jobs is summarized as such
     kept = rows if keep_all else [row for row in rows if row["debug"] is not True]

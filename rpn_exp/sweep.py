@@ -4,8 +4,11 @@ are done."""
 
 from __future__ import annotations
 
+import atexit
 import json
 import logging
+import os
+import socket
 import sys
 from pathlib import Path
 
@@ -13,7 +16,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from .naming import comparable_overrides
-from .record import RECORD_FILE, write_json
+from .record import RECORD_FILE, process_alive, write_json
 from .summary import default_title, status_counts, summarize, write_summary
 from .sweep_progress import SweepProgress, planned_jobs
 
@@ -21,6 +24,8 @@ log = logging.getLogger("rpn_exp")
 
 #: The sweep's definition, written into its folder when it starts: what makes the folder this sweep's.
 SWEEP_FILE = "sweep.json"
+#: Held by the sweep that runs in a folder (its pid and host), from its start until its summary is written.
+LOCK_FILE = "sweep.lock"
 
 
 class SweepFolderError(ValueError):
@@ -51,12 +56,52 @@ def read_definition(folder: str | Path) -> dict | None:
     return json.loads(path.read_text()).get("definition") if path.is_file() else None
 
 
-def claim_folder(folder: str | Path, definition: dict, resume: bool) -> None:
+def sweep_plan(config: DictConfig) -> dict | None:
+    """What expands into the sweep's jobs, in Hydra's order, for the basic (grid) sweeper; None for a search
+    sweeper (Optuna), whose trials are sampled as it goes."""
+    sweeper = config.hydra.sweeper
+    if not str(sweeper.get("_target_", "")).endswith("BasicSweeper"):
+        return None
+    params = OmegaConf.to_container(sweeper.params) if sweeper.get("params") else {}
+    return {"params": params, "overrides": list(config.hydra.overrides.task)}
+
+
+def lock_folder(folder: str | Path) -> Path:
+    """Take the folder's lock: ``sweep.lock`` created atomically (``O_EXCL``) with this process's pid and host.
+
+    Refused (SweepFolderError) while another sweep holds it; a lock whose process is gone (same host, pid not
+    alive) is stale and taken over.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    lock = folder / LOCK_FILE
+    for _ in range(3):
+        try:
+            handle = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            try:
+                owner = json.loads(lock.read_text())
+            except (OSError, ValueError):  # being written by a sweep that is starting right now
+                owner = {}
+            if not owner or process_alive(owner):
+                raise SweepFolderError(
+                    f"{folder} is in use by a running sweep (pid {owner.get('pid', '?')} on "
+                    f"{owner.get('host', '?')}); nothing was run. Wait for it to end, or give a fresh hydra.sweep.dir"
+                ) from None
+            lock.unlink(missing_ok=True)  # its sweep is gone
+            continue
+        with os.fdopen(handle, "w") as out:
+            json.dump({"pid": os.getpid(), "host": socket.gethostname()}, out)
+        return lock
+    raise SweepFolderError(f"{folder}: could not take {LOCK_FILE}; give a fresh hydra.sweep.dir")
+
+
+def claim_folder(folder: str | Path, definition: dict, resume: bool, plan: dict | None = None) -> None:
     """Make ``folder`` this sweep's, or refuse it before any job runs.
 
     Refused: a folder whose ``sweep.json`` defines another sweep; a folder holding this sweep's job records
     unless ``resume`` (``skip_completed=true``); a folder holding job records but no ``sweep.json``.
-    Otherwise ``sweep.json`` is written (kept as it is when resuming).
+    Otherwise ``sweep.json`` is written (kept as it is when resuming), with the grid's ``plan`` if there is one.
     """
     folder = Path(folder)
     saved = folder / SWEEP_FILE
@@ -77,7 +122,7 @@ def claim_folder(folder: str | Path, definition: dict, resume: bool) -> None:
         return
     if has_jobs:
         raise SweepFolderError(f"{folder} holds job records of a sweep without {SWEEP_FILE}; nothing was run. {fresh}")
-    write_json(saved, {"definition": definition})
+    write_json(saved, {"definition": definition, "plan": plan})
 
 
 def _describe(definition: dict | None) -> str:
@@ -98,31 +143,50 @@ class SweepSummary(Callback):
 
     def __init__(self) -> None:
         self.progress: SweepProgress | None = None
+        self.folder: Path | None = None  # set while a sweep runs and has no summary yet
 
     def __getstate__(self) -> dict:
         """Launchers (joblib, submitit) pickle the callbacks into each job: the watcher stays in this process."""
-        return {**self.__dict__, "progress": None}
+        return {**self.__dict__, "progress": None, "folder": None}
 
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
+        lock = None
         try:
-            claim_folder(config.hydra.sweep.dir, sweep_definition(config), resume=bool(config.get("skip_completed")))
+            lock = lock_folder(config.hydra.sweep.dir)
+            claim_folder(config.hydra.sweep.dir, sweep_definition(config), resume=bool(config.get("skip_completed")),
+                         plan=sweep_plan(config))
         except SweepFolderError as error:  # Hydra turns a callback's exception into a warning: leave instead
+            if lock is not None:
+                lock.unlink(missing_ok=True)
             print(f"Error: {error}", file=sys.stderr, flush=True)
             raise SystemExit(2) from error
         sweeper = config.hydra.sweeper
         params = OmegaConf.to_container(sweeper.params) if sweeper.get("params") else None
         total = planned_jobs(params, list(config.hydra.overrides.task), sweeper.get("n_trials"))
         self.progress = SweepProgress(config.hydra.sweep.dir, total).start()
+        self.folder = Path(config.hydra.sweep.dir)
+        atexit.register(self._summarize_interrupted)  # Ctrl-C or SIGTERM end the process before on_multirun_end
 
     def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
+        self.write_summary_files()
+
+    def _summarize_interrupted(self) -> None:
+        if self.folder is not None:
+            print(f"[sweep] stopped before its end; summarizing what it left in {self.folder}", flush=True)
+            self.write_summary_files()
+
+    def write_summary_files(self) -> None:
+        """Stop the watcher and write the summary files of the sweep folder (once)."""
+        folder, self.folder = self.folder, None
         if self.progress is not None:
             self.progress.stop()
-        folder = Path(config.hydra.sweep.dir)
-        if not folder.is_dir():
+            self.progress = None
+        if folder is None or not folder.is_dir():
             log.warning("sweep folder %s does not exist; no summary written", folder)
             return
         rows, left_out = summarize([folder])
         paths = write_summary(folder, rows, title=default_title([folder], rows), left_out=left_out)
+        (folder / LOCK_FILE).unlink(missing_ok=True)
         front = [row["job"] for row in rows if row["pareto"]]
         log.info(
             "sweep summary: %d jobs (%s); Pareto front: jobs %s\n  %s",

@@ -24,6 +24,22 @@ from .record import RECORD_FILE
 FINAL = ("completed", "dry_run", "diverged", "interrupted", "failed")
 
 
+def grid_jobs(sweeper_params: dict | None, task_overrides: list[str]) -> list[list[str]] | None:
+    """The overrides of every job of a grid sweep, in Hydra's job order (``hydra.sweeper.params`` first, then the
+    command line's overrides, which replace a key of the same name); None when they cannot be expanded (a search
+    space such as ``interval(...)``, which only a search sweeper samples)."""
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    texts = [f"{key}={value}" for key, value in (sweeper_params or {}).items()] + list(task_overrides)
+    try:
+        (jobs,) = BasicSweeper.split_arguments(OverridesParser.create().parse_overrides(texts), None)
+    except HydraException:
+        return None
+    return jobs
+
+
 def planned_jobs(sweeper_params: dict | None, task_overrides: list[str], n_trials: int | None = None) -> int | None:
     """How many jobs a sweep launches: ``n_trials`` for a search (Optuna), else the size of the grid.
 

@@ -8,6 +8,10 @@ from __future__ import annotations
 
 import logging
 import math
+import os
+import shutil
+import socket
+import sys
 import time
 import traceback
 from pathlib import Path
@@ -15,7 +19,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from .build import ConfigError, build_datamodule, build_network, instantiate_node
-from .callbacks import SaveOnInterrupt
+from .checkpointing import INTERRUPTED, LAST, AtomicCheckpointIO, LastCheckpoint, SaveOnInterrupt
 from .config_tree import format_config_tree
 from .console import configure_console
 from .loggers import TensorBoardLogger
@@ -156,6 +160,7 @@ def train(cfg: DictConfig) -> float | tuple[float, ...] | None:
     completed record is not run again.
     """
     from lightning.pytorch.utilities import rank_zero_only
+    from lightning.pytorch.utilities.exceptions import SIGTERMException
 
     started = time.perf_counter()
     main_process = rank_zero_only.rank == 0  # under DDP the other ranks train but leave the record to rank 0
@@ -163,16 +168,19 @@ def train(cfg: DictConfig) -> float | tuple[float, ...] | None:
     objectives = objective_names(cfg)
     check_run_settings(cfg)
     configure_console(sweep=context["multirun"])
+    resume_from = cfg.get("ckpt_path")
     if cfg.get("skip_completed", False):
         done = completed_record(out, context["overrides"])
         if done is not None:
             log.info(summary_line(done).replace("rpn_exp ", "rpn_exp [skipped: already completed] ", 1))
             return objective_value(done, objectives)
+        resume_from = resume_from or prepare_rerun(out)
     if cfg.get("print_config", True) and main_process and not context["multirun"]:  # a sweep job: in .hydra/
         log.info("%s", format_config_tree(cfg, context["choices"]))
     record = new_record(cfg, out, context)
+    record["resumed_from"] = resume_from
     if main_process:
-        write_record(out, record)  # a job killed from outside is reported as "running", not lost
+        save_record(out, record)  # a job killed from outside is reported as "running" (then "killed"), not lost
     trainer = None
     try:
         datamodule, net = build_experiment(cfg, record, verbose=not context["multirun"])
@@ -181,7 +189,7 @@ def train(cfg: DictConfig) -> float | tuple[float, ...] | None:
             return objective_value(record, objectives)
         trainer, module = make_trainer(cfg, net, out, context)
         log_hyperparameters(trainer, dashboard_hparams(record, cfg, sweep_keys(context)))
-        fit_and_test(cfg, trainer, module, datamodule, record, verbose=not context["multirun"])
+        fit_and_test(cfg, trainer, module, datamodule, record, resume_from, verbose=not context["multirun"])
         record["status"] = "completed"
         return objective_value(record, objectives)
     except ConfigError as error:
@@ -191,16 +199,20 @@ def train(cfg: DictConfig) -> float | tuple[float, ...] | None:
     except DivergenceError as error:
         record.update(status="diverged", error=str(error))
         log.error("Run diverged: %s", error)
-        return objective_value(record, objectives)
-    except SystemExit as error:
+        return _finish_failure(context, error, objectives)
+    except SIGTERMException as error:  # Lightning stops at the next batch boundary after a SIGTERM
+        record.update(status="interrupted", error="stopped by SIGTERM (e.g. a cluster's time limit or kill)",
+                      **interruption_checkpoints(out))
+        raise SystemExit(SIGTERM_EXIT) from error
+    except SystemExit as error:  # Lightning exits with 1 after Ctrl-C, once training stopped cleanly
         if trainer is not None and trainer.interrupted:
-            record.update(status="interrupted", error="interrupted by the user (Ctrl-C)")
-            record["last_checkpoint"] = str(out / "checkpoints" / "last.ckpt")
+            record.update(status="interrupted", error="interrupted by the user (Ctrl-C)",
+                          **interruption_checkpoints(out))
         else:
             record.update(status="failed", error=f"exited with {error.code}")
         raise
     except KeyboardInterrupt:
-        record.update(status="interrupted", error="interrupted by the user (Ctrl-C)")
+        record.update(status="interrupted", error="interrupted by the user (Ctrl-C)", **interruption_checkpoints(out))
         raise
     except Exception as error:  # recorded, then re-raised outside sweeps
         record.update(status="failed", error=f"{type(error).__name__}: {error}", traceback=traceback.format_exc())
@@ -214,7 +226,7 @@ def train(cfg: DictConfig) -> float | tuple[float, ...] | None:
             _close_dashboards(trainer, record["status"])
         record["wall_time_s"] = round(time.perf_counter() - started, 3)
         if main_process:
-            write_record(out, record)
+            save_record(out, record)
             log.info(summary_line(record))
 
 
@@ -224,6 +236,31 @@ def sweep_keys(context: dict) -> set[str] | None:
 
     definition = read_definition(context["sweep_dir"]) if context["multirun"] else None
     return swept_keys(definition) if definition is not None else None
+
+
+def save_record(out: Path, record: dict) -> None:
+    """Write ``result.json``; if that fails (a full disk), say so on stderr and keep the last good record."""
+    try:
+        write_record(out, record)
+    except OSError as error:
+        print(f"rpn_exp: could not write {out / 'result.json'} ({error}); its last good version is kept, the run's "
+              f"outcome was: {summary_line(record)}", file=sys.stderr, flush=True)
+
+
+def prepare_rerun(out: Path) -> str | None:
+    """A job run again into its folder (``skip_completed=true``) that did not complete: it continues from its own
+    ``last.ckpt`` (the end of its last completed epoch; returned), or, without one, starts from a clean folder:
+    the earlier attempt's checkpoints, event files and logs are removed (its ``.hydra/`` and record stay until
+    the new record replaces it)."""
+    last = out / "checkpoints" / LAST
+    if last.is_file():
+        log.info("resuming %s from its last completed epoch: %s", out.name, last)
+        return str(last)
+    for folder in (out / "checkpoints", out / "csv"):
+        shutil.rmtree(folder, ignore_errors=True)
+    for stale in [*out.glob("events.out.tfevents.*"), out / "hparams.yaml"]:
+        stale.unlink(missing_ok=True)
+    return None
 
 
 def check_run_settings(cfg: DictConfig) -> None:
@@ -240,7 +277,8 @@ def new_record(cfg: DictConfig, out: Path, context: dict) -> dict:
     """The record of a run that is starting: what was asked for and where the code and numbers come from."""
     configured = {k: v for k, v in cfg.reconciliation.items() if k in ("r", "p", "q", "l") and v is not None}
     return {
-        "status": "running", "output_dir": str(out), "overrides": context["overrides"],
+        "status": "running", "pid": os.getpid(), "host": socket.gethostname(),
+        "output_dir": str(out), "overrides": context["overrides"],
         "choices": context["choices"], "seed": cfg.seed, "tags": list(cfg.get("tags") or []),
         "debug": is_debug(cfg, context), "reconciliation_hparams": configured,
         "lr": OmegaConf.select(cfg, "optimizer.lr"), "max_epochs": OmegaConf.select(cfg, "trainer.max_epochs"),
@@ -293,17 +331,19 @@ def make_trainer(cfg: DictConfig, net, out: Path, context: dict):
         for k, c in (cfg.get("callbacks") or {}).items()
         if not (quiet and str(c.get("_target_", "")).endswith("ProgressBar"))
     ]
-    callbacks.append(SaveOnInterrupt(str(out / "checkpoints")))
+    callbacks += [LastCheckpoint(out / "checkpoints"), SaveOnInterrupt(out / "checkpoints")]
     loggers = [instantiate_node(c, f"logger.{k}") for k, c in (cfg.get("logger") or {}).items()]
     extra = {"enable_progress_bar": False, "enable_model_summary": False} if quiet else {}
-    trainer = instantiate_node(cfg.trainer, "trainer", callbacks=callbacks, logger=loggers or False, **extra)
+    trainer = instantiate_node(cfg.trainer, "trainer", callbacks=callbacks, logger=loggers or False,
+                               plugins=[AtomicCheckpointIO()], **extra)
     return trainer, module
 
 
-def fit_and_test(cfg: DictConfig, trainer, module, datamodule, record: dict, verbose: bool = True) -> None:
-    """Fit (from ``ckpt_path`` if given), then test the best checkpoint; the metrics go into ``record``
-    (and the test table to the console when ``verbose``)."""
-    trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+def fit_and_test(cfg: DictConfig, trainer, module, datamodule, record: dict, resume_from: str | None = None,
+                 verbose: bool = True) -> None:
+    """Fit (continuing from the checkpoint ``resume_from`` if given), then test the best checkpoint; the metrics
+    go into ``record`` (and the test table to the console when ``verbose``)."""
+    trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from)
     record["metrics"].update(_metrics(trainer))
     if cfg.get("test", True):
         best = getattr(trainer.checkpoint_callback, "best_model_path", "") if trainer.checkpoint_callback else ""
@@ -329,8 +369,21 @@ def _close_dashboards(trainer, status: str) -> None:
             logger.close(outcome)
 
 
+#: Exit status of a run stopped by SIGTERM (128 + 15, as a shell reports a process ended by that signal).
+SIGTERM_EXIT = 143
+
+
+def interruption_checkpoints(out: Path) -> dict:
+    """Where an interrupted run can continue: ``last.ckpt`` (the last completed epoch: resume there for the same
+    result as an uninterrupted run) and ``interrupted.ckpt`` (the state when it stopped); None where absent."""
+    folder = out / "checkpoints"
+    return {key: str(folder / name) if (folder / name).is_file() else None
+            for key, name in (("last_checkpoint", LAST), ("interrupted_checkpoint", INTERRUPTED))}
+
+
 def _finish_failure(context: dict, error: Exception, objectives: list[str]):
-    """Inside a sweep a failed job is recorded and the sweep goes on; a single run fails loudly."""
+    """Inside a sweep a failed or diverged job is recorded and the sweep goes on; a single run fails loudly
+    (exit status 1), so that automation never takes it for a success."""
     if context["multirun"]:
         return objective_value({"status": "failed"}, objectives)
     raise error

@@ -3,6 +3,7 @@
 import pytest
 from tensorboard.plugins.hparams import api_pb2
 
+from rpn_exp.module import DivergenceError
 from rpn_exp.record import read_record
 from rpn_exp.train import train
 from tests.test_train import FAST, hparams_plugin, load_events
@@ -33,7 +34,9 @@ def test_without_a_test_the_test_accuracy_is_absent_not_zero(make_config, tmp_pa
 
 
 def test_a_diverged_run_ends_its_session_as_a_failure(make_config, tmp_path):
-    train(make_config(*FAST, "optimizer=sgd", "optimizer.lr=1e30", "expansion.postprocess=null", output_dir=tmp_path))
+    with pytest.raises(DivergenceError):  # a single run fails loudly
+        train(make_config(*FAST, "optimizer=sgd", "optimizer.lr=1e30", "expansion.postprocess=null",
+                          output_dir=tmp_path))
     assert read_record(tmp_path)["status"] == "diverged"
     _, status, _ = hparams_plugin(load_events(tmp_path))
     assert status == api_pb2.STATUS_FAILURE

@@ -2,7 +2,7 @@
 
 import pytest
 
-from rpn_exp.naming import comparable_overrides, job_dir, job_label, job_number
+from rpn_exp.naming import comparable_overrides, job_dir, job_label, job_number, run_suffix
 
 
 @pytest.mark.parametrize("overrides, label", [
@@ -22,6 +22,17 @@ def test_job_folders_are_zero_padded_so_they_sort_in_job_order():
     assert sorted(names) == names
     assert [job_number(name) for name in names] == list(range(1000))
     assert job_number("summary.csv") is None
+
+
+@pytest.mark.slow
+def test_a_single_run_folder_ends_with_the_label(tmp_path):
+    from tests.test_train import run_cli
+
+    done = run_cli("reconciliation=lorr", "reconciliation.r=2", "dry_run=true", f"paths.log_dir={tmp_path}")
+    assert done.returncode == 0, done.stderr[-2000:]
+    (run,) = (tmp_path / "train" / "runs").iterdir()
+    assert run.name.endswith("_lorr_r2") and run.name[:4].isdigit()
+    assert run_suffix([]) == ""
 
 
 def test_paths_and_switches_do_not_change_what_a_job_is():

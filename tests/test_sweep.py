@@ -171,6 +171,8 @@ def test_launchers_run_a_sweep_whose_summary_reads_the_records(launcher, tmp_pat
     assert sorted(r["reconciliation"] for r in rows) == ["hm", "lorr"]
     assert {r["status"] for r in rows} == {"completed"}
     assert all(f"launcher={launcher}" in r["overrides"] for r in rows)
+    for k, job in enumerate(["000_lorr", "001_hm"], start=1):  # progress lines with every launcher
+        assert f"[sweep {k}/2] completed {job}: test acc " in done.stdout
 
 
 def test_optuna_multi_objective_search_lands_in_the_summary(tmp_path):
@@ -196,3 +198,74 @@ def test_optuna_search_goes_on_past_trials_that_have_no_value(tmp_path):
     rows = read_csv(folder / "summary.csv")
     assert len(rows) == 2 and {r["status"] for r in rows} == {"diverged"}  # recorded; the search ended normally
     assert "Failed experiment" in done.stdout + done.stderr  # Optuna marked the trials failed
+
+
+def test_the_optuna_preset_searches_r_from_1_to_8():
+    plugin("hydra_plugins.hydra_optuna_sweeper")
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra_plugins.hydra_optuna_sweeper._impl import create_optuna_distribution_from_override
+
+    from tests.conftest import compose_config
+
+    params = compose_config(["hparams_search=optuna_pareto"], hydra_config=True).hydra.sweeper.params
+    overrides = OverridesParser.create().parse_overrides([f"{k}={v}" for k, v in params.items()])
+    family, rank = (create_optuna_distribution_from_override(o) for o in overrides)
+    assert list(family.choices) == ["lorr", "lphm", "dual_lphm"]
+    assert (rank.low, rank.high) == (1, 8)  # inclusive bounds: r = 9 is never drawn
+
+
+def test_two_sweeps_at_once_into_one_folder_the_second_is_refused(tmp_path):
+    import os
+    import subprocess
+    import time
+
+    from tests.test_train import cli_command
+
+    folder = tmp_path / "shared"
+    command = cli_command("-m", "reconciliation=lorr,hm", "trainer.max_epochs=30", "callbacks.progress_bar.refresh_rate=0",
+                          f"hydra.sweep.dir={folder}")
+    first = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not (folder / "sweep.lock").exists():  # the first sweep has started
+        assert time.monotonic() < deadline and first.poll() is None, "the first sweep did not start"
+        time.sleep(0.1)
+    second = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert second.returncode == 2
+    assert f"is in use by a running sweep (pid {first.pid} on" in second.stderr and "nothing was run" in second.stderr
+    out, err = first.communicate(timeout=300)
+    assert first.returncode == 0, err[-2000:]
+    rows = read_csv(folder / "summary.csv")
+    assert [(r["job"], r["status"]) for r in rows] == [("000_lorr", "completed"), ("001_hm", "completed")]
+    assert {json.loads((folder / r["job"] / "result.json").read_text())["pid"] for r in rows} == {first.pid}
+    assert not (folder / "sweep.lock").exists() and os.path.exists(folder / "sweep.json")
+
+
+def test_a_lock_left_by_a_dead_sweep_is_taken_over(tmp_path):
+    import subprocess
+
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    folder = tmp_path / "sweep"
+    folder.mkdir()
+    import socket
+
+    (folder / "sweep.lock").write_text(json.dumps({"pid": dead.pid, "host": socket.gethostname()}))
+    done = run_cli("-m", "reconciliation=hm", *FAST, f"hydra.sweep.dir={folder}")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert [r["status"] for r in read_csv(folder / "summary.csv")] == ["completed"]
+
+
+def test_an_interrupted_sweep_still_writes_its_summary(tmp_path):
+    import os
+
+    folder = tmp_path / "sweep"
+    env = {**os.environ, "RPN_TEST_SIGNAL": "001:3:SIGTERM"}
+    done = run_cli("-m", "reconciliation=lphm,dual_lphm,hm", "+callbacks.signal._target_=tests.callbacks.SignalFromEnv",
+                   *FAST, f"hydra.sweep.dir={folder}", env=env)
+    assert done.returncode == 143, done.stderr[-2000:]
+    assert "stopped before its end; summarizing" in done.stdout
+    rows = {r["job"]: r for r in read_csv(folder / "summary.csv")}
+    assert {job: row["status"] for job, row in rows.items()} == {
+        "000_lphm": "completed", "001_dual_lphm": "interrupted", "002_hm": "pending"}
+    assert "SIGTERM" in rows["001_dual_lphm"]["error"]
+    assert not (folder / "sweep.lock").exists()

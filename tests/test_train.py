@@ -10,14 +10,20 @@ import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from rpn_exp.build import ConfigError
+from rpn_exp.module import DivergenceError
 from rpn_exp.record import read_record
 from rpn_exp.train import train
 
 FAST = ["debug=limit", "callbacks.progress_bar.refresh_rate=0"]
 
 
-def run_cli(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "rpn_exp", *args], capture_output=True, text=True, cwd=cwd, timeout=300)
+def cli_command(*args) -> list[str]:
+    """``python -m rpn_exp ARGS`` as an argument list."""
+    return [sys.executable, "-m", "rpn_exp", *args]
+
+
+def run_cli(*args, cwd=None, env=None):
+    return subprocess.run(cli_command(*args), capture_output=True, text=True, cwd=cwd, timeout=300, env=env)
 
 
 def load_events(folder: Path) -> EventAccumulator:
@@ -120,7 +126,8 @@ def test_an_unknown_dataset_folder_says_where_it_looked(make_config, tmp_path):
 
 def test_a_diverging_learning_rate_ends_with_status_diverged(make_config, tmp_path):
     cfg = make_config(*FAST, "optimizer=sgd", "optimizer.lr=1e30", "expansion.postprocess=null", output_dir=tmp_path)
-    assert train(cfg) is None  # a sweeper sees no value for a diverged run
+    with pytest.raises(DivergenceError):  # a single run fails loudly; in a sweep the job returns None instead
+        train(cfg)
     record = read_record(tmp_path)
     assert record["status"] == "diverged" and "lower optimizer.lr" in record["error"]
 
@@ -135,7 +142,8 @@ def test_ctrl_c_leaves_the_last_checkpoint_and_status_interrupted(make_config, t
         signal.signal(signal.SIGINT, signal.default_int_handler)  # Lightning ignores SIGINT after an interrupt
     record = read_record(tmp_path)
     assert record["status"] == "interrupted" and record["global_step"] == 3
-    assert Path(record["last_checkpoint"]).is_file()
+    assert record["last_checkpoint"] is None  # no epoch completed yet: nothing to resume exactly from
+    assert Path(record["interrupted_checkpoint"]).is_file()
 
 
 def test_ckpt_path_resumes_training(make_config, tmp_path):
@@ -171,10 +179,15 @@ def test_skip_completed_returns_the_recorded_result_without_training(make_config
 
 def test_skip_completed_runs_a_job_whose_record_did_not_complete(make_config, tmp_path):
     cfg = make_config(*FAST, "optimizer=sgd", "optimizer.lr=1e30", "expansion.postprocess=null", output_dir=tmp_path)
-    train(cfg)
+    with pytest.raises(DivergenceError):
+        train(cfg)
     assert read_record(tmp_path)["status"] == "diverged"
+    (tmp_path / "checkpoints").mkdir(exist_ok=True)
+    (tmp_path / "checkpoints" / "best-epoch000.ckpt").write_text("a stale attempt's file")
     train(make_config(*FAST, "skip_completed=true", output_dir=tmp_path))
-    assert read_record(tmp_path)["status"] == "completed"
+    record = read_record(tmp_path)
+    assert record["status"] == "completed" and record["resumed_from"] is None  # no last.ckpt: a clean start
+    assert all(p.read_bytes()[:2] == b"PK" for p in (tmp_path / "checkpoints").iterdir())  # the stale file is gone
 
 
 @pytest.mark.slow

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import lightning as L
 import torch
@@ -13,23 +14,27 @@ class TensorBatches:
 
     ``x`` stays in its stored dtype (uint8 images take a quarter of the memory of float32); each batch is
     gathered by index (or sliced) and standardized on the fly: ``(x_batch - mean) / std`` in float32. With
-    ``shuffle`` the order is a fresh permutation each pass, drawn from ``seed`` and the pass number, so runs
-    are reproducible. ``rank``/``world_size`` give each DDP process its own contiguous shard.
+    ``shuffle`` the order of pass e is the permutation drawn from ``seed + e``, so runs are reproducible.
+    ``epoch`` (a callable, e.g. the trainer's current epoch) gives e; without it e counts this object's passes.
+    Taking e from the trainer makes a run resumed from an end-of-epoch checkpoint see the same order as one that
+    was never interrupted. ``rank``/``world_size`` give each DDP process its own contiguous shard.
     """
 
     def __init__(self, x, y, batch_size, *, mean=0.0, std=1.0, shuffle=False, seed=0, rank=0, world_size=1,
-                 drop_last=False):
+                 drop_last=False, epoch: Callable[[], int] | None = None):
         self.x, self.y = x, y
         self.mean, self.std = float(mean), float(std)
         self.batch_size, self.shuffle, self.seed = batch_size, shuffle, seed
         self.rank, self.world_size, self.drop_last = rank, world_size, drop_last
+        self.epoch = epoch
         self.passes = 0
 
     def _indices(self) -> torch.Tensor | None:
         total = self.x.shape[0]
         order = None
         if self.shuffle:
-            generator = torch.Generator().manual_seed(self.seed + self.passes)
+            number = self.epoch() if self.epoch is not None else self.passes
+            generator = torch.Generator().manual_seed(self.seed + number)
             order = torch.randperm(total, generator=generator)
         if self.world_size > 1:
             per_rank = total // self.world_size
@@ -111,8 +116,9 @@ class TensorDataModule(L.LightningDataModule):
         trainer = getattr(self, "trainer", None)
         rank, world = (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
         size = self.batch_size if train else self.eval_batch_size
+        epoch = (lambda: trainer.current_epoch) if trainer is not None else None
         return TensorBatches(x, y, size, mean=self.mean, std=self.std, shuffle=train, seed=self.seed,
-                             rank=rank, world_size=world)
+                             rank=rank, world_size=world, epoch=epoch)
 
     def train_dataloader(self):
         return self._batches("train", train=True)

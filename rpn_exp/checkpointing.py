@@ -1,0 +1,115 @@
+"""Checkpoints you can resume from: written atomically, ``last.ckpt`` at the end of every epoch.
+
+* :class:`AtomicCheckpointIO` writes every checkpoint (best, last, interrupted) to a temporary file beside its
+  final name, flushes it to disk and renames it: a crash, a kill or a full disk never leaves a truncated file
+  under a checkpoint's name (the previous one stays).
+* :class:`LastCheckpoint` writes ``last.ckpt`` when each training epoch ends (after its validation): the state a
+  resumed run continues from. With the data order taken from the epoch number and the RNG states in the
+  checkpoint (``RPNClassifier.on_save_checkpoint``), ``2 epochs + resume to 4`` computes what ``4 epochs`` does.
+* :class:`SaveOnInterrupt` writes ``interrupted.ckpt`` when training is interrupted (Ctrl-C; SIGTERM, which
+  Lightning turns into ``SIGTERMException`` at the next batch boundary) in the middle of an epoch; ``last.ckpt``
+  keeps the last completed epoch, the exact point to resume from.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import Checkpoint
+from lightning.pytorch.plugins.io import TorchCheckpointIO
+from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+LAST = "last.ckpt"
+INTERRUPTED = "interrupted.ckpt"
+
+
+def atomic_torch_save(obj, path: str | Path) -> Path:
+    """``torch.save(obj)`` to ``path`` through ``<path>.tmp``, fsync and rename; the temporary file is removed
+    if writing fails (e.g. the disk is full), so ``path`` holds either its old content or the new one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        with open(tmp, "wb") as handle:
+            torch.save(obj, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def rng_states() -> dict:
+    """The state of every random number generator a run draws from (torch, CUDA if present, numpy, python), in
+    types that ``torch.load(weights_only=True)`` accepts (tensors, lists, numbers), so a checkpoint holding them
+    stays loadable the safe way."""
+    import random
+
+    import numpy as np
+
+    kind, keys, position, has_gauss, cached = np.random.get_state()
+    states = {"torch": torch.get_rng_state(), "numpy": [kind, keys.tolist(), position, has_gauss, cached],
+              "python": _lists(random.getstate())}
+    if torch.cuda.is_available():
+        states["cuda"] = torch.cuda.get_rng_state_all()
+    return states
+
+
+def restore_rng_states(states: dict) -> None:
+    """Set every generator back to ``states`` (from :func:`rng_states`)."""
+    import random
+
+    import numpy as np
+
+    torch.set_rng_state(states["torch"])
+    kind, keys, position, has_gauss, cached = states["numpy"]
+    np.random.set_state((kind, np.array(keys, dtype=np.uint32), position, has_gauss, cached))
+    version, internal, gauss = states["python"]
+    random.setstate((version, tuple(internal), gauss))
+    if "cuda" in states and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])
+
+
+def _lists(value):
+    return [_lists(v) for v in value] if isinstance(value, tuple) else value
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning's checkpoint IO with atomic writes (:func:`atomic_torch_save`); give it as a Trainer plugin."""
+
+    def save_checkpoint(self, checkpoint, path, storage_options=None) -> None:
+        if storage_options is not None:
+            raise TypeError(f"{type(self).__name__} takes no storage_options")
+        atomic_torch_save(checkpoint, path)
+
+
+class LastCheckpoint(Checkpoint):
+    """Writes ``<dirpath>/last.ckpt`` at the end of every training epoch: the state to resume from.
+
+    A :class:`~lightning.pytorch.callbacks.Checkpoint`, so Lightning runs it with the checkpoint callbacks, after
+    the others and after the ``ModelCheckpoint`` given before it: ``last.ckpt`` then holds that callback's state
+    with this epoch's best already counted (a resumed run finds the best checkpoint it names).
+    """
+
+    def __init__(self, dirpath: str | Path):
+        self.dirpath = Path(dirpath)
+
+    def on_train_epoch_end(self, trainer, pl_module):
+        if not trainer.sanity_checking:
+            trainer.save_checkpoint(str(self.dirpath / LAST), weights_only=False)  # the full training state
+
+
+class SaveOnInterrupt(L.Callback):
+    """Writes ``<dirpath>/interrupted.ckpt`` when training is interrupted (Ctrl-C or SIGTERM)."""
+
+    def __init__(self, dirpath: str | Path):
+        self.dirpath = Path(dirpath)
+
+    def on_exception(self, trainer, pl_module, exception):
+        if isinstance(exception, KeyboardInterrupt | SIGTERMException):
+            trainer.save_checkpoint(str(self.dirpath / INTERRUPTED), weights_only=False)

@@ -1,0 +1,153 @@
+"""Checkpoints you can resume from, and records that survive faults: each test inflicts the fault itself.
+
+SIGKILL and SIGTERM are sent by the run to itself at a chosen step (``tests.callbacks.SignalFromEnv``); the full
+disk is a real 512 KiB tmpfs (root only).
+"""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+from pathlib import Path
+
+import pytest
+import torch
+
+from rpn_exp.checkpointing import atomic_torch_save
+from rpn_exp.record import read_record, write_json
+from rpn_exp.summary import read_csv
+from rpn_exp.train import train
+from tests.test_train import FAST, run_cli
+
+SIGNAL = "+callbacks.signal._target_=tests.callbacks.SignalFromEnv"
+COMPARED = ("test/acc", "test/loss", "val/acc_best", "val/loss", "train/loss_epoch", "train/acc")
+
+
+def same_metrics(a: dict, b: dict) -> None:
+    assert {k: a["metrics"][k] for k in COMPARED} == {k: b["metrics"][k] for k in COMPARED}
+
+
+def test_two_epochs_then_resume_to_four_equals_four_epochs(make_config, tmp_path):
+    train(make_config(*FAST, "trainer.max_epochs=4", output_dir=tmp_path / "straight"))
+    train(make_config(*FAST, "trainer.max_epochs=2", output_dir=tmp_path / "resumed"))
+    last = tmp_path / "resumed" / "checkpoints" / "last.ckpt"
+    assert torch.load(last, weights_only=False)["epoch"] == 1  # the end of the second epoch
+    train(make_config(*FAST, "trainer.max_epochs=4", f"ckpt_path={last}", output_dir=tmp_path / "resumed"))
+    straight, resumed = read_record(tmp_path / "straight"), read_record(tmp_path / "resumed")
+    assert resumed["status"] == "completed" and resumed["resumed_from"] == str(last)
+    assert resumed["global_step"] == straight["global_step"] == 20
+    same_metrics(straight, resumed)  # identical: data order, RNG states, optimizer and scheduler all continue
+
+
+def test_last_ckpt_is_the_last_epoch_not_the_best(make_config, tmp_path):
+    train(make_config(*FAST, "trainer.max_epochs=3", "optimizer.lr=0.0", output_dir=tmp_path))  # val/acc flat
+    checkpoint = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=False)
+    assert checkpoint["epoch"] == 2 and checkpoint["global_step"] == 15
+    assert "rng_states" in checkpoint and {"torch", "numpy", "python"} <= set(checkpoint["rng_states"])
+    assert not list(tmp_path.rglob("*.tmp"))
+
+
+@pytest.fixture
+def tiny_disk(tmp_path):
+    """A 512 KiB tmpfs: a real file system that fills up."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=512k", "tmpfs", str(mount)], capture_output=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
+    yield mount
+    subprocess.run(["umount", str(mount)], check=True)
+
+
+def fill(disk: Path) -> None:
+    """Write zeros until the file system is full (the last write and the close fail with ENOSPC)."""
+    try:
+        with open(disk / "filler", "wb") as handle:
+            while True:
+                handle.write(b"\0" * 4096)
+                handle.flush()
+    except OSError:
+        pass
+
+
+def test_a_full_disk_keeps_the_last_good_record_and_checkpoint(tiny_disk):
+    write_json(tiny_disk / "result.json", {"status": "running"})
+    atomic_torch_save({"w": torch.zeros(100)}, tiny_disk / "last.ckpt")
+    fill(tiny_disk)
+    with pytest.raises(OSError):
+        write_json(tiny_disk / "result.json", {"status": "completed", "padding": "x" * 100_000})
+    with pytest.raises(OSError):
+        atomic_torch_save({"w": torch.zeros(100_000)}, tiny_disk / "last.ckpt")
+    assert json.loads((tiny_disk / "result.json").read_text()) == {"status": "running"}
+    assert torch.equal(torch.load(tiny_disk / "last.ckpt")["w"], torch.zeros(100))
+    assert sorted(p.name for p in tiny_disk.iterdir()) == ["filler", "last.ckpt", "result.json"]  # no .tmp left
+
+
+def test_a_run_that_meets_a_full_disk_says_so_and_keeps_its_last_good_record(make_config, tiny_disk, capsys):
+    run = tiny_disk / "run"
+    write_json(run / "result.json", {"status": "completed", "metrics": {"test/acc": 0.9}})  # an earlier outcome
+    fill(tiny_disk)
+    with pytest.raises(OSError) as failure:  # the first write of the new run that meets the full disk
+        train(make_config(*FAST, "logger=csv", output_dir=run))
+    assert failure.value.errno == 28  # ENOSPC, the real error, not a wrapped one
+    err = capsys.readouterr().err
+    assert f"could not write {run / 'result.json'}" in err and "its last good version is kept" in err
+    assert json.loads((run / "result.json").read_text())["metrics"] == {"test/acc": 0.9}
+    assert not list(tiny_disk.rglob("*.tmp")) and not list(tiny_disk.rglob("*.ckpt"))  # nothing truncated
+
+
+@pytest.mark.slow
+def test_sigterm_is_recorded_and_exits_non_zero_then_the_run_resumes(tmp_path):
+    env = {**os.environ, "RPN_TEST_SIGNAL": ":7:SIGTERM"}
+    done = run_cli("trainer.max_epochs=4", *FAST, SIGNAL, f"paths.log_dir={tmp_path}", env=env)
+    assert done.returncode == 143, done.stderr[-2000:]
+    record = json.loads(next(tmp_path.rglob("result.json")).read_text())
+    assert record["status"] == "interrupted" and "SIGTERM" in record["error"]
+    assert record["global_step"] in (7, 8) and Path(record["last_checkpoint"]).name == "last.ckpt"
+    assert torch.load(record["last_checkpoint"], weights_only=False)["global_step"] == 5  # end of epoch 0
+    assert Path(record["interrupted_checkpoint"]).is_file()
+    again = run_cli("trainer.max_epochs=4", *FAST, SIGNAL, f"ckpt_path={record['last_checkpoint']}",
+                    f"paths.log_dir={tmp_path / 'again'}")
+    assert again.returncode == 0, again.stderr[-2000:]
+
+
+@pytest.mark.slow
+def test_a_diverged_single_run_exits_non_zero(tmp_path):
+    done = run_cli(*FAST, "optimizer=sgd", "optimizer.lr=1e30", "expansion.postprocess=null",
+                   f"paths.log_dir={tmp_path}")
+    assert done.returncode == 1 and "training loss became" in done.stderr
+    assert json.loads(next(tmp_path.rglob("result.json")).read_text())["status"] == "diverged"
+
+
+@pytest.mark.slow
+def test_sigkill_mid_sweep_then_resume_equals_an_uninterrupted_sweep(tmp_path):
+    sweep = ["reconciliation=lphm,dual_lphm,hm", "trainer.max_epochs=4", SIGNAL, *FAST]
+    folder = tmp_path / "killed"
+    env = {**os.environ, "RPN_TEST_SIGNAL": "001:13:SIGKILL"}  # job 1, in its third epoch
+    killed = run_cli("-m", *sweep, f"hydra.sweep.dir={folder}", env=env)
+    assert killed.returncode == -signal.SIGKILL
+    from rpn_exp.report import main as report
+
+    assert report([str(folder)]) == 0
+    statuses = {row["job"]: row["status"] for row in read_csv(folder / "summary.csv")}
+    assert statuses == {"000_lphm": "completed", "001_dual_lphm": "killed", "002_hm": "pending"}
+
+    resumed = run_cli("-m", *sweep, f"hydra.sweep.dir={folder}", "skip_completed=true")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    job = json.loads((folder / "001_dual_lphm" / "result.json").read_text())
+    assert job["status"] == "completed" and job["resumed_from"].endswith("001_dual_lphm/checkpoints/last.ckpt")
+    assert {row["status"] for row in read_csv(folder / "summary.csv")} == {"completed"}
+
+    reference = tmp_path / "reference"
+    straight = run_cli("-m", *sweep, f"hydra.sweep.dir={reference}")
+    assert straight.returncode == 0, straight.stderr[-2000:]
+    for name in ("000_lphm", "001_dual_lphm", "002_hm"):
+        same_metrics(json.loads((folder / name / "result.json").read_text()),
+                     json.loads((reference / name / "result.json").read_text()))
+    checkpoints = sorted(p.name for p in (folder / "001_dual_lphm" / "checkpoints").iterdir())
+    assert checkpoints[-1] == "last.ckpt" and all(n.startswith("best-") for n in checkpoints[:-1])
+    assert not list(folder.rglob("*.tmp"))
+    shutil.rmtree(reference)
