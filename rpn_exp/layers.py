@@ -36,7 +36,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from .functions.expansion import Expansion, TaylorExpansion
-from .functions.factors import bilinear, bilinear_columns, dense, kron_taylor
+from .functions.factors import bilinear, bilinear_columns, dense, kron_moments, kron_taylor
 from .functions.interdependence import Interdependence, NoInterdependence
 from .functions.processing import build_processing, is_plain_layer_norm
 from .functions.reconciliation import Reconciliation
@@ -181,19 +181,17 @@ class RPNHead(nn.Module):
     def _bilinear(self, x: torch.Tensor, operators) -> torch.Tensor:
         """W κ(x) for κ(x) = u ⊗ [1, t] through the bilinear form y_k = uᵀ W_k [1, t], per channel.
 
-        A non-affine layer norm over κ is folded in: with v = [1, t], its mean Σu·Σv/D and second moment
-        Σu²·Σv²/D come from Σu, Σu², Σt, Σt² (Σv = 1 + Σt), and W (κ − μ)/σ = (W κ − μ W 1)/σ, where the
-        row sums W 1 = W (1 ⊗ 1) come out of the same product as one more row of ones.
+        A non-affine layer norm over κ is folded in: its mean and variance come from u and t (``kron_moments``),
+        and W (κ − μ)/σ = (W κ − μ W 1)/σ, where the row sums W 1 = W (1 ⊗ 1) come out of the same product as one
+        more row of ones.
         """
         u, t = self.expansion.product_factors(x)
         v = torch.cat([t.new_ones(t.shape[0], 1), t], dim=1)
         norm = self.postprocess[0] if len(self.postprocess) else None
         if norm is None:
             return _mean([apply(u, v) for apply in operators])
-        su, su2 = u.sum(1, keepdim=True), u.square().sum(1, keepdim=True)
-        sv, sv2 = v.sum(1, keepdim=True), v.square().sum(1, keepdim=True)
-        mean = su * sv / self.D
-        inv_std = torch.rsqrt((su2 * sv2 / self.D - mean.square()).clamp_min(0) + norm.eps)
+        mean, var = kron_moments(u, t)
+        inv_std = torch.rsqrt(var + norm.eps)
         u, v = torch.cat([u, u.new_ones(1, u.shape[1])]), torch.cat([v, v.new_ones(1, v.shape[1])])
         outputs = []
         for apply in operators:

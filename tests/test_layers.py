@@ -284,3 +284,41 @@ def test_an_unknown_compile_mode_lists_the_valid_ones():
 
     with pytest.raises(ConfigError, match=r"model.compile='fast' is invalid; valid choices: null \(eager\), default, reduce-overhead"):
         build_model(compose_config(["model.compile=fast"]))
+
+
+#: One layer per compute path (m=6, n=4): the same function computed the fast way and the materialized way.
+PATH_LAYERS = {
+    "product": dict(expansion=E.TaylorExpansion(d=2, postprocess=["layer_norm"]), reconciliation=R.DualLPHMReconciliation(r=2)),
+    "bilinear": dict(expansion=E.TaylorExpansion(d=2, postprocess=["layer_norm"]), reconciliation=R.LowRankReconciliation(r=2)),
+    "structured": dict(expansion=E.ChebyshevExpansion(d=2), reconciliation=R.HMReconciliation()),
+    "materialized": dict(expansion=E.TaylorExpansion(d=2, postprocess=["layer_norm"]), reconciliation=R.IdentityReconciliation()),
+}
+
+
+@pytest.mark.parametrize("path", list(PATH_LAYERS))
+def test_second_derivatives_of_every_path_equal_the_materialized_ones(path):
+    torch.manual_seed(3)
+    fast = RPNLayer(6, 4, **PATH_LAYERS[path]).double()
+    dense = RPNLayer(6, 4, materialize=True, **PATH_LAYERS[path]).double()
+    dense.load_state_dict(fast.state_dict())
+    assert fast.path == path and dense.path == "materialized"
+    x = torch.randn(5, 6, dtype=torch.float64, requires_grad=True)
+
+    def penalty_gradients(layer):
+        (gx,) = torch.autograd.grad(layer(x).square().sum(), x, create_graph=True)  # a gradient penalty
+        return torch.autograd.grad(gx.square().sum(), [x, *layer.parameters()])
+
+    for a, b in zip(penalty_gradients(fast), penalty_gradients(dense)):
+        torch.testing.assert_close(a, b)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("path", list(PATH_LAYERS))
+def test_every_path_runs_under_autocast_close_to_float32(path, dtype):
+    torch.manual_seed(4)
+    layer, x = RPNLayer(6, 4, **PATH_LAYERS[path]), torch.randn(16, 6)
+    with torch.autocast("cpu", dtype=dtype):
+        y = layer(x)
+    y.float().square().sum().backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in layer.parameters())
+    torch.testing.assert_close(y.float(), layer(x), rtol=0.1, atol=0.05)

@@ -1,6 +1,7 @@
 """The train task end to end: records, TensorBoard, checkpoints, reproducibility and failure outcomes."""
 
 import json
+import math
 import signal
 import subprocess
 import sys
@@ -241,3 +242,15 @@ def test_a_debug_preset_is_recorded_as_debug(tmp_path):
     record = json.loads(next(tmp_path.rglob("result.json")).read_text())
     assert record["status"] == "completed" and record["debug"] is True
     assert record["choices"]["debug"] == "fdr"
+
+
+@pytest.mark.parametrize("precision", ["bf16-mixed", "16-mixed"])
+@pytest.mark.parametrize("path, overrides", [
+    ("product", []), ("bilinear", ["reconciliation=lorr"]),
+    ("structured", ["expansion=chebyshev", "reconciliation=hm"]), ("materialized", ["model.materialize=true"]),
+])
+def test_mixed_precision_trains_every_compute_path(make_config, tmp_path, precision, path, overrides):
+    train(make_config(*FAST, f"trainer.precision={precision}", *overrides, output_dir=tmp_path))
+    record = read_record(tmp_path)
+    assert record["status"] == "completed" and {row["path"] for row in record["layers"]} == {path}
+    assert 0.0 < record["metrics"]["test/acc"] <= 1.0 and math.isfinite(record["metrics"]["train/loss_epoch"])

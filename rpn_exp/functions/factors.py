@@ -77,6 +77,22 @@ def bilinear_columns(u: torch.Tensor, v: torch.Tensor, V: torch.Tensor) -> torch
     return (s * v.unsqueeze(2)).sum(1)
 
 
+def kron_moments(u: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and variance over the entries of κ = u ⊗ [1, t], per row, without building κ: u (b, m), t (b, T) ->
+    two (b, 1) tensors.
+
+    With v = [1, t], ū and v̄ the row means and V_u, V_v the (two-pass, hence non-negative) row variances,
+    μ = ū v̄ and σ² = V_u V_v + V_u v̄² + ū² V_v: a sum of non-negative terms, so σ² never goes negative (the
+    one-pass E[κ²] − μ² did, for rows near constant).
+    """
+    width = t.shape[1] + 1
+    u_mean = u.mean(1, keepdim=True)
+    v_mean = (1 + t.sum(1, keepdim=True)) / width
+    u_var = (u - u_mean).square().mean(1, keepdim=True)
+    v_var = ((1 - v_mean).square() + (t - v_mean).square().sum(1, keepdim=True)) / width
+    return u_mean * v_mean, u_var * v_var + u_var * v_mean.square() + u_mean.square() * v_var
+
+
 def kron_taylor(u: torch.Tensor, t: torch.Tensor, A: torch.Tensor, B: torch.Tensor, eps: float | None = None):
     """``(A ⊗ B) κ`` for the Taylor layout κ = u ⊗ [1, t], optionally layer-normalized, without building κ or A ⊗ B.
 
@@ -85,11 +101,28 @@ def kron_taylor(u: torch.Tensor, t: torch.Tensor, A: torch.Tensor, B: torch.Tens
         z = (A u) ⊗ (B [1, t])
         y = (z − μ (A 1 ⊗ B 1)) / sqrt(σ² + eps)     (eps given: a non-affine layer norm over κ, D = m (T + 1))
 
-    with μ = Σu (1 + Σt) / D and σ² = Σu² (1 + Σt²) / D − μ² computed from O(m + T) sums per row. The
-    backward pass is written out (one autograd node instead of some thirty small ones), which is what makes a
-    step of the paper's model a few milliseconds on a CPU. Pass the same tensor as ``u`` and ``t`` for d = 2.
+    with μ and σ² from :func:`kron_moments` (O(m + T) per row). The backward pass is written out (one autograd
+    node instead of some thirty small ones), which is what makes a step of the paper's model a few milliseconds
+    on a CPU; a second derivative (``create_graph=True``, e.g. a gradient penalty) differentiates
+    :func:`kron_taylor_reference` instead, so it is exact too. Under autocast (``bf16-mixed``, ``16-mixed``) the
+    node computes in float32 and returns float32. Pass the same tensor as ``u`` and ``t`` for d = 2.
     """
+    device = u.device.type
+    if torch.is_autocast_enabled(device):
+        with torch.autocast(device, enabled=False):
+            return _KronTaylor.apply(u.float(), t.float() if t is not u else u.float(), A.float(), B.float(), eps)
     return _KronTaylor.apply(u, t, A, B, eps)
+
+
+def kron_taylor_reference(u: torch.Tensor, t: torch.Tensor, A: torch.Tensor, B: torch.Tensor,
+                          eps: float | None = None) -> torch.Tensor:
+    """What :func:`kron_taylor` computes, in plain differentiable operations (any order of derivative)."""
+    a, c = u @ A.T, torch.addmm(B[:, 0], t, B[:, 1:].T)
+    z = (a.unsqueeze(2) * c.unsqueeze(1)).reshape(u.shape[0], -1)
+    if eps is None:
+        return z
+    mu, var = kron_moments(u, t)
+    return (z - mu * torch.outer(A.sum(1), B.sum(1)).reshape(-1)) * torch.rsqrt(var + eps)
 
 
 class _KronTaylor(torch.autograd.Function):
@@ -107,29 +140,29 @@ class _KronTaylor(torch.autograd.Function):
         D = u.shape[1] * (t.shape[1] + 1)
         su, su2 = u.sum(1, keepdim=True), (u * u).sum(1, keepdim=True)
         st, st2 = (su, su2) if same else (t.sum(1, keepdim=True), (t * t).sum(1, keepdim=True))
-        mu = su * (st + 1) / D
-        var = su2 * (st2 + 1) / D - mu * mu
-        clamped = var < 0
-        istd = torch.rsqrt(var.clamp_min(0) + eps)
+        mu, var = kron_moments(u, t)  # var >= 0 by construction; its gradient below is that of Σu²(1+Σt²)/D − μ²
+        istd = torch.rsqrt(var + eps)
         ra, rb = A.sum(1), B.sum(1)
         rs = torch.outer(ra, rb).reshape(-1)
         ctx.D = D
-        ctx.save_for_backward(u, t, A, B, a, c, z, mu, istd, clamped, ra, rb, rs, su, su2, st, st2)
+        ctx.save_for_backward(u, t, A, B, a, c, z, mu, istd, ra, rb, rs, su, su2, st, st2)
         return (z - mu * rs) * istd
 
     @staticmethod
     def backward(ctx, g):
+        if torch.is_grad_enabled():  # create_graph=True: a graph of the gradient is wanted (second derivatives)
+            return _KronTaylor._differentiable_backward(ctx, g)
         need_u, need_t, need_A, need_B, _ = ctx.needs_input_grad
         if ctx.eps is None:
             u, t, A, B, a, c = ctx.saved_tensors
             gz = g
         else:
-            u, t, A, B, a, c, z, mu, istd, clamped, ra, rb, rs, su, su2, st, st2 = ctx.saved_tensors
+            u, t, A, B, a, c, z, mu, istd, ra, rb, rs, su, su2, st, st2 = ctx.saved_tensors
             D = ctx.D
             gz = g * istd
             g_rs = g @ rs.unsqueeze(1)  # (b, 1): Σ_k g_k rs_k
             d_istd = (g * z).sum(1, keepdim=True) - mu * g_rs
-            d_var = (d_istd * -0.5 * istd**3).masked_fill(clamped, 0)
+            d_var = d_istd * -0.5 * istd**3
             d_mu = -istd * g_rs - 2 * mu * d_var
             d_rs = -(gz * mu).sum(0).view(A.shape[0], B.shape[0])
         b_, p, s = g.shape[0], A.shape[0], B.shape[0]
@@ -159,3 +192,14 @@ class _KronTaylor(torch.autograd.Function):
         if need_t:
             dt = dt_c
         return du, dt, dA, dB, None  # when u is t, autograd adds du and dt
+
+    @staticmethod
+    def _differentiable_backward(ctx, g):
+        """The gradient as a graph: :func:`kron_taylor_reference` re-computed and differentiated by autograd."""
+        u, t, A, B = ctx.saved_tensors[:4]
+        inputs = (u, A, B) if ctx.same else (u, t, A, B)
+        needed = [x for x in inputs if x.requires_grad]
+        y = kron_taylor_reference(u, t, A, B, ctx.eps)
+        grads = dict(zip(map(id, needed), torch.autograd.grad(y, needed, g, create_graph=True)))
+        pick = [grads.get(id(x)) for x in inputs]
+        return (pick[0], None, *pick[1:], None) if ctx.same else (*pick, None)
