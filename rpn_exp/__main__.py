@@ -1,5 +1,8 @@
 """``python -m rpn_exp [overrides]``: train one RPN model, or a sweep with ``-m``."""
 
+import os
+import sys
+
 import hydra
 from omegaconf import DictConfig
 
@@ -8,9 +11,18 @@ from .config_path import config_dir
 
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="config")
 def main(cfg: DictConfig) -> float | tuple[float, ...] | None:
+    """Train (or, with ``-m``, each job of a sweep). A refused setting ends a single run with one line on stderr
+    and exit status 1 (``HYDRA_FULL_ERROR=1`` shows the traceback)."""
+    from .build import ConfigError
     from .train import train
 
-    return train(cfg)
+    try:
+        return train(cfg)
+    except ConfigError as error:
+        if os.environ.get("HYDRA_FULL_ERROR") == "1":
+            raise
+        print(f"Error: invalid configuration: {error}", file=sys.stderr, flush=True)
+        raise SystemExit(1) from None
 
 
 if __name__ == "__main__":

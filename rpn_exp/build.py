@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 
+import torch
+from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from .layers import RPNNetwork
+
+log = logging.getLogger("rpn_exp")
 
 FUNCTION_GROUPS = ("expansion", "reconciliation", "interdependence", "remainder")
 #: ``model.compile`` values: torch.compile modes (null: eager). reduce-overhead replays CUDA graphs on a GPU.
@@ -18,13 +23,20 @@ class ConfigError(ValueError):
     """A configuration value that cannot work, found before any training."""
 
 
+#: Errors that a bad config value causes when a node is instantiated (a wrong value, argument or ``_target_``);
+#: anything else raised while instantiating is a bug and propagates as it is.
+USER_ERRORS = (ValueError, TypeError, ImportError, AttributeError)
+
+
 def instantiate_node(node, key: str, **kwargs):
-    """``hydra.utils.instantiate`` that reports the config key and the underlying error."""
+    """``hydra.utils.instantiate`` that reports a bad value with its config key (ConfigError)."""
     try:
         return instantiate(node, **kwargs)
-    except Exception as error:  # InstantiationException wraps the real cause
-        cause = error.__cause__ or error
-        raise ConfigError(f"{key}: {cause}") from cause
+    except InstantiationException as error:  # Hydra wraps the real cause (or says what it could not resolve)
+        cause = error.__cause__
+        if cause is None or isinstance(cause, USER_ERRORS):
+            raise ConfigError(f"{key}: {cause or error}") from error
+        raise cause from error
 
 
 def instantiate_functions(cfg: DictConfig) -> dict:
@@ -47,37 +59,69 @@ def _layer_overrides(cfg: DictConfig) -> dict[int, dict]:
     return result
 
 
-def build_network(cfg: DictConfig, num_features: int, num_classes: int) -> RPNNetwork:
+def build_network(cfg: DictConfig, num_features: int, num_classes: int, shapes_only: bool = False) -> RPNNetwork:
     """The RPN network [num_features, *model.hidden, num_classes] with the configured functions.
 
-    With ``model.compile`` set, its forward is compiled in place (``nn.Module.compile``; the state dict keeps
-    its keys, so checkpoints do not depend on it).
+    The network is first built on PyTorch's meta device (shapes and parameter counts, no memory) and checked
+    (:func:`check_ranks`); ``shapes_only`` returns that skeleton (a dry run: nothing is allocated, whatever the
+    size). With ``model.compile`` set, the forward is compiled in place (``nn.Module.compile``; the state dict
+    keeps its keys, so checkpoints do not depend on it).
     """
     model = cfg.model
     mode = model.get("compile")
     if mode is not None and mode not in COMPILE_MODES:
         raise ConfigError(f"model.compile={mode!r} is invalid; valid choices: null (eager), {', '.join(COMPILE_MODES)}")
-    try:
-        net = RPNNetwork(
-            [num_features, *model.hidden, num_classes],
-            **instantiate_functions(cfg),
-            heads=model.heads,
-            channels=model.channels,
-            bias=model.bias,
-            output_processing=OmegaConf.to_container(model.output_processing)
-            if OmegaConf.is_config(model.output_processing)
-            else model.output_processing,
-            materialize=model.materialize,
-            chunk_elements=model.chunk_elements,
-            layer_overrides=_layer_overrides(cfg),
-        )
-    except ConfigError:
-        raise
-    except ValueError as error:
-        raise ConfigError(str(error)) from error
+
+    def make() -> RPNNetwork:
+        try:
+            return RPNNetwork(
+                [num_features, *model.hidden, num_classes],
+                **instantiate_functions(cfg),
+                heads=model.heads,
+                channels=model.channels,
+                bias=model.bias,
+                output_processing=OmegaConf.to_container(model.output_processing)
+                if OmegaConf.is_config(model.output_processing)
+                else model.output_processing,
+                materialize=model.materialize,
+                chunk_elements=model.chunk_elements,
+                layer_overrides=_layer_overrides(cfg),
+            )
+        except ConfigError:
+            raise
+        except ValueError as error:
+            raise ConfigError(str(error)) from error
+
+    with torch.device("meta"):
+        skeleton = make()
+    check_ranks(skeleton)
+    if shapes_only:
+        return skeleton
+    net = make()
     if mode is not None:
         net.compile(mode=mode)
     return net
+
+
+def check_ranks(net: RPNNetwork) -> None:
+    """Refuse a rank r that no layer's factors can reach (``reconciliation.r`` too large everywhere: the extra
+    parameters cannot change W); warn for each layer where r is capped by its shape."""
+    bounds = []
+    for layer in net.layers:
+        psi = layer.heads[0].reconciliation
+        bound = psi.max_rank(layer.n, layer.D)
+        if bound is not None:
+            bounds.append((layer.name, psi.r, bound))
+    capped = [(name, r, bound) for name, r, bound in bounds if r > bound]
+    if bounds and len(capped) == len(bounds):
+        listed = ", ".join(f"{name}: {bound}" for name, _, bound in bounds)
+        raise ConfigError(
+            f"reconciliation.r={bounds[0][1]} is above the rank that any layer's factors can reach ({listed}); the "
+            f"parameters beyond it cannot change W. Give reconciliation.r <= {max(b for _, _, b in bounds)}"
+        )
+    for name, r, bound in capped:
+        log.warning("%s: r=%d is capped at rank %d by the layer's shape; its extra parameters do not raise the rank",
+                    name, r, bound)
 
 
 def build_datamodule(cfg: DictConfig):

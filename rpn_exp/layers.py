@@ -74,6 +74,8 @@ class RPNHead(nn.Module):
     ``chunk_elements`` bounds the largest per-batch intermediate of the dense paths (κ on ``structured`` and
     ``materialized``, the (b, n·m) product on ``bilinear``): larger batches are computed in row chunks whose
     intermediates are recomputed in the backward pass (activation checkpointing) instead of being kept.
+    ψ's frozen state (random matrices, masks) is drawn from ``state_seed`` (default: ``reconciliation.seed``), so
+    the same seed gives the same matrices whatever the global RNG did before.
     """
 
     def __init__(
@@ -87,6 +89,7 @@ class RPNHead(nn.Module):
         channels: int = 1,
         materialize: bool = False,
         chunk_elements: int = CHUNK_ELEMENTS,
+        state_seed: int | None = None,
     ):
         super().__init__()
         self.expansion, self.reconciliation = expansion, reconciliation
@@ -101,7 +104,9 @@ class RPNHead(nn.Module):
         self.chunk_elements = chunk_elements
 
         self.w = nn.Parameter(reconciliation.init_w(n, self.D, channels))
-        self._psi_keys = _register_state(self, "psi_", reconciliation.create_state(n, self.D))
+        # frozen random matrices and masks come from the reconciliation's own seed, not from the global RNG
+        generator = torch.Generator().manual_seed(reconciliation.seed if state_seed is None else state_seed)
+        self._psi_keys = _register_state(self, "psi_", reconciliation.create_state(n, self.D, generator))
         l_xi = self.interdependence.calculate_l(m)
         self.xi_w = nn.Parameter(self.interdependence.init_w(m)) if l_xi else None
         self._xi_keys = _register_state(self, "xi_", self.interdependence.create_state(m))
@@ -246,6 +251,7 @@ class RPNLayer(nn.Module):
         materialize: bool = False,
         chunk_elements: int = CHUNK_ELEMENTS,
         name: str = "layer",
+        index: int = 0,
     ):
         super().__init__()
         self.m, self.n, self.name = m, n, name
@@ -264,8 +270,9 @@ class RPNLayer(nn.Module):
                     channels=channels,
                     materialize=materialize,
                     chunk_elements=chunk_elements,
+                    state_seed=reconciliation.seed + 1000 * index + head,  # each layer and head its own matrices
                 )
-                for _ in range(heads)
+                for head in range(heads)
             )
             self.remainder.check(m, n)
         except ValueError as error:
@@ -366,7 +373,7 @@ class RPNNetwork(nn.Module):
             )
         self.widths = widths
         self.layers = nn.ModuleList(
-            RPNLayer(m, n, name=f"layer {i}", **{**shared, **overrides.get(i, {})})
+            RPNLayer(m, n, name=f"layer {i}", index=i, **{**shared, **overrides.get(i, {})})
             for i, (m, n) in enumerate(zip(widths[:-1], widths[1:]))
         )
 

@@ -20,6 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from .build import ConfigError, build_datamodule, build_network, instantiate_node
 from .checkpointing import INTERRUPTED, LAST, AtomicCheckpointIO, LastCheckpoint, SaveOnInterrupt
+from .checks import check_added_keys, check_settings
 from .config_tree import format_config_tree
 from .console import configure_console
 from .loggers import TensorBoardLogger
@@ -166,7 +167,6 @@ def train(cfg: DictConfig) -> float | tuple[float, ...] | None:
     main_process = rank_zero_only.rank == 0  # under DDP the other ranks train but leave the record to rank 0
     out, context = Path(cfg.paths.output_dir), hydra_context()
     objectives = objective_names(cfg)
-    check_run_settings(cfg)
     configure_console(sweep=context["multirun"])
     resume_from = cfg.get("ckpt_path")
     if cfg.get("skip_completed", False):
@@ -183,6 +183,8 @@ def train(cfg: DictConfig) -> float | tuple[float, ...] | None:
         save_record(out, record)  # a job killed from outside is reported as "running" (then "killed"), not lost
     trainer = None
     try:
+        check_settings(cfg)
+        check_added_keys(context["overrides"], set(context["choices"]))
         datamodule, net = build_experiment(cfg, record, verbose=not context["multirun"])
         if cfg.dry_run:
             record["status"] = "dry_run"
@@ -192,9 +194,8 @@ def train(cfg: DictConfig) -> float | tuple[float, ...] | None:
         fit_and_test(cfg, trainer, module, datamodule, record, resume_from, verbose=not context["multirun"])
         record["status"] = "completed"
         return objective_value(record, objectives)
-    except ConfigError as error:
+    except ConfigError as error:  # said once: in the record's summary line (and by __main__ for a single run)
         record.update(status="failed", error=f"invalid configuration: {error}")
-        log.error("Invalid configuration, nothing was trained:\n%s", error)
         return _finish_failure(context, error, objectives)
     except DivergenceError as error:
         record.update(status="diverged", error=str(error))
@@ -263,16 +264,6 @@ def prepare_rerun(out: Path) -> str | None:
     return None
 
 
-def check_run_settings(cfg: DictConfig) -> None:
-    """Settings that cannot make a training run, refused before anything is written."""
-    epochs = OmegaConf.select(cfg, "trainer.max_epochs")
-    if epochs is not None and epochs < 1 and not cfg.get("dry_run", False):
-        raise ConfigError(
-            f"trainer.max_epochs={epochs} trains nothing; give trainer.max_epochs >= 1, or evaluate a checkpoint "
-            "with: python -m rpn_exp.eval ckpt_path=<file.ckpt>"
-        )
-
-
 def new_record(cfg: DictConfig, out: Path, context: dict) -> dict:
     """The record of a run that is starting: what was asked for and where the code and numbers come from."""
     configured = {k: v for k, v in cfg.reconciliation.items() if k in ("r", "p", "q", "l") and v is not None}
@@ -298,7 +289,7 @@ def build_experiment(cfg: DictConfig, record: dict, verbose: bool = True):
 
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     datamodule = build_datamodule(cfg)
-    net = build_network(cfg, datamodule.num_features, datamodule.num_classes)
+    net = build_network(cfg, datamodule.num_features, datamodule.num_classes, shapes_only=bool(cfg.dry_run))
     head = net.layers[0].heads[0]
     record.update(
         dataset=datamodule.name,

@@ -41,7 +41,7 @@ def test_two_epochs_then_resume_to_four_equals_four_epochs(make_config, tmp_path
 
 
 def test_last_ckpt_is_the_last_epoch_not_the_best(make_config, tmp_path):
-    train(make_config(*FAST, "trainer.max_epochs=3", "optimizer.lr=0.0", output_dir=tmp_path))  # val/acc flat
+    train(make_config(*FAST, "trainer.max_epochs=3", "optimizer.lr=1e-12", output_dir=tmp_path))  # val/acc flat
     checkpoint = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=False)
     assert checkpoint["epoch"] == 2 and checkpoint["global_step"] == 15
     assert "rng_states" in checkpoint and {"torch", "numpy", "python"} <= set(checkpoint["rng_states"])

@@ -62,7 +62,7 @@ def test_function_nodes_sit_at_the_top_level():
 
 
 def test_a_layer_can_override_the_shared_functions():
-    cfg = compose_config(["model.hidden=[16,16]", "+reconciliation@model.layer_overrides.2.reconciliation=identity",
+    cfg = compose_config(["model.hidden=[16,16]", "reconciliation.r=2", "+reconciliation@model.layer_overrides.2.reconciliation=identity",
                           "+model.layer_overrides.0.heads=2"])
     net = build_model(cfg)
     assert [layer.heads[0].reconciliation.name for layer in net.layers] == ["dual_lphm", "dual_lphm", "identity"]

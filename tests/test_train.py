@@ -224,9 +224,9 @@ def test_the_record_carries_provenance_tags_and_the_debug_flag(make_config, tmp_
 
 
 def test_zero_epochs_are_refused_with_the_evaluation_command(make_config, tmp_path):
-    with pytest.raises(ConfigError, match=r"trainer.max_epochs=0 trains nothing; .* python -m rpn_exp.eval"):
+    with pytest.raises(ConfigError, match=r"trainer.max_epochs=0 is invalid; .* python -m rpn_exp.eval ckpt_path="):
         train(make_config("trainer.max_epochs=0", output_dir=tmp_path))
-    assert not (tmp_path / "result.json").exists()
+    assert read_record(tmp_path)["status"] == "failed" and not (tmp_path / "checkpoints").exists()
 
 
 def test_a_single_run_prints_its_config_as_a_tree(make_config, tmp_path, caplog):

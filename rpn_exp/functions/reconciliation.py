@@ -66,7 +66,12 @@ def _probes(l: int, generator: torch.Generator | None, count: int = 256) -> torc
 
 
 def _scale_for(codes: torch.Tensor, D: int) -> float:
-    """Std of an N(0, σ²) output matrix M so that M·code has variance 1/(3D): σ² = 1/(3D E‖code‖²)."""
+    """Std of an N(0, σ²) output matrix M so that M·code has variance 1/(3D): σ² = 1/(3D E‖code‖²).
+
+    On the meta device (a network built for its shapes only) there are no values to measure: 1.
+    """
+    if codes.is_meta:
+        return 1.0
     return math.sqrt(dense_variance(D) / codes.square().sum(1).mean().clamp_min(1e-12).item())
 
 
@@ -174,6 +179,11 @@ class Reconciliation(Function):
 
     def low_rank(self, w: torch.Tensor, n: int, D: int, **state) -> tuple[torch.Tensor, torch.Tensor] | None:
         """Factors (U, V) with W = U Vᵀ, U (n×k), V (D×k), for families with a thin factorization; None otherwise."""
+        return None
+
+    def max_rank(self, n: int, D: int) -> int | None:
+        """For families with a rank r: the largest r that can still change W for an n×D weight (beyond it the
+        extra parameters do not raise any factor's rank); None for families without r."""
         return None
 
 
@@ -336,6 +346,9 @@ class LowRankReconciliation(Reconciliation):
         parts = self.split(w, n, D)
         return parts["A"], parts["B"]
 
+    def max_rank(self, n, D):
+        return min(n, D)
+
 
 class _KroneckerReconciliation(Reconciliation):
     """W = A ⊗ B with A (p×q) and B (n/p × D/q), each possibly low rank.
@@ -486,6 +499,10 @@ class LPHMReconciliation(_KroneckerReconciliation):
     def factor_std(self, n, D):
         return (dense_variance(D) / self.r) ** (1 / 6)
 
+    def max_rank(self, n, D):
+        _, _, s, t = self.dims(n, D)
+        return min(s, t)  # S Tᵀ
+
     def factors(self, parts, n, D):
         return parts["A"], LowRank(parts["S"], parts["T"])
 
@@ -504,6 +521,10 @@ class DualLPHMReconciliation(LPHMReconciliation):
 
     def factor_std(self, n, D):
         return (dense_variance(D) / self.r**2) ** 0.125
+
+    def max_rank(self, n, D):
+        p, q, s, t = self.dims(n, D)
+        return max(min(p, q), min(s, t))  # r still raises the rank of P Qᵀ or of S Tᵀ up to here
 
     def factors(self, parts, n, D):
         return LowRank(parts["P"], parts["Q"]), LowRank(parts["S"], parts["T"])
@@ -588,6 +609,9 @@ class RandomMatrixAdaptionReconciliation(Reconciliation):
     def low_rank(self, w, n, D, **state):
         parts, state = self.split(w, n, D), self._state(n, D, state)
         return parts["lambda1"][:, None] * state["A"] * parts["lambda2"], state["B"]
+
+    def max_rank(self, n, D):
+        return min(n, D)
 
 
 class RandomMatrixHypernetReconciliation(Reconciliation):
