@@ -95,12 +95,39 @@ def build_network(cfg: DictConfig, num_features: int, num_classes: int, shapes_o
     with torch.device("meta"):
         skeleton = make()
     check_ranks(skeleton)
+    check_degenerate(skeleton)
     if shapes_only:
         return skeleton
     net = make()
     if mode is not None:
         net.compile(mode=mode)
     return net
+
+
+def check_degenerate(net: RPNNetwork) -> None:
+    """Refuse a layer whose output is 0 for every input: ψ gives W = 0 (``zero``), or rows of W that are constant
+    (``one``, ``constant``) against a κ whose layer norm makes each row sum to 0, with no remainder or bias to
+    add anything."""
+    from .functions.processing import is_plain_layer_norm
+    from .functions.reconciliation import ConstantReconciliation, ZeroReconciliation
+    from .functions.remainder import ZeroRemainder
+
+    for layer in net.layers:
+        head = layer.heads[0]
+        psi = head.reconciliation
+        constant_rows = isinstance(psi, ConstantReconciliation) and (
+            type(psi).constant is ConstantReconciliation.constant)  # c·1 (zero, one, constant), not constant_eye
+        if not constant_rows or not isinstance(layer.remainder, ZeroRemainder) or layer.bias is not None:
+            continue
+        normalized = len(head.postprocess) and is_plain_layer_norm(head.postprocess)
+        if isinstance(psi, ZeroReconciliation) or normalized:
+            why = "W = 0" if isinstance(psi, ZeroReconciliation) else (
+                "every row of W is constant and the layer-normalized κ sums to 0, so W κ = 0")
+            raise ConfigError(
+                f"{layer.name}: reconciliation={psi.name} gives an output of 0 for every input ({why}) and nothing "
+                "is added (remainder=zero, no bias): it cannot learn. Use another reconciliation, a remainder "
+                "(remainder=linear), model.bias=true, or expansion.postprocess=null"
+            )
 
 
 def check_ranks(net: RPNNetwork) -> None:

@@ -44,6 +44,29 @@ def atomic_torch_save(obj, path: str | Path) -> Path:
     return path
 
 
+def check_resumable(path: str | Path, net: torch.nn.Module, prefix: str = "net.") -> None:
+    """Refuse (ValueError, naming the file) a checkpoint that cannot be resumed into ``net``: missing, unreadable
+    (truncated), without a model state, or saved from a model of other shapes."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"{path}: no such file (a run keeps its checkpoints in <run folder>/checkpoints/)")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    except (OSError, EOFError, RuntimeError, ValueError) as error:  # torch's errors for a damaged file
+        raise ValueError(f"{path} is not a readable checkpoint ({type(error).__name__}: {error}); it may be "
+                         "truncated. Resume from the run's last.ckpt, written whole at every epoch end") from error
+    state = checkpoint.get("state_dict") if isinstance(checkpoint, dict) else None
+    if not state:
+        raise ValueError(f"{path} holds no model state (state_dict); is it a Lightning checkpoint of rpn_exp?")
+    expected = {prefix + key: tuple(value.shape) for key, value in net.state_dict().items()}
+    found = {key: tuple(value.shape) for key, value in state.items()}
+    if expected != found:
+        differences = [f"{k}: {found.get(k, 'missing')} here vs {expected.get(k, 'absent')} in this model"
+                       for k in sorted(set(expected) | set(found)) if expected.get(k) != found.get(k)]
+        raise ValueError(f"{path} was saved from a model of other shapes ({len(differences)} difference(s), e.g. "
+                         f"{differences[0]}); resume it with the overrides of the run that wrote it")
+
+
 def rng_states() -> dict:
     """The state of every random number generator a run draws from (torch, CUDA if present, numpy, python), in
     types that ``torch.load(weights_only=True)`` accepts (tensors, lists, numbers), so a checkpoint holding them

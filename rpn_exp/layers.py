@@ -153,8 +153,14 @@ class RPNHead(nn.Module):
         return self._in_chunks(expand_and_apply, x, self.D if self._rowwise else None)
 
     def _weights(self) -> list[torch.Tensor]:
-        state = self.psi_state
+        state = self._state_for_mode()
         return [self.reconciliation(w, self.n, self.D, **state) for w in self.w]
+
+    def _state_for_mode(self) -> dict[str, torch.Tensor]:
+        """ψ's state; in evaluation a stochastic ψ (masking without a fixed mask) gets its expected state."""
+        if self.reconciliation.stochastic and not self.training:
+            return self.reconciliation.expected_state(self.n, self.D, self.w)
+        return self.psi_state
 
     def _in_chunks(self, fn, x: torch.Tensor, per_row: int | None) -> torch.Tensor:
         """``fn(x)`` computed on row chunks of at most ``chunk_elements // per_row`` rows (None: whole)."""
@@ -206,7 +212,7 @@ class RPNHead(nn.Module):
 
     def weight(self) -> torch.Tensor:
         """The fabricated W of each channel, shape (C, n, D) (for inspection and plots)."""
-        return torch.stack([self.reconciliation(w, self.n, self.D, **self.psi_state) for w in self.w])
+        return torch.stack(self._weights())
 
     @torch.no_grad()
     def weight_window(self, rows: int = 128, cols: int = 512) -> torch.Tensor:

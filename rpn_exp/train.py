@@ -19,10 +19,11 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from .build import ConfigError, build_datamodule, build_network, instantiate_node
-from .checkpointing import INTERRUPTED, LAST, AtomicCheckpointIO, LastCheckpoint, SaveOnInterrupt
+from .checkpointing import INTERRUPTED, LAST, AtomicCheckpointIO, LastCheckpoint, SaveOnInterrupt, check_resumable
 from .checks import check_added_keys, check_settings
 from .config_tree import format_config_tree
 from .console import configure_console
+from .data import DatasetError
 from .loggers import TensorBoardLogger
 from .module import DivergenceError, RPNClassifier
 from .naming import comparable_overrides
@@ -189,6 +190,11 @@ def train(cfg: DictConfig) -> float | tuple[float, ...] | None:
         if cfg.dry_run:
             record["status"] = "dry_run"
             return objective_value(record, objectives)
+        if resume_from is not None:
+            try:
+                check_resumable(resume_from, net)
+            except ValueError as error:
+                raise ConfigError(f"ckpt_path={resume_from}: {error}") from error
         trainer, module = make_trainer(cfg, net, out, context)
         log_hyperparameters(trainer, dashboard_hparams(record, cfg, sweep_keys(context)))
         fit_and_test(cfg, trainer, module, datamodule, record, resume_from, verbose=not context["multirun"])
@@ -290,6 +296,11 @@ def build_experiment(cfg: DictConfig, record: dict, verbose: bool = True):
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     datamodule = build_datamodule(cfg)
     net = build_network(cfg, datamodule.num_features, datamodule.num_classes, shapes_only=bool(cfg.dry_run))
+    if not cfg.dry_run:  # the data is loaded (and checked) before anything is written
+        try:
+            datamodule.setup("fit")
+        except (FileNotFoundError, DatasetError) as error:
+            raise ConfigError(f"dataset: {error}") from error
     head = net.layers[0].heads[0]
     record.update(
         dataset=datamodule.name,

@@ -136,3 +136,13 @@ def test_model_yaml_states_the_layer_defaults():
     params = inspect.signature(RPNLayer).parameters
     for key in ("heads", "channels", "bias", "materialize", "chunk_elements"):
         assert node[key] == params[key].default, f"conf/model/rpn.yaml: {key}"
+
+
+def test_grid_expansions_cover_the_standardized_data_by_default():
+    from rpn_exp.data import DigitsDataModule
+
+    dm = DigitsDataModule()
+    x, _ = dm.standardized("train")
+    for option, key in (("bspline", "grid_range"), ("gaussian_rbf", "base_range"), ("inverse_quadratic_rbf", "base_range")):
+        low, high = compose_config([f"expansion={option}"]).expansion[key]
+        assert low <= float(x.min()) and float(x.max()) <= high and high >= 2.82  # MNIST's brightest pixel

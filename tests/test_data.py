@@ -1,12 +1,14 @@
 """Data modules: digits splits, torchvision loaders on IDX files written here, the real Fashion-MNIST."""
 
+import dataclasses
+import gzip
 from pathlib import Path
 
 import lightning as L
 import pytest
 import torch
 
-from rpn_exp.data import DigitsDataModule, TensorBatches, VisionDataModule
+from rpn_exp.data import DatasetError, DigitsDataModule, TensorBatches, VisionDataModule
 from rpn_exp.data.base import moments
 from rpn_exp.data.vision import SPECS
 from tests.idx import write_dataset
@@ -69,13 +71,54 @@ def test_torchvision_loaders_read_idx_files(name, layout, tmp_path):
 
 
 def test_a_missing_dataset_names_the_folders_searched_and_how_to_get_it(tmp_path):
-    dm = VisionDataModule("fashion_mnist", root=str(tmp_path / "nowhere"))
-    dm.candidate_folders = lambda: [tmp_path / "nowhere" / "FashionMNIST" / "raw", tmp_path / "nowhere"]
+    dm = VisionDataModule("fashion_mnist", cache_dir=str(tmp_path / "cache"))
+    dm.spec = dataclasses.replace(dm.spec, system_folders=(str(tmp_path / "system"),))  # as on a bare machine
     with pytest.raises(FileNotFoundError) as info:
         dm.setup()
     message = str(info.value)
-    assert str(tmp_path / "nowhere" / "FashionMNIST" / "raw") in message
+    assert str(tmp_path / "cache" / "FashionMNIST" / "raw") in message and str(tmp_path / "system") in message
     assert "apt-get install dataset-fashion-mnist" in message and "dataset.download=true" in message
+
+
+def test_a_root_that_does_not_exist_is_an_error_and_nothing_is_staged(tmp_path):
+    dm = VisionDataModule("fashion_mnist", root=str(tmp_path / "nowhere"))
+    with pytest.raises(FileNotFoundError, match=r"dataset.root=.*nowhere does not exist; give the folder"):
+        dm.setup()
+    assert not (tmp_path / "nowhere").exists()  # no other copy was found and staged there
+
+
+def flat_mnist(tmp_path, **kwargs):
+    names = {part: tuple(files) for part, files in SPECS["mnist"].files(None).items()}
+    write_dataset(tmp_path / "flat", names, compress=True, **kwargs)
+    return names
+
+
+def test_a_truncated_idx_file_is_named_and_never_staged(tmp_path):
+    names = flat_mnist(tmp_path)
+    damaged = tmp_path / "flat" / f"{names['train'][0]}.gz"
+    damaged.write_bytes(gzip.compress(gzip.decompress(damaged.read_bytes())[:-100]))  # 100 bytes short
+    dm = VisionDataModule("mnist", root=str(tmp_path / "flat"), cache_dir=str(tmp_path / "cache"))
+    with pytest.raises(DatasetError, match=rf"{damaged} is damaged: its header says \[60, 28, 28\]"):
+        dm.setup()
+    staged = tmp_path / "cache" / "MNIST" / "raw"
+    assert not (staged / names["train"][0]).exists() and not list(staged.glob("*.partial"))
+
+
+def test_a_damaged_staged_copy_is_replaced_from_a_good_source(tmp_path):
+    names = flat_mnist(tmp_path)
+    VisionDataModule("mnist", root=str(tmp_path / "flat"), cache_dir=str(tmp_path / "cache")).setup()
+    staged = tmp_path / "cache" / "MNIST" / "raw" / names["test"][0]
+    staged.write_bytes(staged.read_bytes()[:-10])  # an earlier copy cut short
+    dm = VisionDataModule("mnist", root=str(tmp_path / "flat"), cache_dir=str(tmp_path / "cache"))
+    dm.setup()
+    assert dm.sizes()["test"] == 20 and staged.stat().st_size == 16 + 20 * 28 * 28
+
+
+def test_labels_outside_the_classes_are_refused(tmp_path):
+    flat_mnist(tmp_path, classes=12)
+    dm = VisionDataModule("mnist", root=str(tmp_path / "flat"), cache_dir=str(tmp_path / "cache"))
+    with pytest.raises(DatasetError, match=r"labels of mnist .* hold 0\.\.11, outside the 10 classes 0\.\.9"):
+        dm.setup()
 
 
 def test_bad_dataset_arguments_list_the_valid_choices():
@@ -93,7 +136,7 @@ def test_real_fashion_mnist_trains_for_a_few_batches(tmp_path):
     from rpn_exp.module import RPNClassifier
 
     L.seed_everything(0)
-    dm = VisionDataModule("fashion_mnist", root=str(tmp_path / "data"), batch_size=64)
+    dm = VisionDataModule("fashion_mnist", cache_dir=str(tmp_path / "data"), batch_size=64)
     dm.setup()
     assert dm.sizes() == {"train": 54000, "val": 6000, "test": 10000}
     net = RPNNetwork([784, 32, 10], expansion=TaylorExpansion(2, postprocess=["layer_norm"]),

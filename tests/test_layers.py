@@ -322,3 +322,28 @@ def test_every_path_runs_under_autocast_close_to_float32(path, dtype):
     y.float().square().sum().backward()
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in layer.parameters())
     torch.testing.assert_close(y.float(), layer(x), rtol=0.1, atol=0.05)
+
+
+def test_frozen_matrices_come_from_the_reconciliation_seed():
+    def frozen(seed, layer_index=0):
+        torch.manual_seed(123 + seed)  # the global RNG must not matter
+        layer = RPNLayer(6, 4, index=layer_index, expansion=E.TaylorExpansion(d=2),
+                         reconciliation=R.RandomMatrixAdaptionReconciliation(r=2, seed=seed))
+        return torch.cat([b.flatten() for b in layer.buffers()])
+
+    assert torch.equal(frozen(1), frozen(1))
+    assert not torch.equal(frozen(1), frozen(2)) and not torch.equal(frozen(1), frozen(1, layer_index=1))
+
+
+def test_a_mask_drawn_per_step_evaluates_with_the_expected_mask():
+    torch.manual_seed(5)
+    layer = RPNLayer(6, 4, expansion=E.TaylorExpansion(d=2), reconciliation=R.MaskingReconciliation(p=0.5, fixed_mask=False))
+    x = torch.randn(3, 6)
+    layer.eval()
+    first, second = layer(x), layer(x)
+    torch.testing.assert_close(first, second)  # deterministic in evaluation
+    W = layer.heads[0].w[0].reshape(4, -1) * 0.5  # the expected mask: p everywhere
+    kappa = layer.heads[0].expansion(x)
+    torch.testing.assert_close(first, kappa @ W.T)
+    layer.train()
+    assert not torch.equal(layer(x), layer(x))  # a new mask per training step

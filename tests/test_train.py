@@ -119,10 +119,11 @@ def test_a_bad_p_is_rejected_before_training(make_config, tmp_path):
 
 def test_an_unknown_dataset_folder_says_where_it_looked(make_config, tmp_path):
     cfg = make_config("dataset=kmnist", f"dataset.root={tmp_path / 'missing'}", output_dir=tmp_path)
-    with pytest.raises(FileNotFoundError, match="kmnist not found. Searched:"):
+    with pytest.raises(ConfigError, match=r"dataset: dataset.root=.*missing does not exist"):
         train(cfg)
     record = read_record(tmp_path)
     assert record["status"] == "failed" and str(tmp_path / "missing") in record["error"]
+    assert not (tmp_path / "checkpoints").exists() and not list(tmp_path.glob("events.out.tfevents.*"))
 
 
 def test_a_diverging_learning_rate_ends_with_status_diverged(make_config, tmp_path):
@@ -254,3 +255,11 @@ def test_mixed_precision_trains_every_compute_path(make_config, tmp_path, precis
     record = read_record(tmp_path)
     assert record["status"] == "completed" and {row["path"] for row in record["layers"]} == {path}
     assert 0.0 < record["metrics"]["test/acc"] <= 1.0 and math.isfinite(record["metrics"]["train/loss_epoch"])
+
+
+@pytest.mark.parametrize("option", ["instance_identity", "instance_lorr", "instance_hm", "instance_lphm",
+                                    "instance_dual_lphm"])
+def test_instance_interdependence_trains_and_evaluates_with_its_defaults(make_config, tmp_path, option):
+    train(make_config(*FAST, f"interdependence={option}", output_dir=tmp_path))  # evaluation batches of 1,024 rows
+    record = read_record(tmp_path)
+    assert record["status"] == "completed" and 0.0 <= record["metrics"]["test/acc"] <= 1.0

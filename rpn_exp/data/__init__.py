@@ -3,6 +3,7 @@
 from .base import TensorBatches, TensorDataModule
 from .digits import DigitsDataModule
 from .vision import SPECS as VISION_DATASETS
-from .vision import VisionDataModule
+from .vision import DatasetError, VisionDataModule
 
-__all__ = ["TensorBatches", "TensorDataModule", "DigitsDataModule", "VisionDataModule", "VISION_DATASETS"]
+__all__ = ["DatasetError", "TensorBatches", "TensorDataModule", "DigitsDataModule", "VisionDataModule",
+           "VISION_DATASETS"]

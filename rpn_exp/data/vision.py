@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gzip
 import lzma
+import math
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,11 +67,15 @@ class VisionDataModule(TensorDataModule):
 
     Args:
         dataset: one of ``mnist``, ``fashion_mnist``, ``kmnist``, ``emnist``, ``qmnist``.
-        root: folder with the data, in torchvision's layout or holding the IDX files directly.
-        download: let torchvision download into ``root`` when nothing is found (needs a network).
+        root: folder with the data, in torchvision's layout or holding the IDX files directly; it must exist,
+            and only it is searched. None: search ``cache_dir`` and the system folders (Debian's package).
+        download: let torchvision download into ``root`` (or ``cache_dir``) when nothing is found (needs a network).
         split: EMNIST split (byclass, bymerge, balanced, letters, digits, mnist).
         val_fraction: share of the training set held out for validation (seeded, stratified).
-        cache_dir: where IDX files found outside torchvision's layout are staged (default: ``root``).
+        cache_dir: where IDX files found outside torchvision's layout are staged (default: ``root``, else ``data``).
+
+    Every IDX file is checked (its header against its size) before it is staged or read, and the labels against
+    the number of classes: a damaged file is named in a :class:`DatasetError`, never staged.
     """
 
     num_features = 784
@@ -78,7 +83,7 @@ class VisionDataModule(TensorDataModule):
     def __init__(
         self,
         dataset: str = "mnist",
-        root: str = "data",
+        root: str | None = None,
         download: bool = False,
         split: str = "balanced",
         val_fraction: float = 0.1,
@@ -93,9 +98,10 @@ class VisionDataModule(TensorDataModule):
         if dataset == "emnist" and split not in EMNIST_CLASSES:
             raise ValueError(f"dataset.split={split!r} is invalid for EMNIST; valid choices: {list(EMNIST_CLASSES)}")
         self.name, self.spec = dataset, SPECS[dataset]
-        self.root, self.download, self.split = Path(root).expanduser(), download, split
+        self.root = Path(root).expanduser() if root is not None else None
+        self.download, self.split = download, split
         self.val_fraction = val_fraction
-        self.cache_dir = Path(cache_dir).expanduser() if cache_dir else self.root
+        self.cache_dir = Path(cache_dir).expanduser() if cache_dir else (self.root or Path("data"))
 
     @property
     def num_classes(self) -> int:
@@ -104,8 +110,9 @@ class VisionDataModule(TensorDataModule):
     def candidate_folders(self) -> list[Path]:
         """Folders searched for the IDX files, in order."""
         raw = lambda base: base / self.spec.torchvision_class / "raw"  # noqa: E731
-        folders = [raw(self.root), self.root, self.root / "raw", raw(self.cache_dir)]
-        folders += [Path(p) for p in self.spec.system_folders]
+        if self.root is not None:  # the folder asked for, and nothing else
+            return list(dict.fromkeys([raw(self.root), self.root, self.root / "raw"]))
+        folders = [raw(self.cache_dir), *(Path(p) for p in self.spec.system_folders)]
         return list(dict.fromkeys(folders))
 
     def _find(self, folder: Path, name: str) -> Path | None:
@@ -125,6 +132,8 @@ class VisionDataModule(TensorDataModule):
             if folder == folder.parent.parent / self.spec.torchvision_class / "raw" and all(
                 p.name == n for n, p in found.items()
             ):
+                for path in found.values():
+                    check_idx(path)
                 return folder.parent.parent
             target = self.cache_dir / self.spec.torchvision_class / "raw"
             target.mkdir(parents=True, exist_ok=True)
@@ -155,29 +164,78 @@ class VisionDataModule(TensorDataModule):
         return cls(str(root), train=train, download=download, **kwargs)
 
     def load(self):
+        if self.root is not None and not self.root.is_dir() and not self.download:
+            raise FileNotFoundError(
+                f"dataset.root={self.root} does not exist; give the folder that holds the {self.name} IDX files, "
+                "or leave dataset.root unset to search the usual places (" +
+                ", ".join(str(p) for p in [self.cache_dir, *self.spec.system_folders]) + ")"
+            )
         root = self.locate()
         if root is None:
             if not self.download:
                 raise FileNotFoundError(self.missing_message())
-            root = self.root
+            root = self.root or self.cache_dir
         parts = {}
         for part in ("train", "test"):
-            ds = self._torchvision(root, part == "train", download=self.download and root == self.root)
+            fetch = self.download and root == (self.root or self.cache_dir)
+            ds = self._torchvision(root, part == "train", download=fetch)
             x = ds.data.reshape(len(ds.data), -1)  # uint8 pixels; batches are standardized as they are drawn
             y = ds.targets[:, 0] if ds.targets.ndim == 2 else ds.targets  # QMNIST: column 0 is the class
             if self.name == "emnist" and self.split == "letters":
                 y = y - 1  # letters are labelled 1..26
-            parts[part] = (x, y.to(torch.int64))
+            y = y.to(torch.int64)
+            if len(y) and (y.min() < 0 or y.max() >= self.num_classes):
+                raise DatasetError(
+                    f"the {part} labels of {self.name} in {root} hold {int(y.min())}..{int(y.max())}, outside the "
+                    f"{self.num_classes} classes 0..{self.num_classes - 1}: the labels file is not this dataset's"
+                )
+            parts[part] = (x, y)
         train, val = split_off(*parts["train"], self.val_fraction, self.seed)
         return {"train": train, "val": val, "test": parts["test"]}
 
 
+#: Bytes per value of each IDX data type code.
+IDX_ITEM_SIZE = {0x08: 1, 0x09: 1, 0x0B: 2, 0x0C: 4, 0x0D: 4, 0x0E: 8}
+
+
+class DatasetError(ValueError):
+    """A dataset file that cannot be this dataset: damaged, truncated or with labels out of range."""
+
+
+def check_idx(path: Path, source: Path | None = None) -> None:
+    """Raise DatasetError, naming ``source`` (default ``path``), unless ``path`` is a complete uncompressed IDX
+    file: magic 0x00 0x00 <type> <dims>, the dimensions, then exactly prod(dims) values."""
+    source = source or path
+    with open(path, "rb") as handle:
+        header = handle.read(4)
+        if len(header) < 4 or header[:2] != b"\0\0" or header[2] not in IDX_ITEM_SIZE:
+            raise DatasetError(f"{source} is not an IDX file (its first bytes are {header!r}); replace it")
+        dims = [int.from_bytes(handle.read(4), "big") for _ in range(header[3])]
+    expected = 4 + 4 * len(dims) + math.prod(dims) * IDX_ITEM_SIZE[header[2]]
+    size = path.stat().st_size
+    if size != expected:
+        raise DatasetError(f"{source} is damaged: its header says {dims} ({expected:,} bytes) but it holds "
+                           f"{size:,} bytes (truncated download or copy?); replace it with a complete file")
+
+
 def _stage(source: Path, target: Path) -> None:
-    """Copy ``source`` to ``target`` (decompressing .gz/.xz) unless it is already there."""
+    """Copy ``source`` to ``target`` (decompressing .gz/.xz), checked as a complete IDX file before it takes its
+    name; a staged file already there is checked too, and replaced when it is damaged."""
     if target.exists():
-        return
+        try:
+            check_idx(target)
+            return
+        except DatasetError:
+            target.unlink()  # an earlier, damaged staging: stage again from the source
     tmp = target.with_suffix(".partial")
     opener = {".gz": gzip.open, ".xz": lzma.open}.get(source.suffix, open)
-    with opener(source, "rb") as src, open(tmp, "wb") as dst:
-        shutil.copyfileobj(src, dst)
+    try:
+        with opener(source, "rb") as src, open(tmp, "wb") as dst:
+            shutil.copyfileobj(src, dst)
+        check_idx(tmp, source)
+    except (OSError, EOFError, lzma.LZMAError, DatasetError) as error:
+        tmp.unlink(missing_ok=True)
+        if isinstance(error, DatasetError):
+            raise
+        raise DatasetError(f"{source} cannot be read ({type(error).__name__}: {error}); replace it") from error
     tmp.replace(target)

@@ -103,7 +103,9 @@ class AttributeInterdependence(Interdependence):
 class InstanceInterdependence(Interdependence):
     """x' = Aᵀ x, A = ψ(w) ∈ R^{b×b} fabricated by ``reconciliation`` with (n, D) = (b, b).
 
-    ``b`` is the batch size the layer is built for; a batch of b₀ < b rows uses A[:b₀, :b₀].
+    ``b`` is the batch size the layer is built for; a batch of b₀ < b rows uses A[:b₀, :b₀]. A batch of more
+    than b rows (evaluation batches are larger than training ones) is mixed in consecutive blocks of b rows, the
+    last block as a short batch: every row is mixed with b − 1 others, as in training.
     """
 
     name = "instance"
@@ -125,14 +127,9 @@ class InstanceInterdependence(Interdependence):
         return self.reconciliation.create_state(self.b, self.b, generator)
 
     def __call__(self, x, w=None, **state):
-        rows = x.shape[0]
-        if rows > self.b:
-            raise ValueError(
-                f"instance interdependence built for batches of b={self.b} got {rows} rows; "
-                f"set interdependence.b to the data's batch size"
-            )
-        A = self.reconciliation(w, self.b, self.b, **state)[:rows, :rows]
-        return A.T @ x
+        A = self.reconciliation(w, self.b, self.b, **state)
+        blocks = [A[: len(block), : len(block)].T @ block for block in x.split(self.b)]
+        return blocks[0] if len(blocks) == 1 else torch.cat(blocks)
 
 
 class CosineSimilarityInterdependence(Interdependence):

@@ -101,6 +101,9 @@ class Reconciliation(Function):
 
     name = "reconciliation"
     factored = False
+    #: True for a ψ that draws a new W on every call while training (masking without a fixed mask): in
+    #: evaluation the layer passes :meth:`expected_state` instead, so predictions are deterministic.
+    stochastic = False
 
     def __init__(self, seed: int = 0):
         self.seed = seed
@@ -147,6 +150,10 @@ class Reconciliation(Function):
     @property
     def _has_state(self) -> bool:
         return type(self).create_state is not Reconciliation.create_state
+
+    def expected_state(self, n: int, D: int, like: torch.Tensor) -> dict[str, torch.Tensor]:
+        """For a ``stochastic`` ψ: the state that gives the expected W (used in evaluation)."""
+        return {}
 
     def factor_std(self, n: int, D: int) -> float:
         """Standard deviation of every piece of ``w`` (see the module docstring)."""
@@ -228,9 +235,13 @@ class MaskingReconciliation(_DenseReconciliation):
         if not 0.0 < p <= 1.0:
             raise ValueError(f"masking reconciliation: p={p!r} is invalid; p is a keep probability in (0, 1]")
         self.p, self.fixed_mask = p, fixed_mask
+        self.stochastic = not fixed_mask  # a new mask per training step; the expected mask p·1 in evaluation
 
     def hparams(self, n, D):
         return {"p": self.p}
+
+    def expected_state(self, n, D, like):
+        return {"mask": torch.full((n, D), self.p, dtype=like.dtype, device=like.device)}
 
     def _keep_fraction(self):
         return self.p

@@ -42,8 +42,10 @@ def test_instance_interdependence_mixes_rows():
     w = torch.eye(4).reshape(1, -1)
     x = torch.randn(4, 3)
     torch.testing.assert_close(xi(x, w), x)
-    with pytest.raises(ValueError, match="built for batches of b=4 got 5 rows"):
-        xi(torch.randn(5, 3), w)
+    A = torch.randn(4, 4)
+    x = torch.randn(10, 3)  # an evaluation batch larger than b: blocks of 4, 4 and 2 rows
+    mixed = xi(x, A.reshape(1, -1))
+    torch.testing.assert_close(mixed, torch.cat([A.T @ x[:4], A.T @ x[4:8], A[:2, :2].T @ x[8:]]))
 
 
 def test_kernel_interdependences_follow_their_formulas():
