@@ -35,6 +35,10 @@ def test_every_option_composes_and_instantiates(group, option, tmp_path):
     if (group, option) == ("remainder", "identity"):  # needs m = n in every layer: a clear error instead
         with pytest.raises(ValueError, match="identity remainder needs equal input and output widths"):
             build_model(cfg)
+    elif group == "reconciliation" and option in ("zero", "one", "constant"):  # y = 0 without a remainder
+        with pytest.raises(ValueError, match=f"reconciliation={option} gives an output of 0 for every input"):
+            build_model(cfg)
+        assert build_model(compose_config([f"{group}={option}", "remainder=linear"], output_dir=tmp_path))
     elif group != "trainer":
         assert build_model(cfg) is not None  # the whole composed config still builds a model
 

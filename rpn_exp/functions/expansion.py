@@ -186,7 +186,7 @@ class BSplineExpansion(_ElementwiseExpansion):
 
     name = "bspline"
 
-    def __init__(self, grid_range: Sequence[float] = (-1.0, 1.0), t: int = 5, d: int = 3, postprocess=None):
+    def __init__(self, grid_range: Sequence[float] = (-3.0, 3.0), t: int = 5, d: int = 3, postprocess=None):
         super().__init__(postprocess)
         lo, hi = grid_range
         if not lo < hi:
@@ -313,7 +313,7 @@ class _RBFExpansion(_ElementwiseExpansion):
     """Radial basis functions at ``num_interval`` centres spread evenly over ``base_range``; D = m·num_interval."""
 
     def __init__(
-        self, base_range: Sequence[float] = (-1.0, 1.0), num_interval: int = 10, epsilon: float = 1.0, postprocess=None
+        self, base_range: Sequence[float] = (-3.0, 3.0), num_interval: int = 10, epsilon: float = 1.0, postprocess=None
     ):
         super().__init__(postprocess)
         self.base_range = [float(v) for v in base_range]
