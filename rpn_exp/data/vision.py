@@ -102,6 +102,7 @@ class VisionDataModule(TensorDataModule):
         self.download, self.split = download, split
         self.val_fraction = val_fraction
         self.cache_dir = Path(cache_dir).expanduser() if cache_dir else (self.root or Path("data"))
+        self.staged: list[Path] = []  # files this module staged into cache_dir (removed again if refused)
 
     @property
     def num_classes(self) -> int:
@@ -138,6 +139,8 @@ class VisionDataModule(TensorDataModule):
             target = self.cache_dir / self.spec.torchvision_class / "raw"
             target.mkdir(parents=True, exist_ok=True)
             for name, path in found.items():
+                if not (target / name).exists():
+                    self.staged.append(target / name)
                 _stage(path, target / name)
             return self.cache_dir
         return None
@@ -185,6 +188,8 @@ class VisionDataModule(TensorDataModule):
                 y = y - 1  # letters are labelled 1..26
             y = y.to(torch.int64)
             if len(y) and (y.min() < 0 or y.max() >= self.num_classes):
+                for path in self.staged:  # refused data does not stay in the cache
+                    path.unlink(missing_ok=True)
                 raise DatasetError(
                     f"the {part} labels of {self.name} in {root} hold {int(y.min())}..{int(y.max())}, outside the "
                     f"{self.num_classes} classes 0..{self.num_classes - 1}: the labels file is not this dataset's"

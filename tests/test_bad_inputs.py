@@ -1,0 +1,83 @@
+"""Every bad input in the README's table is refused through the real command line, before anything is trained.
+
+The rows are read from README.md (one source: the documentation is what is tested). A ``<...>`` cell is a file
+or folder made here: a folder with a truncated IDX file, one whose labels reach 11, a truncated checkpoint and a
+checkpoint of another model.
+"""
+
+import re
+import shlex
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from rpn_exp.data.vision import SPECS
+from tests.idx import write_dataset, write_idx
+from tests.test_train import run_cli
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def table_rows() -> list[tuple[str, str, str]]:
+    """(what, overrides, excerpt) of each row of the README's bad-input table."""
+    text = (ROOT / "README.md").read_text()
+    table = text[text.index("| bad input | e.g. | refused with (excerpt) |"):].split("\n\n", 1)[0]
+    rows = []
+    for line in table.splitlines()[2:]:
+        what, example, excerpt = (cell.strip() for cell in line.strip("|").split(" | "))
+        rows.append((what, example.strip("`"), excerpt.strip("`")))
+    return rows
+
+
+def test_the_readme_table_lists_the_bad_inputs():
+    assert len(table_rows()) >= 20
+
+
+@pytest.fixture(scope="module")
+def made(tmp_path_factory):
+    """The files the ``<...>`` cells stand for."""
+    base = tmp_path_factory.mktemp("made")
+    names = {part: tuple(files) for part, files in SPECS["mnist"].files(None).items()}
+    write_dataset(base / "truncated", names)
+    images = base / "truncated" / names["train"][0]
+    images.write_bytes(images.read_bytes()[:-100])
+    write_dataset(base / "labels", names, classes=12)
+    checkpoint = base / "good.ckpt"
+    torch.save({"state_dict": {"net.layers.0.heads.0.w": torch.zeros(1, 7)}}, checkpoint)
+    (base / "truncated.ckpt").write_bytes(checkpoint.read_bytes()[:200])
+    write_idx(base / "unused", np.zeros(1, dtype=np.uint8))
+    return {
+        "<a folder with a truncated IDX file>": base / "truncated",
+        "<a folder whose labels reach 11>": base / "labels",
+        "<a truncated checkpoint>": base / "truncated.ckpt",
+        "<a checkpoint of another model>": checkpoint,
+    }
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("what, example, excerpt", table_rows(), ids=[row[0] for row in table_rows()])
+def test_a_bad_input_is_refused_before_training(what, example, excerpt, made, tmp_path):
+    for placeholder, path in made.items():
+        example = example.replace(placeholder, str(path))
+    args = shlex.split(example)
+    done = run_cli(*args, "callbacks.progress_bar.refresh_rate=0", f"paths.log_dir={tmp_path / 'logs'}",
+                   f"paths.data_dir={tmp_path / 'data'}", cwd=ROOT)
+    assert done.returncode != 0, done.stdout[-2000:]
+    error = done.stderr
+    fragments = [f.strip() for f in re.split(r"\.\.\.", excerpt) if f.strip()]
+    for fragment in fragments:
+        assert fragment.replace("/nowhere", "/nowhere") in error, f"{fragment!r} not in:\n{error[-2000:]}"
+    key_value = args[-1].lstrip("+")  # the override that is wrong is named with its value
+    if "<" not in excerpt and not key_value.startswith(("ckpt_path", "dataset.root")):
+        assert key_value.split("=")[0].split(".")[-1] in error
+    lines = [line for line in error.splitlines() if line.strip()]
+    assert len(lines) <= 3, error[-2000:]  # one short line, not a traceback
+    logs = tmp_path / "logs"
+    written = [p for p in logs.rglob("*") if p.is_file()] if logs.exists() else []
+    assert not [p for p in written if p.suffix == ".ckpt" or p.name.startswith("events.out")]  # nothing trained
+    assert {p.name for p in written} <= {"result.json", "config.yaml", "hydra.yaml", "overrides.yaml", "train.log"}
+    assert not (tmp_path / "data").exists() or not any((tmp_path / "data").rglob("*-ubyte"))  # nothing staged
+    shutil.rmtree(tmp_path, ignore_errors=True)
