@@ -11,7 +11,6 @@ workers or as submitit jobs:
 from __future__ import annotations
 
 import json
-import math
 import threading
 import time
 from datetime import timedelta
@@ -41,27 +40,12 @@ def grid_jobs(sweeper_params: dict | None, task_overrides: list[str]) -> list[li
 
 
 def planned_jobs(sweeper_params: dict | None, task_overrides: list[str], n_trials: int | None = None) -> int | None:
-    """How many jobs a sweep launches: ``n_trials`` for a search (Optuna), else the size of the grid.
-
-    The grid is the product of the number of values of each swept key: ``hydra.sweeper.params`` first, then the
-    command line's overrides (which replace a key of the same name), as Hydra's basic sweeper builds it.
-    None when the overrides cannot be read.
-    """
+    """How many jobs a sweep launches: ``n_trials`` for a search (Optuna), else the size of the grid
+    (:func:`grid_jobs`); None when it cannot be told."""
     if n_trials is not None:
         return int(n_trials)
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-    from hydra.errors import HydraException
-
-    texts = [f"{key}={value}" for key, value in (sweeper_params or {}).items()] + list(task_overrides)
-    try:
-        overrides = OverridesParser.create().parse_overrides(texts)
-    except HydraException:
-        return None
-    sizes: dict[str, int] = {}
-    for override in overrides:
-        key = override.get_key_element()
-        sizes[key] = len(list(override.sweep_string_iterator())) if override.is_discrete_sweep() else 1
-    return math.prod(sizes.values())
+    jobs = grid_jobs(sweeper_params, task_overrides)
+    return None if jobs is None else len(jobs)
 
 
 class SweepProgress:

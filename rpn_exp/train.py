@@ -190,11 +190,7 @@ def train(cfg: DictConfig) -> float | tuple[float, ...] | None:
         if cfg.dry_run:
             record["status"] = "dry_run"
             return objective_value(record, objectives)
-        if resume_from is not None:
-            try:
-                check_resumable(resume_from, net)
-            except ValueError as error:
-                raise ConfigError(f"ckpt_path={resume_from}: {error}") from error
+        check_checkpoint(resume_from, net)
         trainer, module = make_trainer(cfg, net, out, context)
         log_hyperparameters(trainer, dashboard_hparams(record, cfg, sweep_keys(context)))
         fit_and_test(cfg, trainer, module, datamodule, record, resume_from, verbose=not context["multirun"])
@@ -235,6 +231,16 @@ def train(cfg: DictConfig) -> float | tuple[float, ...] | None:
         if main_process:
             save_record(out, record)
             log.info(summary_line(record))
+
+
+def check_checkpoint(path: str | None, net) -> None:
+    """Refuse a ``ckpt_path`` (or a sweep job's own last.ckpt) that cannot be resumed into ``net``."""
+    if path is None:
+        return
+    try:
+        check_resumable(path, net)
+    except ValueError as error:
+        raise ConfigError(f"ckpt_path={path}: {error}") from error
 
 
 def sweep_keys(context: dict) -> set[str] | None:

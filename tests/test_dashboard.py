@@ -1,7 +1,6 @@
 """TensorBoard as a user sees it: a real sweep, a real ``tensorboard`` server, its hparams plugin's HTTP API."""
 
 import json
-import socket
 import subprocess
 import sys
 import time
@@ -12,16 +11,11 @@ import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from rpn_exp.summary import read_csv
+from scripts.example_sweep import free_port
 from tests.test_sweep import multirun
 
 pytestmark = pytest.mark.slow
 METRICS = ("test/acc", "val/acc_best")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def post(port: int, route: str, body: dict) -> dict:

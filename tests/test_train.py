@@ -209,7 +209,8 @@ def test_ddp_spawn_trains_inside_a_sweep(tmp_path):
                    *FAST, f"paths.log_dir={tmp_path}")
     assert done.returncode == 0, done.stderr[-3000:]
     (record_path,) = list(tmp_path.rglob("result.json"))
-    assert json.loads(record_path.read_text())["status"] == "completed"
+    record = json.loads(record_path.read_text())
+    assert record["status"] == "completed", record.get("traceback") or record.get("error")
     assert "sweep summary: 1 jobs (1 completed)" in done.stdout
 
 
