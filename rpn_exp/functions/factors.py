@@ -87,9 +87,14 @@ def kron_moments(u: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.
     """
     width = t.shape[1] + 1
     u_mean = u.mean(1, keepdim=True)
-    v_mean = (1 + t.sum(1, keepdim=True)) / width
     u_var = (u - u_mean).square().mean(1, keepdim=True)
-    v_var = ((1 - v_mean).square() + (t - v_mean).square().sum(1, keepdim=True)) / width
+    if t is u:  # d = 2: Σ(u − v̄)² = Σ(u − ū)² + m (ū − v̄)², no second pass over the row
+        v_mean = (1 + u_mean * u.shape[1]) / width
+        spread = u.shape[1] * (u_var + (u_mean - v_mean).square())
+    else:
+        v_mean = (1 + t.sum(1, keepdim=True)) / width
+        spread = (t - v_mean).square().sum(1, keepdim=True)
+    v_var = ((1 - v_mean).square() + spread) / width
     return u_mean * v_mean, u_var * v_var + u_var * v_mean.square() + u_mean.square() * v_var
 
 
