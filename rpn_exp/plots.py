@@ -79,22 +79,29 @@ def pareto_plot(rows: Sequence[dict], path: str | Path, title: str = "") -> Path
 
     from .summary import chance
 
-    done = [r for r in rows if r["status"] == "completed" and r["test_acc"] != "" and r["learnable_params"] != ""]
-    done = [r for r in done if not math.isnan(float(r["test_acc"]))]
+    grouped = bool(rows) and "test_acc_mean" in rows[0]  # configurations pooled over seeds (rpn_exp.grouping)
+    y_key = "test_acc_mean" if grouped else "test_acc"
+    done = [r for r in rows if r["status"] == "completed" and r[y_key] != "" and r["learnable_params"] != ""]
+    done = [r for r in done if not math.isnan(float(r[y_key]))]
     varying = [c for c in LABEL_COLUMNS if len({str(r[c]) for r in done if r.get(c) not in ("", None)}) > 1]
     fig, ax = plt.subplots(figsize=(9, 5), dpi=120)
     for family in sorted({r["reconciliation"] for r in done}):
         series = [r for r in done if r["reconciliation"] == family]
-        xs, ys = [int(r["learnable_params"]) for r in series], [float(r["test_acc"]) for r in series]
+        xs, ys = [int(r["learnable_params"]) for r in series], [float(r[y_key]) for r in series]
         ax.scatter(xs, ys, label=family, s=40, alpha=0.9, zorder=3, color=family_colour(family))
+        if grouped:  # each configuration's 95% interval of the mean over its seeds
+            errors = [0.0 if math.isnan(r["test_acc_ci95"]) else r["test_acc_ci95"] for r in series]
+            ax.errorbar(xs, ys, yerr=errors, fmt="none", ecolor=family_colour(family), elinewidth=1.2, capsize=3,
+                        zorder=3)
         for x, y, row in zip(xs, ys, series):
             if varying:
                 ax.annotate(point_label(row, varying), (x, y), xytext=(4, 4), textcoords="offset points",
                             fontsize=7, color="#333333")
-    front = sorted((int(r["learnable_params"]), float(r["test_acc"])) for r in done if r["pareto"])
+    front = sorted((int(r["learnable_params"]), float(r[y_key])) for r in done if r["pareto"])
     if front:
         xs, ys = zip(*front)
-        ax.step(xs, ys, where="post", color="black", linewidth=1, linestyle="--", label="Pareto front", zorder=2)
+        ax.step(xs, ys, where="post", color="black", linewidth=1, linestyle="--", zorder=2,
+                label="Pareto front (chosen on validation)")
         ax.scatter(xs, ys, s=120, facecolors="none", edgecolors="black", linewidths=1.2, zorder=4)
     levels = {round(chance(r), 6) for r in done if not math.isnan(chance(r))}
     for level in sorted(levels):
@@ -102,7 +109,7 @@ def pareto_plot(rows: Sequence[dict], path: str | Path, title: str = "") -> Path
                    label=f"chance ({level:.3g})" if len(levels) == 1 else None)
     ax.set_xscale("log")
     ax.set_xlabel("learnable parameters (log scale)")
-    ax.set_ylabel("test accuracy")
+    ax.set_ylabel("test accuracy" + (" (mean over seeds, 95% interval)" if grouped else ""))
     ax.grid(True, which="both", alpha=0.3)
     if done:
         ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)

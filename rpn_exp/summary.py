@@ -16,6 +16,7 @@ from pathlib import Path
 from .record import RECORD_FILE, per_layer, process_alive
 
 SUMMARY_CSV, SUMMARY_MD, PARETO_PNG = "summary.csv", "summary.md", "pareto.png"
+BY_CONFIG_CSV = "summary_by_config.csv"
 
 #: The columns of ``summary.csv`` in order; ``summary.md`` shows the same minus the long ``error`` text and
 #: minus the :data:`SHOWN_IF_VARYING` columns that hold one value for every job.
@@ -192,7 +193,7 @@ def summarize(folders: Iterable[str | Path], include_debug: bool = False) -> tup
     known = [row["debug"] for row in rows if row["debug"] is not None]
     keep_all = include_debug or all(known)  # a sweep made only of debug jobs is summarized as such
     kept = rows if keep_all else [row for row in rows if row["debug"] is not True]
-    for i in pareto_front(kept):
+    for i in pareto_front(kept, metric="val_acc_best"):  # chosen on validation: the test split only reports
         kept[i]["pareto"] = True
     return kept, len(rows) - len(kept)
 
@@ -201,21 +202,23 @@ def default_title(folders: Sequence[str | Path], rows: Sequence[dict] = ()) -> s
     """``<task_name> | <dataset> | <epochs> epochs | <stamp>`` for a sweep folder laid out as
     outputs/<task_name>/multiruns/<stamp> (``merged sweeps | ...`` for several)."""
     if len(folders) != 1:
-        parts = ["merged sweeps"]
+        head, stamp = ["merged sweeps"], []
     else:
         folder = Path(folders[0]).resolve()
-        parts = [folder.parent.parent.name, folder.name] if folder.parent.name == "multiruns" else [folder.name]
+        in_multiruns = folder.parent.name == "multiruns"
+        head, stamp = ([folder.parent.parent.name], [folder.name]) if in_multiruns else ([folder.name], [])
+    about = []
     for column, unit in (("dataset", ""), ("epochs", " epochs")):
         values = sorted({str(row[column]) for row in rows if row.get(column) not in ("", None)})
         if values:
-            parts.insert(-1 if len(parts) > 1 else len(parts), ",".join(values) + unit)
-    return " | ".join(parts)
+            about.append(",".join(values) + unit)
+    return " | ".join(head + about + stamp)
 
 
-def write_csv(rows: Sequence[dict], path: str | Path) -> Path:
+def write_csv(rows: Sequence[dict], path: str | Path, columns: Sequence[str] = COLUMNS) -> Path:
     path = Path(path)
     with path.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=COLUMNS, extrasaction="ignore")
+        writer = csv.DictWriter(handle, fieldnames=columns, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
     return path
@@ -260,8 +263,9 @@ def format_markdown(rows: Sequence[dict], left_out: int = 0) -> str:
         row = {**rows[i], "overrides": " ".join(o for o in split[i] if o not in shared)}
         cells = ["★" if row["pareto"] else ""] + [_cell(row, c) for c in columns]
         lines.append("| " + " | ".join(cells) + " |")
-    notes = [f"{len(rows)} jobs: {status_counts(rows)}. ★ marks the Pareto front of test accuracy against "
-             f"learnable parameters (models within {CHANCE_MARGIN:.2f} of chance accuracy are not on it)."]
+    notes = [f"{len(rows)} jobs: {status_counts(rows)}. ★ marks the Pareto front of best validation accuracy "
+             "against learnable parameters (the test accuracy is reported, not used to choose; models within "
+             f"{CHANCE_MARGIN:.2f} of chance accuracy are not on it)."]
     if left_out:
         notes.append(f"{left_out} debug job(s) left out (`python -m rpn_exp.report --include-debug` shows them).")
     if shared:
@@ -284,15 +288,26 @@ def _cell(row: dict, column: str) -> str:
 
 
 def write_summary(folder: str | Path, rows: Sequence[dict], title: str = "", left_out: int = 0) -> dict[str, Path]:
-    """Write ``summary.csv``, ``summary.md`` and ``pareto.png`` into ``folder``; return their paths."""
+    """Write ``summary.csv``, ``summary_by_config.csv`` (jobs that differ only in seed pooled), ``summary.md`` and
+    ``pareto.png`` into ``folder``; return their paths. With several seeds of a configuration, ``summary.md``
+    leads with the pooled table and ``pareto.png`` draws each configuration at its mean with its 95% interval."""
+    from .grouping import GROUP_COLUMNS, format_group_table, group_by_config
     from .plots import pareto_plot
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
+    groups = group_by_config(rows)
+    seeded = any(group["n"] > 1 for group in groups)
     md = folder / SUMMARY_MD
-    md.write_text(f"# Sweep summary{': ' + title if title else ''}\n\n" + format_markdown(rows, left_out))
+    text = f"# Sweep summary{': ' + title if title else ''}\n\n"
+    if seeded:
+        text += ("## By configuration (jobs that differ only in seed pooled)\n\n" + format_group_table(groups) +
+                 "\n\n★: the front by mean best validation accuracy. The interval is the mean's 95% confidence "
+                 "interval (Student's t).\n\n## By job\n\n")
+    md.write_text(text + format_markdown(rows, left_out))
     return {
         "csv": write_csv(rows, folder / SUMMARY_CSV),
+        "by_config": write_csv(groups, folder / BY_CONFIG_CSV, GROUP_COLUMNS),
         "md": md,
-        "png": pareto_plot(rows, folder / PARETO_PNG, title=title),
+        "png": pareto_plot(groups if seeded else rows, folder / PARETO_PNG, title=title),
     }

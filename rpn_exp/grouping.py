@@ -1,0 +1,91 @@
+"""Jobs that differ only in ``seed`` form one configuration: its mean, standard deviation and 95% interval.
+
+A sweep over seeds (``python -m rpn_exp -m hparams_search=rank seed=1,2,3``) measures how much of a difference
+between configurations is noise. Rows are the per-job summary rows of ``rpn_exp.summary``; the configuration of
+a job is its overrides without ``seed`` and without the switches and paths that do not change what it computes.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Sequence
+
+from .naming import comparable_overrides
+
+#: The columns of ``summary_by_config.csv`` in order.
+GROUP_COLUMNS = (
+    "config", "n", "seeds", "dataset", "expansion", "reconciliation", "interdependence", "remainder", "widths",
+    "r", "p", "q", "lr", "epochs", "learnable_params", "test_acc_mean", "test_acc_std", "test_acc_ci95",
+    "val_acc_best_mean", "val_acc_best_std", "val_acc_best_ci95", "pareto",
+)
+#: Columns that are the same for every job of a configuration (taken from its first job).
+SHARED = ("dataset", "expansion", "reconciliation", "interdependence", "remainder", "widths", "r", "p", "q", "lr",
+          "epochs", "learnable_params")
+
+
+def config_of(row: dict) -> str:
+    """The configuration of a job: its overrides, in their order, without ``seed=...`` (and without paths and
+    switches)."""
+    given = str(row.get("overrides", "")).split()
+    kept = set(comparable_overrides(given))
+    return " ".join(o for o in given if o in kept and o.lstrip("+~").split("=", 1)[0] != "seed")
+
+
+def interval(values: Sequence[float]) -> tuple[float, float, float]:
+    """(mean, sample standard deviation, half-width of the 95% confidence interval of the mean).
+
+    The half-width is t(0.975, n − 1) · s / √n (Student's t); std and half-width are NaN for a single value.
+    """
+    n = len(values)
+    mean = statistics.fmean(values) if n else math.nan
+    if n < 2:
+        return mean, math.nan, math.nan
+    from scipy.stats import t
+
+    std = statistics.stdev(values)
+    return mean, std, float(t.ppf(0.975, n - 1)) * std / math.sqrt(n)
+
+
+def group_by_config(rows: Sequence[dict]) -> list[dict]:
+    """One row per configuration of the completed jobs that have a test accuracy, in order of first appearance,
+    with n, the seeds, and mean/std/ci95 of test and best validation accuracy; ``pareto`` marks the front chosen
+    by mean validation accuracy (the test accuracy is reported, never used to choose)."""
+    from .summary import accuracy, pareto_front
+
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for row in rows:
+        if row["status"] == "completed" and not math.isnan(accuracy(row, "test_acc")):
+            groups.setdefault((config_of(row), str(row["learnable_params"])), []).append(row)
+    configs = [config.split() for config, _ in groups]
+    shared = set.intersection(*map(set, configs)) if configs else set()
+    result = []
+    for (config, _), members in groups.items():
+        label = " ".join(o for o in config.split() if o not in shared)  # what tells it from the other configurations
+        grouped = {"config": label or "(all jobs)", "n": len(members), "status": "completed",
+                   "seeds": " ".join(str(m.get("seed", "")) for m in members), "pareto": False,
+                   **{key: members[0].get(key, "") for key in SHARED}}
+        for metric in ("test_acc", "val_acc_best"):
+            mean, std, half = interval([accuracy(m, metric) for m in members])
+            grouped.update({f"{metric}_mean": mean, f"{metric}_std": std, f"{metric}_ci95": half})
+        result.append(grouped)
+    for i in pareto_front(result, metric="val_acc_best_mean"):
+        result[i]["pareto"] = True
+    return result
+
+
+def format_group_table(groups: Sequence[dict]) -> str:
+    """Markdown: one line per configuration, sorted by learnable parameters, mean ± std [95% interval]."""
+    def stat(group: dict, metric: str) -> str:
+        mean, std, half = (group[f"{metric}_{k}"] for k in ("mean", "std", "ci95"))
+        if math.isnan(std):
+            return f"{mean:.4f}"
+        return f"{mean:.4f} ± {std:.4f} [{mean - half:.4f}, {mean + half:.4f}]"
+
+    lines = ["| front | config | n | learnable_params | test acc mean ± std [95% interval] | best val acc mean ± std |",
+             "|---|---|---|---|---|---|"]
+    for group in sorted(groups, key=lambda g: (int(g["learnable_params"] or 0), g["config"])):
+        cells = ["★" if group["pareto"] else "", f"`{group['config']}`", str(group["n"]),
+                 f"{int(group['learnable_params']):,}", stat(group, "test_acc"), stat(group, "val_acc_best")]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)

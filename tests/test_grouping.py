@@ -1,0 +1,56 @@
+"""Seeds as a sweep axis: jobs that differ only in seed pooled into one configuration with mean, std, interval."""
+
+import json
+import math
+import shutil
+
+import pytest
+
+from rpn_exp.grouping import config_of, group_by_config, interval
+from rpn_exp.report import main as report
+from rpn_exp.summary import read_csv
+from tests.test_sweep import multirun
+
+
+def test_the_interval_is_students_t_on_the_sample_std():
+    mean, std, half = interval([0.8, 0.9])
+    assert mean == pytest.approx(0.85) and std == pytest.approx(0.070711, abs=1e-6)
+    assert half == pytest.approx(12.7062 * 0.070711 / math.sqrt(2), rel=1e-4)  # t(0.975, 1) = 12.706
+    assert interval([0.7])[0] == 0.7 and math.isnan(interval([0.7])[1]) and math.isnan(interval([0.7])[2])
+
+
+def job(config, seed, test, val, params, status="completed"):
+    return {"status": status, "overrides": f"{config} seed={seed} paths.log_dir=/x", "seed": seed,
+            "test_acc": test, "val_acc_best": val, "learnable_params": params, "reconciliation": config.split("=")[1],
+            "widths": "64-128-10", "r": 2, "p": "8/2", "q": "64/128"}
+
+
+def test_jobs_that_differ_only_in_seed_form_one_configuration():
+    assert config_of(job("reconciliation=lphm", 1, 0.9, 0.9, 10)) == "reconciliation=lphm"
+    rows = [job("reconciliation=lphm", 1, 0.80, 0.70, 1000), job("reconciliation=lphm", 2, 0.90, 0.80, 1000),
+            job("reconciliation=hm", 1, 0.95, 0.60, 2000), job("reconciliation=hm", 2, 0.97, 0.62, 2000),
+            job("reconciliation=hm", 3, "", "", 2000, status="failed")]
+    lphm, hm = group_by_config(rows)
+    assert (lphm["n"], lphm["seeds"], hm["n"]) == (2, "1 2", 2)  # the failed job is left out
+    assert lphm["test_acc_mean"] == pytest.approx(0.85) and hm["val_acc_best_mean"] == pytest.approx(0.61)
+    # chosen on validation: hm's higher test accuracy does not buy it a place (its validation mean is lower)
+    assert lphm["pareto"] and not hm["pareto"]
+
+
+@pytest.mark.slow
+def test_a_two_seed_sweep_pools_its_jobs_and_the_report_rebuilds_it(tmp_path):
+    done, folder = multirun(tmp_path, "reconciliation=lphm,dual_lphm", "reconciliation.r=2", "seed=1,2")
+    groups = read_csv(folder / "summary_by_config.csv")
+    assert [(g["config"], g["n"], g["seeds"]) for g in groups] == [
+        ("reconciliation=lphm", "2", "1 2"), ("reconciliation=dual_lphm", "2", "1 2")]  # labelled by what differs
+    for group, family in zip(groups, ("lphm", "dual_lphm")):
+        tests = [json.loads((folder / f"00{k}_{family}_r2_seed{seed}" / "result.json").read_text())["metrics"]["test/acc"]
+                 for k, seed in ((0 if family == "lphm" else 2, 1), (1 if family == "lphm" else 3, 2))]
+        mean, std, half = interval(tests)
+        assert float(group["test_acc_mean"]) == pytest.approx(mean) and float(group["test_acc_ci95"]) == pytest.approx(half)
+    text = (folder / "summary.md").read_text()
+    assert "## By configuration (jobs that differ only in seed pooled)" in text and "## By job" in text
+    copy = shutil.copytree(folder, tmp_path / "copy")
+    (copy / "summary_by_config.csv").unlink()
+    assert report([str(copy)]) == 0
+    assert (copy / "summary_by_config.csv").read_text() == (folder / "summary_by_config.csv").read_text()
