@@ -11,6 +11,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from .layers import RPNNetwork
+from .record import output_rank_limit
 
 log = logging.getLogger("rpn_exp")
 
@@ -39,9 +40,24 @@ def instantiate_node(node, key: str, **kwargs):
         raise cause from error
 
 
+def function_configs(cfg: DictConfig) -> dict[str, tuple[str, DictConfig]]:
+    """Each layer function's config node and its key: the expansion/reconciliation/... groups, or the functions
+    the model fixes for itself (``model.functions``, e.g. the dense baseline ``model=mlp``)."""
+    fixed = OmegaConf.select(cfg, "model.functions")
+    if fixed:
+        return {group: (f"model.functions.{group}", fixed[group]) for group in FUNCTION_GROUPS}
+    return {group: (group, cfg[group]) for group in FUNCTION_GROUPS}
+
+
 def instantiate_functions(cfg: DictConfig) -> dict:
     """The function objects every layer shares: {expansion, reconciliation, interdependence, remainder}."""
-    return {group: instantiate_node(cfg[group], group) for group in FUNCTION_GROUPS}
+    return {group: instantiate_node(node, key) for group, (key, node) in function_configs(cfg).items()}
+
+
+def model_name(cfg: DictConfig) -> str:
+    """What kind of model the config builds: ``rpn``, ``mlp``, or ``linear`` (an MLP without hidden layers)."""
+    name = OmegaConf.select(cfg, "model.name", default="rpn")
+    return "linear" if name == "mlp" and not cfg.model.hidden else name
 
 
 def _layer_overrides(cfg: DictConfig) -> dict[int, dict]:
@@ -83,6 +99,7 @@ def build_network(cfg: DictConfig, num_features: int, num_classes: int, shapes_o
                 output_processing=OmegaConf.to_container(model.output_processing)
                 if OmegaConf.is_config(model.output_processing)
                 else model.output_processing,
+                activation=model.get("activation"),
                 materialize=model.materialize,
                 chunk_elements=model.chunk_elements,
                 layer_overrides=_layer_overrides(cfg),
@@ -96,6 +113,7 @@ def build_network(cfg: DictConfig, num_features: int, num_classes: int, shapes_o
         skeleton = make()
     check_ranks(skeleton)
     check_degenerate(skeleton)
+    warn_rank_limit(skeleton)
     if shapes_only:
         return skeleton
     net = make()
@@ -149,6 +167,25 @@ def check_ranks(net: RPNNetwork) -> None:
     for name, r, bound in capped:
         log.warning("%s: r=%d is capped at rank %d by the layer's shape; its extra parameters do not raise the rank",
                     name, r, bound)
+
+
+def warn_rank_limit(net: RPNNetwork) -> None:
+    """Warn when the output layer's W cannot reach rank classes − 1 (``rpn_exp.record.output_rank_limit``): the run
+    still trains, but its structure, not its training, limits how well the classes can be separated."""
+    limit = output_rank_limit(net.describe())
+    if limit is None:
+        return
+    bound, classes = limit
+    last = net.layers[-1]
+    psi = last.heads[0].reconciliation
+    log.warning(
+        "%s: reconciliation=%s%s caps W at rank %d, below classes - 1 = %d: the logits lie in a %d-dimensional "
+        "subspace, which limits how the %d classes can be told apart%s. Raise reconciliation.r (or p/q), or give the "
+        "output layer a reconciliation of its own: +reconciliation@model.layer_overrides.%d.reconciliation=lorr",
+        last.name, psi.name, "".join(f" {k}={v}" for k, v in psi.hparams(last.n, last.D).items()), bound,
+        classes - 1, bound, classes,
+        " (at rank 1 every input's logits are multiples of one vector: at most two classes can ever be predicted)"
+        if bound <= 1 else "", len(net.layers) - 1)
 
 
 def build_datamodule(cfg: DictConfig):

@@ -15,13 +15,13 @@ from .naming import comparable_overrides
 
 #: The columns of ``summary_by_config.csv`` in order.
 GROUP_COLUMNS = (
-    "config", "n", "seeds", "dataset", "expansion", "reconciliation", "interdependence", "remainder", "widths",
-    "r", "p", "q", "lr", "epochs", "learnable_params", "test_acc_mean", "test_acc_std", "test_acc_ci95",
+    "config", "n", "seeds", "model", "dataset", "expansion", "reconciliation", "interdependence", "remainder", "widths",
+    "r", "p", "q", "rank_bound", "lr", "epochs", "learnable_params", "test_acc_mean", "test_acc_std", "test_acc_ci95",
     "val_acc_best_mean", "val_acc_best_std", "val_acc_best_ci95", "pareto",
 )
 #: Columns that are the same for every job of a configuration (taken from its first job).
-SHARED = ("dataset", "expansion", "reconciliation", "interdependence", "remainder", "widths", "r", "p", "q", "lr",
-          "epochs", "learnable_params")
+SHARED = ("model", "dataset", "expansion", "reconciliation", "interdependence", "remainder", "widths", "r", "p", "q",
+          "rank_bound", "rank_limited", "lr", "epochs", "learnable_params")
 
 
 def config_of(row: dict) -> str:
@@ -75,7 +75,10 @@ def group_by_config(rows: Sequence[dict]) -> list[dict]:
 
 
 def format_group_table(groups: Sequence[dict]) -> str:
-    """Markdown: one line per configuration, sorted by learnable parameters, mean ± std [95% interval]."""
+    """Markdown: one line per configuration, sorted by learnable parameters, mean ± std [95% interval]; a
+    configuration whose output layer cannot reach rank classes − 1 is marked (``rpn_exp.summary.RANK_MARK``)."""
+    from .summary import RANK_MARK
+
     def stat(group: dict, metric: str) -> str:
         mean, std, half = (group[f"{metric}_{k}"] for k in ("mean", "std", "ci95"))
         if math.isnan(std):
@@ -85,7 +88,9 @@ def format_group_table(groups: Sequence[dict]) -> str:
     lines = ["| front | config | n | learnable_params | test acc mean ± std [95% interval] | best val acc mean ± std |",
              "|---|---|---|---|---|---|"]
     for group in sorted(groups, key=lambda g: (int(g["learnable_params"] or 0), g["config"])):
-        cells = ["★" if group["pareto"] else "", f"`{group['config']}`", str(group["n"]),
+        limit = f" {RANK_MARK} rank ≤ {group['rank_bound']}" if group.get("rank_limited") else ""
+        config = f"`{group['config']}`{limit}"
+        cells = ["★" if group["pareto"] else "", config, str(group["n"]),
                  f"{int(group['learnable_params']):,}", stat(group, "test_acc"), stat(group, "val_acc_best")]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)

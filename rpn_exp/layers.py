@@ -36,7 +36,8 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from .functions.expansion import Expansion, TaylorExpansion
-from .functions.factors import bilinear, bilinear_columns, dense, kron_moments, kron_taylor
+from .functions.factors import (bilinear, bilinear_columns, dense, kron_moments, kron_taylor, outer_bilinear,
+                                outer_bilinear_plan, shape)
 from .functions.interdependence import Interdependence, NoInterdependence
 from .functions.processing import build_processing, is_plain_layer_norm
 from .functions.reconciliation import Reconciliation
@@ -116,18 +117,20 @@ class RPNHead(nn.Module):
         self.path = "materialized" if materialize else self._fast_path()
 
     def _fast_path(self) -> str:
+        psi, w, state = self.reconciliation, self.w[0], self.psi_state
         taylor = isinstance(self.expansion, TaylorExpansion) and (
             not len(self.postprocess) or is_plain_layer_norm(self.postprocess)
         )
-        kind = type(self.reconciliation)
-        if taylor and kind.kron is not Reconciliation.kron:
-            if self.reconciliation.dims(self.n, self.D)[1] == self.m_prime:
-                return "product"
-        if taylor and kind.low_rank is not Reconciliation.low_rank:
+        if not taylor:
+            return "structured" if psi.factored else "materialized"
+        kron = psi.kron(w, self.n, self.D, **state)
+        if kron is not None and self.expansion.order == "kronecker" and shape(kron[0])[1] == self.m_prime:
+            return "product"
+        if psi.low_rank(w, self.n, self.D, **state) is not None or psi.outer(w, self.n, self.D, **state) is not None:
             return "bilinear"
-        if taylor and not self.reconciliation.factored and self.D >= BILINEAR_MIN_D:
+        if not psi.factored and self.D >= BILINEAR_MIN_D:
             return "bilinear"
-        return "structured" if self.reconciliation.factored else "materialized"
+        return "structured" if psi.factored else "materialized"
 
     @property
     def psi_state(self) -> dict[str, torch.Tensor]:
@@ -179,34 +182,42 @@ class RPNHead(nn.Module):
         return _mean([kron_taylor(u, t, dense(A), dense(B), eps) for A, B in factors])
 
     def _bilinear_operators(self):
-        """Per channel, (u, v) ↦ W (u ⊗ v): through W itself, or U (Vᵀ (u ⊗ v)) for a thin W = U Vᵀ.
+        """Per channel, (left, right) ↦ W (left ⊗ right): through W itself, U (Vᵀ (left ⊗ right)) for a thin
+        W = U Vᵀ, or the pieces of a reference-layout W (``outer_bilinear``).
 
-        Also returns the width of the (b, width·m) intermediate, for chunking.
+        Also returns the width of the largest (b, width·m) intermediate, for chunking.
         """
-        state = self.psi_state
-        factors = [self.reconciliation.low_rank(w, self.n, self.D, **state) for w in self.w]
+        psi, state, n, D = self.reconciliation, self.psi_state, self.n, self.D
+        outer = [psi.outer(w, n, D, **state) for w in self.w]
+        if outer[0] is not None:
+            a, b = outer[0]
+            left_width = self.m_prime if self.expansion.order == "kronecker" else D // self.m_prime
+            pieces = outer_bilinear_plan(n, D, a.numel(), b.numel(), left_width, str(a.device))[1].numel()
+            return [partial(outer_bilinear, a=a, b=b, n=n) for a, b in outer], max(1, pieces // self.m_prime)
+        factors = [psi.low_rank(w, n, D, **state) for w in self.w]
         if factors[0] is None:
-            return [partial(bilinear, W=W) for W in self._weights()], self.n
+            return [partial(bilinear, W=W) for W in self._weights()], n
         return [lambda u, v, U=U, V=V: bilinear_columns(u, v, V) @ U.T for U, V in factors], factors[0][1].shape[1]
 
     def _bilinear(self, x: torch.Tensor, operators) -> torch.Tensor:
-        """W κ(x) for κ(x) = u ⊗ [1, t] through the bilinear form y_k = uᵀ W_k [1, t], per channel.
+        """W κ(x) for κ(x) = left ⊗ right (``TaylorExpansion.kron_layout``) through the bilinear form, per channel.
 
         A non-affine layer norm over κ is folded in: its mean and variance come from u and t (``kron_moments``),
         and W (κ − μ)/σ = (W κ − μ W 1)/σ, where the row sums W 1 = W (1 ⊗ 1) come out of the same product as one
         more row of ones.
         """
         u, t = self.expansion.product_factors(x)
-        v = torch.cat([t.new_ones(t.shape[0], 1), t], dim=1)
+        left, right = self.expansion.kron_layout(u, t)
         norm = self.postprocess[0] if len(self.postprocess) else None
         if norm is None:
-            return _mean([apply(u, v) for apply in operators])
+            return _mean([apply(left, right) for apply in operators])
         mean, var = kron_moments(u, t)
         inv_std = torch.rsqrt(var + norm.eps)
-        u, v = torch.cat([u, u.new_ones(1, u.shape[1])]), torch.cat([v, v.new_ones(1, v.shape[1])])
+        left = torch.cat([left, left.new_ones(1, left.shape[1])])
+        right = torch.cat([right, right.new_ones(1, right.shape[1])])
         outputs = []
         for apply in operators:
-            y = apply(u, v)
+            y = apply(left, right)
             outputs.append((y[:-1] - mean * y[-1]) * inv_std)
         return _mean(outputs)
 
@@ -231,6 +242,12 @@ class RPNHead(nn.Module):
             s, t = B.shape
             i, j = torch.arange(rows, device=w.device), torch.arange(cols, device=w.device)
             return A[i // s][:, j // t] * B[i % s][:, j % t]
+        outer = self.reconciliation.outer(w, self.n, self.D, **state)
+        if outer is not None:  # W[i, j] = a[(iD + j) // Lb] · b[(iD + j) mod Lb]
+            a, b = outer
+            i, j = torch.arange(rows, device=w.device), torch.arange(cols, device=w.device)
+            flat = i.unsqueeze(1) * self.D + j
+            return a[flat // b.numel()] * b[flat % b.numel()]
         thin = self.reconciliation.low_rank(w, self.n, self.D, **state)
         if thin is not None:
             U, V = thin
@@ -300,6 +317,18 @@ class RPNLayer(nn.Module):
     def path(self) -> str:
         return self.heads[0].path
 
+    @property
+    def rank_bound(self) -> int:
+        """An upper bound on the rank of the layer's map into R^n, from its structure alone:
+        min(n, H·C·rank_bound(ψ) + rank_bound(π)), since an average of H·C matrices of rank ≤ k has rank ≤ H·C·k.
+
+        When the output layer's bound is below classes − 1, some classes can never be predicted (the logits lie in
+        a subspace that cannot order every class first).
+        """
+        head = self.heads[0]
+        structured = len(self.heads) * head.channels * head.reconciliation.rank_bound(self.n, self.D)
+        return min(self.n, structured + self.remainder.rank_bound(self.m, self.n))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = _mean([head(x) for head in self.heads])
         rest = self.remainder(x, self.n, **_gather(self, "pi_", self._pi_keys))
@@ -321,6 +350,7 @@ class RPNLayer(nn.Module):
             "learnable": count_learnable(self),
             "frozen": count_frozen(self),
             "path": self.path,
+            "rank_bound": self.rank_bound,
             **head.reconciliation.hparams(self.n, self.D),
         }
 
@@ -364,9 +394,12 @@ class RPNNetwork(nn.Module):
 
     ``layer_overrides`` maps a layer index (0-based) to keyword arguments of :class:`RPNLayer` that
     replace the shared ones for that layer (e.g. ``{2: {"reconciliation": IdentityReconciliation()}}``).
+    ``activation`` (a processing spec, e.g. ``"relu"``) is applied between layers, not after the last: with identity
+    expansion and reconciliation and a bias, that is a dense multilayer perceptron.
     """
 
-    def __init__(self, widths: Sequence[int], *, layer_overrides: Mapping[int, Mapping] | None = None, **shared):
+    def __init__(self, widths: Sequence[int], *, layer_overrides: Mapping[int, Mapping] | None = None,
+                 activation=None, **shared):
         super().__init__()
         widths = list(widths)
         if len(widths) < 2 or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in widths):
@@ -382,10 +415,13 @@ class RPNNetwork(nn.Module):
             RPNLayer(m, n, name=f"layer {i}", index=i, **{**shared, **overrides.get(i, {})})
             for i, (m, n) in enumerate(zip(widths[:-1], widths[1:]))
         )
+        self.activations = nn.ModuleList(build_processing(activation, n) for n in widths[1:-1])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        for layer in self.layers:
+        for layer, activation in zip(self.layers, [*self.activations, None]):
             x = layer(x)
+            if activation is not None:
+                x = activation(x)
         return x
 
     def describe(self) -> list[dict]:

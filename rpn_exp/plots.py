@@ -42,11 +42,16 @@ LABEL_COLUMNS = ("r", "p", "q", "seed", "lr", "epochs", "expansion", "interdepen
                  "dataset")
 
 
+#: The dense baselines (``model=mlp``) in greys, apart from the families' hues.
+BASELINE_COLOURS = {"mlp": "#3a3a3a", "linear": "#9a9a9a"}
+
+
 def family_colour(family: str):
     """The colour of a reconciliation family, the same in every plot.
 
     The i-th family of ``rpn_exp.functions.reconciliation.__all__`` gets tab20's colour 2i (the ten strong
-    hues first), then 2i + 1 (their light tints) from the eleventh on; other names hash into the palette.
+    hues first), then 2i + 1 (their light tints) from the eleventh on; the baselines are grey
+    (:data:`BASELINE_COLOURS`); other names hash into the palette.
     """
     import zlib
 
@@ -54,6 +59,8 @@ def family_colour(family: str):
 
     from .functions import reconciliation
 
+    if family in BASELINE_COLOURS:
+        return BASELINE_COLOURS[family]
     names = [getattr(reconciliation, cls).name for cls in reconciliation.__all__ if cls != "Reconciliation"]
     i = names.index(family) if family in names else zlib.crc32(family.encode()) % 20
     return colormaps["tab20"]((2 * i) % 20 + (i // 10) % 2)
@@ -65,7 +72,8 @@ def point_label(row: dict, columns: Sequence[str]) -> str:
 
 
 def pareto_plot(rows: Sequence[dict], path: str | Path, title: str = "") -> Path:
-    """Test accuracy against learnable parameters (log axis), one colour per reconciliation family, front drawn.
+    """Test accuracy against learnable parameters (log axis), one colour per reconciliation family, front drawn;
+    dense baselines (``model=mlp``: ``mlp``, ``linear``) as dashed curves with their own legend entries.
 
     ``rows`` are summary rows (``rpn_exp.summary``); completed rows with a test accuracy are plotted, each
     labelled with the hyper-parameters that vary among them, and those with ``pareto`` set are joined by the
@@ -77,7 +85,7 @@ def pareto_plot(rows: Sequence[dict], path: str | Path, title: str = "") -> Path
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from .summary import chance
+    from .summary import chance, family, is_baseline
 
     grouped = bool(rows) and "test_acc_mean" in rows[0]  # configurations pooled over seeds (rpn_exp.grouping)
     y_key = "test_acc_mean" if grouped else "test_acc"
@@ -85,14 +93,18 @@ def pareto_plot(rows: Sequence[dict], path: str | Path, title: str = "") -> Path
     done = [r for r in done if not math.isnan(float(r[y_key]))]
     varying = [c for c in LABEL_COLUMNS if len({str(r[c]) for r in done if r.get(c) not in ("", None)}) > 1]
     fig, ax = plt.subplots(figsize=(9, 5), dpi=120)
-    for family in sorted({r["reconciliation"] for r in done}):
-        series = [r for r in done if r["reconciliation"] == family]
+    for name in sorted({family(r) for r in done}, key=lambda f: (f not in ("linear", "mlp"), f)):
+        series = sorted((r for r in done if family(r) == name), key=lambda r: int(r["learnable_params"]))
         xs, ys = [int(r["learnable_params"]) for r in series], [float(r[y_key]) for r in series]
-        ax.scatter(xs, ys, label=family, s=40, alpha=0.9, zorder=3, color=family_colour(family))
+        colour = family_colour(name)
+        if is_baseline(series[0]):  # dense baselines: a dashed curve across their widths
+            ax.plot(xs, ys, linestyle="--", marker="s", markersize=5, linewidth=1.5, color=colour, zorder=3,
+                    label=f"{name} (dense baseline)")
+        else:
+            ax.scatter(xs, ys, label=name, s=40, alpha=0.9, zorder=3, color=colour)
         if grouped:  # each configuration's 95% interval of the mean over its seeds
             errors = [0.0 if math.isnan(r["test_acc_ci95"]) else r["test_acc_ci95"] for r in series]
-            ax.errorbar(xs, ys, yerr=errors, fmt="none", ecolor=family_colour(family), elinewidth=1.2, capsize=3,
-                        zorder=3)
+            ax.errorbar(xs, ys, yerr=errors, fmt="none", ecolor=colour, elinewidth=1.2, capsize=3, zorder=3)
         for x, y, row in zip(xs, ys, series):
             if varying:
                 ax.annotate(point_label(row, varying), (x, y), xytext=(4, 4), textcoords="offset points",
@@ -100,7 +112,7 @@ def pareto_plot(rows: Sequence[dict], path: str | Path, title: str = "") -> Path
     front = sorted((int(r["learnable_params"]), float(r[y_key])) for r in done if r["pareto"])
     if front:
         xs, ys = zip(*front)
-        ax.step(xs, ys, where="post", color="black", linewidth=1, linestyle="--", zorder=2,
+        ax.step(xs, ys, where="post", color="black", linewidth=1, alpha=0.6, zorder=2,
                 label="Pareto front (chosen on validation)")
         ax.scatter(xs, ys, s=120, facecolors="none", edgecolors="black", linewidths=1.2, zorder=4)
     levels = {round(chance(r), 6) for r in done if not math.isnan(chance(r))}

@@ -28,6 +28,17 @@ def model_record(net: RPNNetwork) -> dict:
     }
 
 
+def output_rank_limit(layers: list[dict]) -> tuple[int, int] | None:
+    """(rank bound, classes) when the output layer's rank bound is below classes − 1, the dimension of the logit
+    differences softmax reads; None otherwise. Its logits then lie in a smaller subspace (at rank 1 they are
+    multiples of one vector, and at most two classes can ever be predicted).
+    ``layers`` are the rows of ``RPNNetwork.describe()``."""
+    if not layers or "rank_bound" not in layers[-1]:
+        return None
+    bound, classes = int(layers[-1]["rank_bound"]), int(layers[-1]["n"])
+    return (bound, classes) if bound < classes - 1 else None
+
+
 def per_layer(layers: list[dict], key: str) -> str | int:
     """A hyper-parameter as resolved in each layer: one value if all layers agree, else ``a/b/c`` ("" if none)."""
     values = [row[key] for row in layers if key in row]
@@ -90,7 +101,7 @@ def _jsonable(value):
 
 def format_layer_table(layers: list[dict]) -> str:
     """A fixed-width text table of the per-layer description rows."""
-    columns = ["layer", "m", "n", "D", "l", "learnable", "frozen", "path", "hparams"]
+    columns = ["layer", "m", "n", "D", "l", "learnable", "frozen", "path", "rank_bound", "hparams"]
     known = set(columns)
     rows = []
     for row in layers:

@@ -13,7 +13,7 @@ import math
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from .record import RECORD_FILE, per_layer, process_alive
+from .record import RECORD_FILE, output_rank_limit, per_layer, process_alive
 
 SUMMARY_CSV, SUMMARY_MD, PARETO_PNG = "summary.csv", "summary.md", "pareto.png"
 BY_CONFIG_CSV = "summary_by_config.csv"
@@ -21,11 +21,13 @@ BY_CONFIG_CSV = "summary_by_config.csv"
 #: The columns of ``summary.csv`` in order; ``summary.md`` shows the same minus the long ``error`` text and
 #: minus the :data:`SHOWN_IF_VARYING` columns that hold one value for every job.
 COLUMNS = (
-    "job", "status", "dataset", "expansion", "reconciliation", "interdependence", "remainder", "widths",
-    "r", "p", "q", "seed", "lr", "epochs", "learnable_params", "frozen_params", "test_acc", "val_acc_best",
+    "job", "status", "model", "dataset", "expansion", "reconciliation", "interdependence", "remainder", "widths",
+    "r", "p", "q", "rank_bound", "rank_limited", "seed", "lr", "epochs", "learnable_params", "frozen_params", "test_acc", "val_acc_best",
     "wall_time_s", "pareto", "overrides", "error",
 )
-SHOWN_IF_VARYING = ("interdependence", "remainder", "widths", "seed", "lr", "epochs")
+SHOWN_IF_VARYING = ("model", "interdependence", "remainder", "widths", "rank_bound", "seed", "lr", "epochs")
+#: Marks a rank bound below classes − 1 (``rpn_exp.record.output_rank_limit``) in the tables.
+RANK_MARK = "⚠"
 #: A model within this much accuracy of chance (1 / classes) is never on the Pareto front.
 CHANCE_MARGIN = 0.05
 #: Where each accuracy column comes from in a record's ``metrics``.
@@ -63,7 +65,7 @@ def job_row(folder: str | Path, root: str | Path | None = None) -> dict:
     folder = Path(folder)
     name = str(folder.relative_to(root)) if root is not None and folder != Path(root) else folder.name
     row = dict.fromkeys(COLUMNS, "")
-    row.update(job=name, pareto=False, debug=None)  # None: unknown (no readable record)
+    row.update(job=name, pareto=False, debug=None, rank_limited=False)  # None: unknown (no readable record)
     path = folder / RECORD_FILE
     try:
         record = json.loads(path.read_text())
@@ -82,6 +84,7 @@ def job_row(folder: str | Path, root: str | Path | None = None) -> dict:
     choices = record.get("choices", {})  # a job that failed while building still names its config choices
     row.update(
         status=record.get("status", "unknown"),
+        model=record.get("model") or "rpn",
         dataset=record.get("dataset") or choices.get("dataset", ""),
         expansion=record.get("expansion") or choices.get("expansion", ""),
         reconciliation=record.get("reconciliation") or choices.get("reconciliation", ""),
@@ -100,6 +103,8 @@ def job_row(folder: str | Path, root: str | Path | None = None) -> dict:
     )
     for key in ("r", "p", "q"):
         row[key] = per_layer(layers, key) if layers else record.get("reconciliation_hparams", {}).get(key, "")
+    row["rank_bound"] = per_layer(layers, "rank_bound")
+    row["rank_limited"] = output_rank_limit(layers) is not None
     for column, metric in METRICS.items():
         value = metrics.get(metric)
         row[column] = "" if value is None else float(value)
@@ -134,6 +139,17 @@ def _hydra_overrides(folder: Path) -> str:
     from omegaconf import OmegaConf
 
     return " ".join(OmegaConf.load(path))
+
+
+def family(row: dict) -> str:
+    """What a point of the Pareto plot belongs to: the model for a baseline (``mlp``, ``linear``), else the
+    reconciliation family."""
+    return row["model"] if is_baseline(row) else row["reconciliation"]
+
+
+def is_baseline(row: dict) -> bool:
+    """Whether the row is a dense baseline (``model=mlp``) rather than an RPN configuration."""
+    return row.get("model", "rpn") not in ("", "rpn")
 
 
 def accuracy(row: dict, metric: str = "test_acc") -> float:
@@ -249,8 +265,9 @@ def format_markdown(rows: Sequence[dict], left_out: int = 0) -> str:
     The overrides column shows what differs between jobs; the overrides they all share are listed below.
     Columns of :data:`SHOWN_IF_VARYING` appear only when jobs differ in them. ``left_out`` debug jobs are noted.
     """
-    columns = [c for c in COLUMNS if c not in ("error", "pareto")
-               and (c not in SHOWN_IF_VARYING or varying(rows, c))]
+    limited = any(row.get("rank_limited") for row in rows)
+    columns = [c for c in COLUMNS if c not in ("error", "pareto", "rank_limited")
+               and (c not in SHOWN_IF_VARYING or varying(rows, c) or (c == "rank_bound" and limited))]
     split = [row["overrides"].split() for row in rows]
     shared = [o for o in split[0] if all(o in other for other in split)] if len(rows) > 1 else []
     ordered = sorted(range(len(rows)), key=lambda i: (rows[i]["learnable_params"] == "",
@@ -266,6 +283,10 @@ def format_markdown(rows: Sequence[dict], left_out: int = 0) -> str:
     notes = [f"{len(rows)} jobs: {status_counts(rows)}. ★ marks the Pareto front of best validation accuracy "
              "against learnable parameters (the test accuracy is reported, not used to choose; models within "
              f"{CHANCE_MARGIN:.2f} of chance accuracy are not on it)."]
+    if limited:
+        notes.append(f"{RANK_MARK} in rank_bound: the output layer's W cannot reach rank classes − 1 (its structure "
+                     "caps it), so its logits lie in a smaller subspace (at rank 1 at most two classes can ever be "
+                     "predicted): such a point shows a limit of the structure, not only of training.")
     if left_out:
         notes.append(f"{left_out} debug job(s) left out (`python -m rpn_exp.report --include-debug` shows them).")
     if shared:
@@ -284,6 +305,8 @@ def _cell(row: dict, column: str) -> str:
         return f"{value:,}"
     if column == "overrides":
         return f"`{value}`" if value else ""
+    if column == "rank_bound" and row.get("rank_limited"):
+        return f"{value} {RANK_MARK}"
     return str(value).replace("|", "\\|")
 
 

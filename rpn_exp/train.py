@@ -18,7 +18,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from .build import ConfigError, build_datamodule, build_network, instantiate_node
+from .build import ConfigError, build_datamodule, build_network, function_configs, instantiate_node, model_name
 from .checkpointing import INTERRUPTED, LAST, AtomicCheckpointIO, LastCheckpoint, SaveOnInterrupt, check_resumable
 from .checks import check_added_keys, check_settings
 from .config_tree import format_config_tree
@@ -278,7 +278,8 @@ def prepare_rerun(out: Path) -> str | None:
 
 def new_record(cfg: DictConfig, out: Path, context: dict) -> dict:
     """The record of a run that is starting: what was asked for and where the code and numbers come from."""
-    configured = {k: v for k, v in cfg.reconciliation.items() if k in ("r", "p", "q", "l") and v is not None}
+    psi = function_configs(cfg)["reconciliation"][1]
+    configured = {k: v for k, v in psi.items() if k in ("r", "p", "q", "l") and v is not None}
     return {
         "status": "running", "pid": os.getpid(), "host": socket.gethostname(),
         "output_dir": str(out), "overrides": context["overrides"],
@@ -309,6 +310,7 @@ def build_experiment(cfg: DictConfig, record: dict, verbose: bool = True):
             raise ConfigError(f"dataset: {error}") from error
     head = net.layers[0].heads[0]
     record.update(
+        model=model_name(cfg),
         dataset=datamodule.name,
         expansion=head.expansion.name,
         reconciliation=head.reconciliation.name,

@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .base import Function
-from .factors import Factor, LowRank, dense, kron_linear
+from .factors import Factor, LowRank, dense, kron_linear, outer_dense, outer_linear
 from .shapes import check_positive_int, resolve_factor
 
 #: Exported in a fixed order (the low-parameter families first): plots give families colours in this order.
@@ -188,10 +188,21 @@ class Reconciliation(Function):
         """Factors (U, V) with W = U Vᵀ, U (n×k), V (D×k), for families with a thin factorization; None otherwise."""
         return None
 
+    def outer(self, w: torch.Tensor, n: int, D: int, **state) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """Vectors (a, b) with W = reshape_{n×D}(vec(a) vec(b)ᵀ) (the reference layout); None otherwise."""
+        return None
+
     def max_rank(self, n: int, D: int) -> int | None:
         """For families with a rank r: the largest r that can still change W for an n×D weight (beyond it the
         extra parameters do not raise any factor's rank); None for families without r."""
         return None
+
+    def rank_bound(self, n: int, D: int) -> int:
+        """An upper bound on rank(W) for an n×D weight, from the structure alone (whatever w is).
+
+        min(n, D) for a dense W; a structured family states its own (lorr: r; hm: min(p,q)·min(n/p, D/q); ...).
+        """
+        return min(n, D)
 
 
 
@@ -288,6 +299,9 @@ class ConstantReconciliation(Reconciliation):
     def linear(self, x, w, n, D):
         return (self.c * x.sum(dim=1, keepdim=True)).expand(-1, n)
 
+    def rank_bound(self, n, D):
+        return int(self.c != 0)  # c·1 has rank 1 (0 for c = 0)
+
 
 class ZeroReconciliation(ConstantReconciliation):
     """ψ(w) = 0_{n×D}; l = 0."""
@@ -325,6 +339,9 @@ class ConstantEyeReconciliation(ConstantReconciliation):
         k = min(n, D)
         return F.pad(x[:, :k], (0, n - k))
 
+    def rank_bound(self, n, D):
+        return min(n, D)
+
 
 class LowRankReconciliation(Reconciliation):
     """lorr: ψ(w) = A Bᵀ, A (n×r), B (D×r); l = r(n + D). Init σ = (1/(3D r))^{1/4}."""
@@ -360,21 +377,42 @@ class LowRankReconciliation(Reconciliation):
     def max_rank(self, n, D):
         return min(n, D)
 
+    def rank_bound(self, n, D):
+        return min(self.r, n, D)
+
+
+#: How a Kronecker family lays its two factors out in W (``layout``).
+LAYOUTS = ("kronecker", "reference")
+
 
 class _KroneckerReconciliation(Reconciliation):
     """W = A ⊗ B with A (p×q) and B (n/p × D/q), each possibly low rank.
 
     ``x Wᵀ`` is computed as ``vec(A K Bᵀ)`` on each row reshaped to K (q × D/q), never building W.
+
+    ``layout="reference"`` builds instead the W of the reference implementation (tinybig 0.2.1), from the same
+    parameter count: W = reshape_{n×D}(vec(A) vec(B)ᵀ), the outer product of the row-major flattened factors
+    reshaped row-major, with its low-rank factors read as P (p×r)·Q′ (r×q) and S (n/p × r)·T′ (r × D/q) (the
+    slices of w reshaped row-major). Its W is not A ⊗ B (rank 1 in its blocks rather than rank(A)·rank(B)); it
+    reproduces published numbers. It is applied without building W (``rpn_exp.functions.factors.outer_linear``,
+    ``outer_bilinear``).
     """
 
     factored = True
 
-    def __init__(self, p: int | None = None, q: int | None = None, seed: int = 0):
+    def __init__(self, p: int | None = None, q: int | None = None, layout: str = "kronecker", seed: int = 0):
         super().__init__(seed)
         for key, value in (("p", p), ("q", q)):
             if value is not None:
                 check_positive_int(value, name=key, owner=f"{self.name} reconciliation")
-        self.p, self.q = p, q
+        if layout not in LAYOUTS:
+            raise ValueError(f"{self.name} reconciliation: layout={layout!r} is invalid; valid choices: "
+                             f"{', '.join(LAYOUTS)}")
+        self.p, self.q, self.layout = p, q, layout
+
+    @property
+    def reference(self) -> bool:
+        return self.layout == "reference"
 
     def dims(self, n: int, D: int) -> tuple[int, int, int, int]:
         """(p, q, n/p, D/q) with automatic p and q resolved for this n and D."""
@@ -385,19 +423,47 @@ class _KroneckerReconciliation(Reconciliation):
 
     def hparams(self, n, D):
         p, q, _, _ = self.dims(n, D)
-        return {"p": p, "q": q}
+        return {"p": p, "q": q, **({"layout": self.layout} if self.reference else {})}
 
     def factors(self, parts: dict, n: int, D: int) -> tuple[Factor, Factor]:
         raise NotImplementedError
 
+    def factor_ranks(self, n: int, D: int) -> tuple[int, int]:
+        """Upper bounds on rank(A) and rank(B) (A p×q, B n/p × D/q)."""
+        p, q, s, t = self.dims(n, D)
+        return min(p, q), min(s, t)
+
+    def rank_bound(self, n, D):
+        """rank(A ⊗ B) = rank(A)·rank(B) (at most min(n, D)). In the reference layout each row of W is a
+        combination of the segments of b it reads (:func:`~rpn_exp.functions.factors.outer_linear`): at most
+        β·(segments) of them."""
+        if self.reference:
+            from .factors import outer_chunk_plan
+
+            p, q, s, t = self.dims(n, D)
+            a_index = outer_chunk_plan(n, D, p * q, s * t)[2]
+            return min(n, D, int(torch.unique(a_index[a_index < p * q]).numel()))
+        rank_a, rank_b = self.factor_ranks(n, D)
+        return min(rank_a * rank_b, n, D)
+
     def fabricate(self, parts, n, D):
         A, B = self.factors(parts, n, D)
+        if self.reference:
+            return outer_dense(dense(A), dense(B), n, D)
         return torch.kron(dense(A), dense(B))
 
     def kron(self, w, n, D):
-        return self.factors(self.split(w, n, D), n, D)
+        return None if self.reference else self.factors(self.split(w, n, D), n, D)
+
+    def outer(self, w, n, D):
+        if not self.reference:
+            return None
+        A, B = self.factors(self.split(w, n, D), n, D)
+        return dense(A).reshape(-1), dense(B).reshape(-1)
 
     def linear(self, x, w, n, D):
+        if self.reference:
+            return outer_linear(x, *self.outer(w, n, D), n)
         A, B = self.kron(w, n, D)
         return kron_linear(x, A, B)
 
@@ -410,8 +476,8 @@ class DuplicatedPaddingReconciliation(_KroneckerReconciliation):
 
     name = "duplicated_padding"
 
-    def __init__(self, p: int | None = None, q: int | None = None, seed: int = 0):
-        super().__init__(p=p, q=q if q is not None else p, seed=seed)
+    def __init__(self, p: int | None = None, q: int | None = None, layout: str = "kronecker", seed: int = 0):
+        super().__init__(p=p, q=q if q is not None else p, layout=layout, seed=seed)
 
     def pieces(self, n, D):
         _, _, s, t = self.dims(n, D)
@@ -426,7 +492,13 @@ class DuplicatedPaddingReconciliation(_KroneckerReconciliation):
         B = parts["B"]
         return B.new_ones(p, q), B
 
+    def factor_ranks(self, n, D):
+        _, _, s, t = self.dims(n, D)
+        return 1, min(s, t)  # A = 1_{p×q}
+
     def linear(self, x, w, n, D):
+        if self.reference:
+            return super().linear(x, w, n, D)
         p, q, s, t = self.dims(n, D)
         B = self.split(w, n, D)["B"]
         return (x.reshape(-1, q, t).sum(dim=1) @ B.T).repeat(1, p)
@@ -466,6 +538,10 @@ class DuplicatedDiagonalPaddingReconciliation(_KroneckerReconciliation):
         B = parts["B"]
         return torch.eye(p, dtype=B.dtype, device=B.device), B
 
+    def factor_ranks(self, n, D):
+        p, _, s, t = self.dims(n, D)
+        return p, min(s, t)  # A = I_p
+
     def linear(self, x, w, n, D):
         p, _, s, t = self.dims(n, D)
         B = self.split(w, n, D)["B"]
@@ -496,8 +572,9 @@ class LPHMReconciliation(_KroneckerReconciliation):
 
     name = "lphm"
 
-    def __init__(self, r: int = 5, p: int | None = None, q: int | None = None, seed: int = 0):
-        super().__init__(p=p, q=q, seed=seed)
+    def __init__(self, r: int = 5, p: int | None = None, q: int | None = None, layout: str = "kronecker",
+                 seed: int = 0):
+        super().__init__(p=p, q=q, layout=layout, seed=seed)
         self.r = check_positive_int(r, name="r", owner=f"{self.name} reconciliation")
 
     def hparams(self, n, D):
@@ -505,7 +582,7 @@ class LPHMReconciliation(_KroneckerReconciliation):
 
     def pieces(self, n, D):
         p, q, s, t = self.dims(n, D)
-        return [("A", (p, q)), ("S", (s, self.r)), ("T", (t, self.r))]
+        return [("A", (p, q)), ("S", (s, self.r)), ("T", (self.r, t) if self.reference else (t, self.r))]
 
     def factor_std(self, n, D):
         return (dense_variance(D) / self.r) ** (1 / 6)
@@ -514,8 +591,12 @@ class LPHMReconciliation(_KroneckerReconciliation):
         _, _, s, t = self.dims(n, D)
         return min(s, t)  # S Tᵀ
 
+    def factor_ranks(self, n, D):
+        p, q, s, t = self.dims(n, D)
+        return min(p, q), min(self.r, s, t)  # A, S Tᵀ
+
     def factors(self, parts, n, D):
-        return parts["A"], LowRank(parts["S"], parts["T"])
+        return parts["A"], _low_rank(parts["S"], parts["T"], self.reference)
 
 
 class DualLPHMReconciliation(LPHMReconciliation):
@@ -528,6 +609,8 @@ class DualLPHMReconciliation(LPHMReconciliation):
     def pieces(self, n, D):
         p, q, s, t = self.dims(n, D)
         r = self.r
+        if self.reference:  # Q′ (r×q) and T′ (r × D/q): their slices of w reshaped row-major
+            return [("P", (p, r)), ("Q", (r, q)), ("S", (s, r)), ("T", (r, t))]
         return [("P", (p, r)), ("Q", (q, r)), ("S", (s, r)), ("T", (t, r))]
 
     def factor_std(self, n, D):
@@ -537,8 +620,17 @@ class DualLPHMReconciliation(LPHMReconciliation):
         p, q, s, t = self.dims(n, D)
         return max(min(p, q), min(s, t))  # r still raises the rank of P Qᵀ or of S Tᵀ up to here
 
+    def factor_ranks(self, n, D):
+        p, q, s, t = self.dims(n, D)
+        return min(self.r, p, q), min(self.r, s, t)  # P Qᵀ, S Tᵀ
+
     def factors(self, parts, n, D):
-        return LowRank(parts["P"], parts["Q"]), LowRank(parts["S"], parts["T"])
+        return _low_rank(parts["P"], parts["Q"], self.reference), _low_rank(parts["S"], parts["T"], self.reference)
+
+
+def _low_rank(U: torch.Tensor, V: torch.Tensor, reference: bool) -> LowRank:
+    """U Vᵀ from the pieces: V is stored (cols × r), or (r × cols) in the reference layout (U V′ with V′ = V)."""
+    return LowRank(U, V.T if reference else V)
 
 
 class HypernetReconciliation(Reconciliation):
@@ -623,6 +715,9 @@ class RandomMatrixAdaptionReconciliation(Reconciliation):
 
     def max_rank(self, n, D):
         return min(n, D)
+
+    def rank_bound(self, n, D):
+        return min(self.r, n, D)
 
 
 class RandomMatrixHypernetReconciliation(Reconciliation):

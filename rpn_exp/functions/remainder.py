@@ -27,6 +27,10 @@ class Remainder(Function):
     def create_state(self, m: int, n: int, generator: torch.Generator | None = None) -> dict:
         return {}
 
+    def rank_bound(self, m: int, n: int) -> int:
+        """An upper bound on the rank π adds to the layer's linear map (min(m, n) for a matrix)."""
+        return min(m, n)
+
     def __call__(self, x: torch.Tensor, n: int, **state) -> torch.Tensor | None:
         raise NotImplementedError
 
@@ -39,6 +43,9 @@ class ZeroRemainder(Remainder):
 
     def __call__(self, x, n, **state):
         return None
+
+    def rank_bound(self, m, n):
+        return 0
 
 
 class IdentityRemainder(Remainder):
@@ -86,3 +93,6 @@ class ConstantRemainder(Remainder):
 
     def __call__(self, x, n, **state):
         return x.new_full((x.shape[0], n), self.c)
+
+    def rank_bound(self, m, n):
+        return 0  # a constant shift: it does not depend on x
