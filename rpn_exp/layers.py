@@ -36,8 +36,16 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from .functions.expansion import Expansion, TaylorExpansion
-from .functions.factors import (bilinear, bilinear_columns, dense, kron_moments, kron_taylor, outer_bilinear,
-                                outer_bilinear_plan, shape)
+from .functions.factors import (
+    bilinear,
+    bilinear_columns,
+    dense,
+    kron_moments,
+    kron_taylor,
+    outer_bilinear,
+    outer_bilinear_plan,
+    shape,
+)
 from .functions.interdependence import Interdependence, NoInterdependence
 from .functions.processing import build_processing, is_plain_layer_norm
 from .functions.reconciliation import Reconciliation

@@ -22,8 +22,8 @@ BY_CONFIG_CSV = "summary_by_config.csv"
 #: minus the :data:`SHOWN_IF_VARYING` columns that hold one value for every job.
 COLUMNS = (
     "job", "status", "model", "dataset", "expansion", "reconciliation", "interdependence", "remainder", "widths",
-    "r", "p", "q", "rank_bound", "rank_limited", "seed", "lr", "epochs", "learnable_params", "frozen_params", "test_acc", "val_acc_best",
-    "wall_time_s", "pareto", "overrides", "error",
+    "r", "p", "q", "rank_bound", "rank_limited", "seed", "lr", "epochs", "learnable_params", "frozen_params",
+    "test_acc", "val_acc_best", "wall_time_s", "pareto", "overrides", "error",
 )
 SHOWN_IF_VARYING = ("model", "interdependence", "remainder", "widths", "rank_bound", "seed", "lr", "epochs")
 #: Marks a rank bound below classes − 1 (``rpn_exp.record.output_rank_limit``) in the tables.
