@@ -95,6 +95,7 @@ def build_network(cfg: DictConfig, num_features: int, num_classes: int, shapes_o
                 **instantiate_functions(cfg),
                 heads=model.heads,
                 channels=model.channels,
+                init=model.get("init", "variance"),
                 bias=model.bias,
                 output_processing=OmegaConf.to_container(model.output_processing)
                 if OmegaConf.is_config(model.output_processing)

@@ -27,6 +27,7 @@ stays bounded whatever the batch size.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from functools import partial
 
@@ -48,12 +49,14 @@ from .functions.factors import (
 )
 from .functions.interdependence import Interdependence, NoInterdependence
 from .functions.processing import build_processing, is_plain_layer_norm
-from .functions.reconciliation import Reconciliation
+from .functions.reconciliation import Reconciliation, dense_variance
 from .functions.remainder import Remainder, ZeroRemainder
 
 PATHS = ("product", "bilinear", "structured", "materialized")
 #: A dense W multiplies κ through the bilinear form (never building κ) from this width of κ up (benchmarks/layers.py).
 BILINEAR_MIN_D = 2**16
+#: Initializations of the parameter vectors w (``init``): see :class:`RPNHead`.
+INITS = ("variance", "reference")
 #: Default bound on the largest per-batch intermediate of the dense paths (elements; 64 MB in float32).
 CHUNK_ELEMENTS = 2**24
 
@@ -85,6 +88,15 @@ class RPNHead(nn.Module):
     intermediates are recomputed in the backward pass (activation checkpointing) instead of being kept.
     ψ's frozen state (random matrices, masks) is drawn from ``state_seed`` (default: ``reconciliation.seed``), so
     the same seed gives the same matrices whatever the global RNG did before.
+
+    ``init`` draws w:
+
+    * ``variance`` (default): each channel's W gets Var(W_ij) = C·H/(3D) with normalized factors (``ψ.init_w``).
+      The head averages C channels and the layer H heads (``heads``): averaging k independent W's divides the
+      output variance by k, so each is drawn k times wider and the layer starts with the output variance of a
+      dense ``nn.Linear(D, n)`` whatever C, H and the family.
+    * ``reference``: the reference implementation's draw, Xavier-uniform over w as one (C, l) tensor,
+      U(±√(6/(C + l))) (whatever the family; reproduces published numbers).
     """
 
     def __init__(
@@ -99,8 +111,12 @@ class RPNHead(nn.Module):
         materialize: bool = False,
         chunk_elements: int = CHUNK_ELEMENTS,
         state_seed: int | None = None,
+        init: str = "variance",
+        heads: int = 1,
     ):
         super().__init__()
+        if init not in INITS:
+            raise ValueError(f"init={init!r} is invalid; valid choices: {', '.join(INITS)}")
         self.expansion, self.reconciliation = expansion, reconciliation
         self.interdependence = interdependence or NoInterdependence()
         self.m, self.n = m, n
@@ -112,10 +128,19 @@ class RPNHead(nn.Module):
             raise ValueError(f"chunk_elements={chunk_elements!r} is invalid; it must be an integer >= 1")
         self.chunk_elements = chunk_elements
 
-        self.w = nn.Parameter(reconciliation.init_w(n, self.D, channels))
+        variance = channels * heads * dense_variance(self.D) if init == "variance" else None
+        if init == "variance":
+            w = reconciliation.init_w(n, self.D, channels, variance=variance)
+        else:
+            bound = math.sqrt(6.0 / (channels + self.l))
+            w = (torch.rand(channels, self.l) * 2 - 1) * bound
         # frozen random matrices and masks come from the reconciliation's own seed, not from the global RNG
         generator = torch.Generator().manual_seed(reconciliation.seed if state_seed is None else state_seed)
-        self._psi_keys = _register_state(self, "psi_", reconciliation.create_state(n, self.D, generator))
+        state = reconciliation.create_state(n, self.D, generator, variance=variance)
+        if init == "variance" and not w.is_meta and w.numel():  # the channel average: the variance of 1 of H heads
+            w, state = reconciliation.calibrate(w, n, self.D, heads * dense_variance(self.D), **state)
+        self.w = nn.Parameter(w)
+        self._psi_keys = _register_state(self, "psi_", state)
         l_xi = self.interdependence.calculate_l(m)
         self.xi_w = nn.Parameter(self.interdependence.init_w(m)) if l_xi else None
         self._xi_keys = _register_state(self, "xi_", self.interdependence.create_state(m))
@@ -281,6 +306,7 @@ class RPNLayer(nn.Module):
         output_processing=None,
         materialize: bool = False,
         chunk_elements: int = CHUNK_ELEMENTS,
+        init: str = "variance",
         name: str = "layer",
         index: int = 0,
     ):
@@ -302,6 +328,8 @@ class RPNLayer(nn.Module):
                     materialize=materialize,
                     chunk_elements=chunk_elements,
                     state_seed=reconciliation.seed + 1000 * index + head,  # each layer and head its own matrices
+                    init=init,
+                    heads=heads,
                 )
                 for head in range(heads)
             )

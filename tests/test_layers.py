@@ -274,7 +274,8 @@ def test_a_compiled_network_computes_what_the_eager_one_does(tmp_path):
     y1.square().sum().backward()
     y2.square().sum().backward()
     for (name, p1), (_, p2) in zip(eager.named_parameters(), compiled.named_parameters()):
-        torch.testing.assert_close(p1.grad, p2.grad, rtol=1e-4, atol=1e-5, msg=name)
+        scale = p1.grad.abs().max().item()  # float32 sums in another order: errors relative to the largest entry
+        torch.testing.assert_close(p1.grad, p2.grad, rtol=1e-4, atol=1e-6 * scale, msg=name)
 
 
 def test_an_unknown_compile_mode_lists_the_valid_ones():

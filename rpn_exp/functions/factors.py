@@ -224,7 +224,7 @@ class _KronTaylor(torch.autograd.Function):
 #
 # a dot product of κ with b per segment, then a small (n × segments) matrix made of entries of a.
 
-def _outer_segments(n: int, D: int, La: int, Lb: int):
+def outer_segments(n: int, D: int, La: int, Lb: int):
     """(β, offsets o_ρ, number of segments S) of the reference layout for an n×D W from vectors of La and Lb."""
     import math
 
@@ -255,7 +255,7 @@ def outer_chunk_plan(n: int, D: int, La: int, Lb: int):
     """
     import math
 
-    beta, offsets, segments = _outer_segments(n, D, La, Lb)
+    beta, offsets, segments = outer_segments(n, D, La, Lb)
     g = math.gcd(D, Lb)
     f = torch.arange(D)
     b_index = torch.stack([(o + f) % Lb for o in offsets])
@@ -288,7 +288,7 @@ def outer_bilinear_plan(n: int, D: int, La: int, Lb: int, L: int, device: str = 
     that stays in one segment. Returns (b_index (P, R) into [b, 0], left index of each piece (P,), a_index (n, P)
     into [a, 0]).
     """
-    beta, offsets, segments = _outer_segments(n, D, La, Lb)
+    beta, offsets, segments = outer_segments(n, D, La, Lb)
     R = D // L
     f = torch.arange(D)
     keys, b_pos = [], []

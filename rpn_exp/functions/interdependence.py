@@ -87,10 +87,12 @@ class AttributeInterdependence(Interdependence):
         return self.reconciliation.hparams(m, self.output_dim(m))
 
     def init_w(self, m, generator=None):
-        return self.reconciliation.init_w(m, self.output_dim(m), generator=generator)
+        """A = ψ(w) with Var(A_ij) = 1/m: x' = x A sums m products (its fan-in is m, whatever m'), so x' keeps the
+        scale of x, as the identity it generalizes does."""
+        return self.reconciliation.init_w(m, self.output_dim(m), generator=generator, variance=1.0 / m)
 
     def create_state(self, m, generator=None):
-        return self.reconciliation.create_state(m, self.output_dim(m), generator)
+        return self.reconciliation.create_state(m, self.output_dim(m), generator, variance=1.0 / m)
 
     def matrix(self, w: torch.Tensor, m: int, **state) -> torch.Tensor:
         """A = ψ(w) of shape (m, m')."""
@@ -121,10 +123,11 @@ class InstanceInterdependence(Interdependence):
         return {"b": self.b, **self.reconciliation.hparams(self.b, self.b)}
 
     def init_w(self, m, generator=None):
-        return self.reconciliation.init_w(self.b, self.b, generator=generator)
+        """Var(A_ij) = 1/b: each mixed row sums b rows of the batch (its fan-in)."""
+        return self.reconciliation.init_w(self.b, self.b, generator=generator, variance=1.0 / self.b)
 
     def create_state(self, m, generator=None):
-        return self.reconciliation.create_state(self.b, self.b, generator)
+        return self.reconciliation.create_state(self.b, self.b, generator, variance=1.0 / self.b)
 
     def __call__(self, x, w=None, **state):
         A = self.reconciliation(w, self.b, self.b, **state)

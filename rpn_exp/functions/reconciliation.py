@@ -10,11 +10,19 @@ Common interface::
     W = psi(w=w, n=n, D=D)             # (n, D)
     y = psi.linear(x, w, n, D)         # x @ W.T for x of shape (batch, D), structured where possible
 
-Initialization (``init_w``): the factors are drawn so that the fabricated ``W`` has the variance of
-PyTorch's default ``nn.Linear(D, n)`` weight, ``Var(W_ij) = 1/(3D)`` (uniform on ±1/√D). For a product
-of ``k`` zero-mean factors containing ``s`` inner sums over the rank ``r``,
-``Var(W_ij) = r^s σ^{2k}``, so every factor is drawn from ``N(0, σ²)`` with ``σ = (1/(3D r^s))^{1/(2k)}``.
-The rule of each family is stated on its class.
+Initialization (``init_w``): the factors are drawn so that the fabricated ``W`` has a target variance per
+entry, by default that of PyTorch's ``nn.Linear(D, n)`` weight, ``Var(W_ij) = 1/(3D)`` (uniform on ±1/√D); a
+layer that averages C channels and H heads asks for C·H times that (``variance``), so that the average has the
+dense variance again. For a product of ``k`` zero-mean factors containing ``s`` inner sums over the rank ``r``,
+``Var(W_ij) = r^s σ^{2k}``, so every factor is drawn with ``σ = (variance / r^s)^{1/(2k)}``. The rule of each
+family is stated on its class.
+
+Each factor is drawn *normalized* (:func:`normalized_normal`): a Gaussian matrix made semi-orthogonal and scaled
+to the Frobenius norm its entries' variance implies. A product of a few small random factors otherwise has a
+heavy-tailed scale (the norm of each factor varies from seed to seed and the variations multiply), so one seed's
+layer would start several times hotter than another's; with normalized factors ‖A ⊗ B‖ = ‖A‖‖B‖ and
+‖U Vᵀ‖ = c‖V‖ (U with orthogonal columns) are the same for every seed, and the initial output variance is as
+steady across seeds as a dense layer's (tests/test_init.py measures it for every family).
 
 Frozen random matrices, masks and frozen hypernets are returned by ``create_state(n, D)``; the layer
 registers them as buffers (an ``nn.Parameter`` in that dict is learnable) and passes them back as
@@ -60,19 +68,37 @@ def dense_variance(D: int) -> float:
     return 1.0 / (3.0 * D)
 
 
+def normalized_normal(shape: tuple[int, ...], std: float, generator: torch.Generator | None = None) -> torch.Tensor:
+    """A random factor with entries of variance ``std²`` on average and Frobenius norm exactly √(numel)·std.
+
+    A matrix with both sides > 1 is made semi-orthogonal first (orthonormal columns if it is tall, rows if it is
+    wide; QR of a Gaussian matrix, signs fixed by R's diagonal, so it is uniformly distributed), then scaled; a
+    vector is scaled to that norm.
+    """
+    M = torch.randn(shape, generator=generator)
+    if M.is_meta or M.numel() == 0:
+        return M * std
+    if M.dim() == 2 and min(M.shape) > 1:
+        tall = M.shape[0] >= M.shape[1]
+        Q, R = torch.linalg.qr(M if tall else M.T)
+        Q = Q * torch.sign(torch.diagonal(R)).where(torch.diagonal(R) != 0, torch.ones(()))
+        M = Q if tall else Q.T
+    return M * (math.sqrt(M.numel()) * std / M.norm().clamp_min(1e-12))
+
+
 def _probes(l: int, generator: torch.Generator | None, count: int = 256) -> torch.Tensor:
     """``count`` draws of w ~ N(0, I_l), to measure a hypernet's hidden code at initialization."""
     return torch.randn(count, l, generator=generator)
 
 
-def _scale_for(codes: torch.Tensor, D: int) -> float:
-    """Std of an N(0, σ²) output matrix M so that M·code has variance 1/(3D): σ² = 1/(3D E‖code‖²).
+def _scale_for(codes: torch.Tensor, variance: float) -> float:
+    """Std of an N(0, σ²) output matrix M so that M·code has the given variance: σ² = variance / E‖code‖².
 
     On the meta device (a network built for its shapes only) there are no values to measure: 1.
     """
     if codes.is_meta:
         return 1.0
-    return math.sqrt(dense_variance(D) / codes.square().sum(1).mean().clamp_min(1e-12).item())
+    return math.sqrt(variance / codes.square().sum(1).mean().clamp_min(1e-12).item())
 
 
 #: The largest frozen matrix a reconciliation allocates (elements: 1 GiB in float32); larger ones are refused.
@@ -104,6 +130,8 @@ class Reconciliation(Function):
     #: True for a ψ that draws a new W on every call while training (masking without a fixed mask): in
     #: evaluation the layer passes :meth:`expected_state` instead, so predictions are deterministic.
     stochastic = False
+    #: W is homogeneous of this degree in w (W(αw) = α^degree W(w)); None when it is not. :meth:`calibrate` uses it.
+    degree: int | None = None
 
     def __init__(self, seed: int = 0):
         self.seed = seed
@@ -137,8 +165,10 @@ class Reconciliation(Function):
         return out
 
     # ------------------------------------------------------------ state / init
-    def create_state(self, n: int, D: int, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
-        """Per-layer tensors besides ``w`` (frozen unless an ``nn.Parameter``). None by default."""
+    def create_state(self, n: int, D: int, generator: torch.Generator | None = None,
+                     variance: float | None = None) -> dict[str, torch.Tensor]:
+        """Per-layer tensors besides ``w`` (frozen unless an ``nn.Parameter``). None by default. ``variance`` is the
+        target Var(W_ij) at initialization for a ψ whose state sets the scale of W (default: the dense 1/(3D))."""
         return {}
 
     def _state(self, n: int, D: int, state: dict) -> dict:
@@ -155,14 +185,42 @@ class Reconciliation(Function):
         """For a ``stochastic`` ψ: the state that gives the expected W (used in evaluation)."""
         return {}
 
-    def factor_std(self, n: int, D: int) -> float:
-        """Standard deviation of every piece of ``w`` (see the module docstring)."""
+    def factor_std(self, n: int, D: int, variance: float) -> float:
+        """Standard deviation of every piece of ``w`` for a W with Var(W_ij) = ``variance`` (module docstring)."""
         raise NotImplementedError
 
-    def init_w(self, n: int, D: int, channels: int = 1, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Initial parameter vectors, shape (channels, l), drawn piece by piece."""
-        std = self.factor_std(n, D) if self.calculate_l(n, D) else 0.0
-        return torch.randn(channels, self.calculate_l(n, D), generator=generator) * std
+    def init_w(self, n: int, D: int, channels: int = 1, generator: torch.Generator | None = None,
+               variance: float | None = None) -> torch.Tensor:
+        """Initial parameter vectors, shape (channels, l), drawn piece by piece (:func:`normalized_normal`) so that
+        W has Var(W_ij) = ``variance`` (default: the dense 1/(3D))."""
+        variance = dense_variance(D) if variance is None else variance
+        pieces = self.pieces(n, D)
+        if not pieces:
+            return torch.zeros(channels, 0)
+        std = self.factor_std(n, D, variance)
+        return torch.stack([
+            torch.cat([normalized_normal(shape, std, generator).reshape(-1) for _, shape in pieces])
+            for _ in range(channels)
+        ])
+
+    def calibrate(self, w: torch.Tensor, n: int, D: int, variance: float, **state) -> tuple[torch.Tensor, dict]:
+        """(w, state) rescaled so that the channel average of the initial W, mean_c ψ(w_c), has Var = ``variance``
+        exactly.
+
+        One channel's normalized pieces (``init_w``) already fix the scale of W; the average of C > 1 independent
+        channels has a random scale again, which this removes by scaling w by gain^(1/degree). Families whose scale
+        is set by frozen random matrices (the hypernets, random_matrix_adaption) override it.
+        """
+        if w.shape[0] < 2 or self.degree is None:
+            return w, state
+        gain = self._average_gain(w, n, D, variance, state)
+        return w * gain ** (1.0 / self.degree), state
+
+    def _average_gain(self, w: torch.Tensor, n: int, D: int, variance: float, state: dict) -> float:
+        """√(variance / mean((mean_c ψ(w_c))²)): the factor that brings the initial channel average to ``variance``."""
+        with torch.no_grad():
+            W = torch.stack([self(row, n, D, **state) for row in w]).mean(0)
+            return math.sqrt(variance / W.square().mean().clamp_min(1e-30).item())
 
     # ----------------------------------------------------------------- compute
     def fabricate(self, parts: dict[str, torch.Tensor], n: int, D: int, **state) -> torch.Tensor:
@@ -207,13 +265,16 @@ class Reconciliation(Function):
 
 
 class _DenseReconciliation(Reconciliation):
-    """W = reshape(w): l = nD, w ~ U(±1/√D) (exactly PyTorch's dense initialization)."""
+    """W = reshape(w): l = nD, w ~ U(±1/√D) (exactly PyTorch's dense initialization; U(±√(3·variance)) in general)."""
+
+    degree = 1
 
     def pieces(self, n, D):
         return [("W", (n, D))]
 
-    def init_w(self, n, D, channels=1, generator=None):
-        bound = math.sqrt(3.0 * dense_variance(D) / self._keep_fraction())
+    def init_w(self, n, D, channels=1, generator=None, variance=None):
+        variance = dense_variance(D) if variance is None else variance
+        bound = math.sqrt(3.0 * variance / self._keep_fraction())
         return (torch.rand(channels, n * D, generator=generator) * 2 - 1) * bound
 
     def _keep_fraction(self) -> float:
@@ -260,7 +321,7 @@ class MaskingReconciliation(_DenseReconciliation):
     def _mask(self, n, D, generator=None):
         return (torch.rand(n, D, generator=generator) < self.p).float()
 
-    def create_state(self, n, D, generator=None):
+    def create_state(self, n, D, generator=None, variance=None):
         return {"mask": self._mask(n, D, generator)} if self.fixed_mask else {}
 
     def fabricate(self, parts, n, D, mask=None):
@@ -286,7 +347,7 @@ class ConstantReconciliation(Reconciliation):
     def hparams(self, n, D):
         return {"c": self.c}
 
-    def factor_std(self, n, D):
+    def factor_std(self, n, D, variance):
         return 0.0
 
     def __call__(self, w, n, D, **state):
@@ -344,11 +405,12 @@ class ConstantEyeReconciliation(ConstantReconciliation):
 
 
 class LowRankReconciliation(Reconciliation):
-    """lorr: ψ(w) = A Bᵀ, A (n×r), B (D×r); l = r(n + D). Init σ = (1/(3D r))^{1/4}."""
+    """lorr: ψ(w) = A Bᵀ, A (n×r), B (D×r); l = r(n + D). Init σ = (variance / r)^{1/4}."""
 
     factored = True
 
     name = "lorr"
+    degree = 2
 
     def __init__(self, r: int = 5, seed: int = 0):
         super().__init__(seed)
@@ -360,8 +422,8 @@ class LowRankReconciliation(Reconciliation):
     def hparams(self, n, D):
         return {"r": self.r}
 
-    def factor_std(self, n, D):
-        return (dense_variance(D) / self.r) ** 0.25
+    def factor_std(self, n, D, variance):
+        return (variance / self.r) ** 0.25
 
     def fabricate(self, parts, n, D):
         return parts["A"] @ parts["B"].T
@@ -435,14 +497,14 @@ class _KroneckerReconciliation(Reconciliation):
 
     def rank_bound(self, n, D):
         """rank(A ⊗ B) = rank(A)·rank(B) (at most min(n, D)). In the reference layout each row of W is a
-        combination of the segments of b it reads (:func:`~rpn_exp.functions.factors.outer_linear`): at most
-        β·(segments) of them."""
+        combination of the β·(segments) vectors of b read per row class and segment
+        (:func:`~rpn_exp.functions.factors.outer_linear`)."""
         if self.reference:
-            from .factors import outer_chunk_plan
+            from .factors import outer_segments
 
             p, q, s, t = self.dims(n, D)
-            a_index = outer_chunk_plan(n, D, p * q, s * t)[2]
-            return min(n, D, int(torch.unique(a_index[a_index < p * q]).numel()))
+            beta, _, segments = outer_segments(n, D, p * q, s * t)
+            return min(n, D, beta * segments)
         rank_a, rank_b = self.factor_ranks(n, D)
         return min(rank_a * rank_b, n, D)
 
@@ -471,10 +533,11 @@ class _KroneckerReconciliation(Reconciliation):
 class DuplicatedPaddingReconciliation(_KroneckerReconciliation):
     """ψ(w) = 1_{p×q} ⊗ B, B (n/p × D/q); l = (n/p)(D/q). q defaults to p; both automatic if unset.
 
-    Init: B ~ U(±1/√D), the dense variance (every entry of W is an entry of B).
+    Init: σ = √variance (every entry of W is an entry of B).
     """
 
     name = "duplicated_padding"
+    degree = 1
 
     def __init__(self, p: int | None = None, q: int | None = None, layout: str = "kronecker", seed: int = 0):
         super().__init__(p=p, q=q if q is not None else p, layout=layout, seed=seed)
@@ -483,9 +546,8 @@ class DuplicatedPaddingReconciliation(_KroneckerReconciliation):
         _, _, s, t = self.dims(n, D)
         return [("B", (s, t))]
 
-    def init_w(self, n, D, channels=1, generator=None):
-        bound = 1.0 / math.sqrt(D)
-        return (torch.rand(channels, self.calculate_l(n, D), generator=generator) * 2 - 1) * bound
+    def factor_std(self, n, D, variance):
+        return math.sqrt(variance)
 
     def factors(self, parts, n, D):
         p, q, _, _ = self.dims(n, D)
@@ -507,10 +569,11 @@ class DuplicatedPaddingReconciliation(_KroneckerReconciliation):
 class DuplicatedDiagonalPaddingReconciliation(_KroneckerReconciliation):
     """ψ(w) = I_p ⊗ B, B (n/p × D/p); l = (n/p)(D/p). p must divide both n and D.
 
-    Init: B ~ U(±√(p/D)): a row of W has D/p non-zero entries, so its squared norm matches dense.
+    Init: σ = √(p·variance): a row of W has D/p non-zero entries, so its squared norm matches dense.
     """
 
     name = "duplicated_diagonal_padding"
+    degree = 1
 
     def __init__(self, p: int | None = None, seed: int = 0):
         super().__init__(p=p, q=p, seed=seed)
@@ -528,10 +591,8 @@ class DuplicatedDiagonalPaddingReconciliation(_KroneckerReconciliation):
         _, _, s, t = self.dims(n, D)
         return [("B", (s, t))]
 
-    def init_w(self, n, D, channels=1, generator=None):
-        p = self.dims(n, D)[0]
-        bound = math.sqrt(p / D)
-        return (torch.rand(channels, self.calculate_l(n, D), generator=generator) * 2 - 1) * bound
+    def factor_std(self, n, D, variance):
+        return math.sqrt(self.dims(n, D)[0] * variance)
 
     def factors(self, parts, n, D):
         p = self.dims(n, D)[0]
@@ -549,16 +610,17 @@ class DuplicatedDiagonalPaddingReconciliation(_KroneckerReconciliation):
 
 
 class HMReconciliation(_KroneckerReconciliation):
-    """hm: ψ(w) = A ⊗ B, A (p×q), B (n/p × D/q); l = pq + (n/p)(D/q). Init σ = (1/(3D))^{1/4}."""
+    """hm: ψ(w) = A ⊗ B, A (p×q), B (n/p × D/q); l = pq + (n/p)(D/q). Init σ = variance^{1/4}."""
 
     name = "hm"
+    degree = 2
 
     def pieces(self, n, D):
         p, q, s, t = self.dims(n, D)
         return [("A", (p, q)), ("B", (s, t))]
 
-    def factor_std(self, n, D):
-        return dense_variance(D) ** 0.25
+    def factor_std(self, n, D, variance):
+        return variance ** 0.25
 
     def factors(self, parts, n, D):
         return parts["A"], parts["B"]
@@ -567,10 +629,11 @@ class HMReconciliation(_KroneckerReconciliation):
 class LPHMReconciliation(_KroneckerReconciliation):
     """lphm: ψ(w) = A ⊗ (S Tᵀ), A (p×q), S (n/p × r), T (D/q × r); l = pq + r(n/p + D/q).
 
-    Init σ = (1/(3D r))^{1/6}.
+    Init σ = (variance / r)^{1/6}.
     """
 
     name = "lphm"
+    degree = 3
 
     def __init__(self, r: int = 5, p: int | None = None, q: int | None = None, layout: str = "kronecker",
                  seed: int = 0):
@@ -584,8 +647,8 @@ class LPHMReconciliation(_KroneckerReconciliation):
         p, q, s, t = self.dims(n, D)
         return [("A", (p, q)), ("S", (s, self.r)), ("T", (self.r, t) if self.reference else (t, self.r))]
 
-    def factor_std(self, n, D):
-        return (dense_variance(D) / self.r) ** (1 / 6)
+    def factor_std(self, n, D, variance):
+        return (variance / self.r) ** (1 / 6)
 
     def max_rank(self, n, D):
         _, _, s, t = self.dims(n, D)
@@ -601,10 +664,11 @@ class LPHMReconciliation(_KroneckerReconciliation):
 
 class DualLPHMReconciliation(LPHMReconciliation):
     """dual_lphm: ψ(w) = (P Qᵀ) ⊗ (S Tᵀ), P (p×r), Q (q×r), S (n/p × r), T (D/q × r);
-    l = r(p + q + n/p + D/q). Init σ = (1/(3D r²))^{1/8}.
+    l = r(p + q + n/p + D/q). Init σ = (variance / r²)^{1/8}.
     """
 
     name = "dual_lphm"
+    degree = 4
 
     def pieces(self, n, D):
         p, q, s, t = self.dims(n, D)
@@ -613,8 +677,8 @@ class DualLPHMReconciliation(LPHMReconciliation):
             return [("P", (p, r)), ("Q", (r, q)), ("S", (s, r)), ("T", (r, t))]
         return [("P", (p, r)), ("Q", (q, r)), ("S", (s, r)), ("T", (t, r))]
 
-    def factor_std(self, n, D):
-        return (dense_variance(D) / self.r**2) ** 0.125
+    def factor_std(self, n, D, variance):
+        return (variance / self.r**2) ** 0.125
 
     def max_rank(self, n, D):
         p, q, s, t = self.dims(n, D)
@@ -637,8 +701,8 @@ class HypernetReconciliation(Reconciliation):
     """ψ(w) = reshape(MLP(w)), MLP: l → hidden_dim (ReLU) → nD; l is given, not derived from n, D.
 
     With ``static`` (default) the MLP is frozen (buffers); otherwise its weights are learnable too.
-    Init: w ~ N(0, 1); the output layer is N(0, σ²) with σ² = 1/(3D E‖h‖²), h the hidden code of w,
-    so W has variance 1/(3D) at init (E‖h‖² measured over 256 draws of w).
+    Init: w ~ N(0, 1); the output layer is N(0, σ²) with σ² = variance / E‖h‖², h the hidden code of w,
+    so W has the target variance at init (E‖h‖² measured over 256 draws of w).
     """
 
     name = "hypernet"
@@ -656,20 +720,28 @@ class HypernetReconciliation(Reconciliation):
     def hparams(self, n, D):
         return {"l": self.l, "hidden_dim": self.hidden_dim}
 
-    def factor_std(self, n, D):
+    def factor_std(self, n, D, variance):
         return 1.0
 
-    def create_state(self, n, D, generator=None):
+    def create_state(self, n, D, generator=None, variance=None):
+        variance = dense_variance(D) if variance is None else variance
         h = self.hidden_dim
         _check_state_size("hypernet reconciliation", n, D, h, "hidden_dim")
         first = torch.randn(h, self.l, generator=generator) / math.sqrt(self.l)
         first_bias = torch.zeros(h)
         hidden = torch.relu(_probes(self.l, generator) @ first.T)
-        second = torch.randn(n * D, h, generator=generator) * _scale_for(hidden, D)
+        second = torch.randn(n * D, h, generator=generator) * _scale_for(hidden, variance)
         state = {"net_0_weight": first, "net_0_bias": first_bias, "net_1_weight": second}
         if not self.static:
             state = {k: nn.Parameter(v) for k, v in state.items()}
         return state
+
+    def calibrate(self, w, n, D, variance, **state):
+        """W is linear in the output matrix: it is scaled (the channels share it, so their codes correlate)."""
+        gain = self._average_gain(w, n, D, variance, state)
+        with torch.no_grad():
+            state["net_1_weight"].mul_(gain)
+        return w, state
 
     def fabricate(self, parts, n, D, net_0_weight, net_0_bias, net_1_weight):
         hidden = torch.relu(F.linear(parts["w"], net_0_weight, net_0_bias))
@@ -678,7 +750,7 @@ class HypernetReconciliation(Reconciliation):
 
 class RandomMatrixAdaptionReconciliation(Reconciliation):
     """ψ(w) = diag(λ₁) A diag(λ₂) Bᵀ with A (n×r), B (D×r) fixed N(0, 1) buffers; w = [λ₁ (n), λ₂ (r)];
-    l = n + r. Init: λ₂ = 1, λ₁ ~ N(0, 1/(3D r)), so W has variance 1/(3D).
+    l = n + r. Init: λ₂ = 1, λ₁ ~ N(0, variance / r) (normalized), so W has the target variance.
     """
 
     factored = True
@@ -695,12 +767,20 @@ class RandomMatrixAdaptionReconciliation(Reconciliation):
     def hparams(self, n, D):
         return {"r": self.r}
 
-    def init_w(self, n, D, channels=1, generator=None):
-        lambda1 = torch.randn(channels, n, generator=generator) * math.sqrt(dense_variance(D) / self.r)
+    def init_w(self, n, D, channels=1, generator=None, variance=None):
+        std = math.sqrt((dense_variance(D) if variance is None else variance) / self.r)
+        lambda1 = torch.stack([normalized_normal((n,), std, generator) for _ in range(channels)])
         return torch.cat([lambda1, torch.ones(channels, self.r)], dim=1)
 
-    def create_state(self, n, D, generator=None):
+    def create_state(self, n, D, generator=None, variance=None):
         return {"A": torch.randn(n, self.r, generator=generator), "B": torch.randn(D, self.r, generator=generator)}
+
+    def calibrate(self, w, n, D, variance, **state):
+        """W is linear in λ₁: every channel's λ₁ is scaled (the random A and B set W's scale otherwise)."""
+        gain = self._average_gain(w, n, D, variance, state)
+        with torch.no_grad():
+            w[:, :n] *= gain
+        return w, state
 
     def fabricate(self, parts, n, D, A, B):
         return (parts["lambda1"][:, None] * A * parts["lambda2"]) @ B.T
@@ -725,8 +805,8 @@ class RandomMatrixHypernetReconciliation(Reconciliation):
     P (l×r), Q (hidden_dim×r), S (hidden_dim×r), T (nD×r); l is given.
 
     Init: w ~ N(0, 1); P ~ N(0, 1/l), Q ~ N(0, 1/r) keep the pre-activation at unit variance,
-    S ~ N(0, 1/hidden_dim) and T ~ N(0, 1/(3D E‖z‖²)) for the code z = σ(w P Qᵀ) S, so W has
-    variance 1/(3D).
+    S ~ N(0, 1/hidden_dim) and T ~ N(0, variance / E‖z‖²) for the code z = σ(w P Qᵀ) S, so W has the
+    target variance.
     """
 
     name = "random_matrix_hypernet"
@@ -744,21 +824,30 @@ class RandomMatrixHypernetReconciliation(Reconciliation):
     def hparams(self, n, D):
         return {"r": self.r, "l": self.l, "hidden_dim": self.hidden_dim}
 
-    def factor_std(self, n, D):
+    def factor_std(self, n, D, variance):
         return 1.0
 
-    def create_state(self, n, D, generator=None):
+    def create_state(self, n, D, generator=None, variance=None):
+        variance = dense_variance(D) if variance is None else variance
         r, h, l = self.r, self.hidden_dim, self.l
         _check_state_size("random_matrix_hypernet reconciliation", n, D, r, "r")
         P = torch.randn(l, r, generator=generator) / math.sqrt(l)
         Q = torch.randn(h, r, generator=generator) / math.sqrt(r)
         S = torch.randn(h, r, generator=generator) / math.sqrt(h)
-        T = torch.randn(n * D, r, generator=generator) * _scale_for(self._code(_probes(l, generator), P, Q, S), D)
+        code = self._code(_probes(l, generator), P, Q, S)
+        T = torch.randn(n * D, r, generator=generator) * _scale_for(code, variance)
         return {"P": P, "Q": Q, "S": S, "T": T}
 
     @staticmethod
     def _code(w, P, Q, S):
         return torch.sigmoid((w @ P) @ Q.T) @ S
+
+    def calibrate(self, w, n, D, variance, **state):
+        """W is linear in T: it is scaled (the channels share it)."""
+        gain = self._average_gain(w, n, D, variance, state)
+        with torch.no_grad():
+            state["T"].mul_(gain)
+        return w, state
 
     def fabricate(self, parts, n, D, P, Q, S, T):
         return (T @ self._code(parts["w"], P, Q, S)).reshape(n, D)

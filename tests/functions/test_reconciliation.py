@@ -201,3 +201,73 @@ def test_the_paper_first_layer_with_a_hypernet_is_a_config_error_naming_the_laye
 
     with pytest.raises(ConfigError, match=r"layer 0 \(m=784 -> n=64, D=615440\): hypernet reconciliation"):
         build_model(compose_config(["experiment=paper_mnist", "reconciliation=hypernet"]))
+
+
+# ------------------------------------------------------------------------------------------- reference layout
+def written_reference_W(name, w, n, D, p, q, r=None):
+    """W as the reference implementation writes it: the row-major reshape to (n, D) of vec(A) vec(B)ᵀ, with
+    A = P·Q′ and B = S·T′ for the low-rank factors (Q′, T′ the slices of w reshaped row-major to r × q, r × D/q)."""
+    s, t = n // p, D // q
+    w = w.reshape(-1)
+    sizes = {"hm": lambda: [p * q, s * t], "lphm": lambda: [p * q, s * r, r * t],
+             "dual_lphm": lambda: [p * r, q * r, s * r, r * t], "duplicated_padding": lambda: [s * t]}[name]()
+    take = iter(torch.split(w, sizes))
+    if name == "hm":
+        A, B = next(take).reshape(p, q), next(take).reshape(s, t)
+    elif name == "lphm":
+        A = next(take).reshape(p, q)
+        B = next(take).reshape(s, r) @ next(take).reshape(r, t)
+    elif name == "dual_lphm":
+        A = next(take).reshape(p, r) @ next(take).reshape(r, q)
+        B = next(take).reshape(s, r) @ next(take).reshape(r, t)
+    else:
+        A, B = torch.ones(p, q, dtype=w.dtype), next(take).reshape(s, t)
+    return torch.outer(A.reshape(-1), B.reshape(-1)).reshape(n, D)
+
+
+@pytest.mark.parametrize("name,r", [("hm", None), ("lphm", 2), ("dual_lphm", 2), ("duplicated_padding", None)])
+@pytest.mark.parametrize("n,D,p,q", [(6, 12, 2, 3), (10, 4160, 2, 64), (4, 20, 2, 5), (6, 12, 3, 2)])
+def test_reference_layout_builds_the_written_construction(name, r, n, D, p, q):
+    overrides = {"layout": "reference", "p": p, "q": q, **({"r": r} if r else {})}
+    psi = from_config(name, **overrides)
+    torch.manual_seed(0)
+    w = torch.randn(1, psi.calculate_l(n, D), dtype=torch.float64)
+    expected = written_reference_W(name, w, n, D, p, p if name == "duplicated_padding" and q is None else q, r)
+    torch.testing.assert_close(psi(w, n, D), expected)
+    x = torch.randn(5, D, dtype=torch.float64)
+    torch.testing.assert_close(psi.linear(x, w, n, D), x @ expected.T)  # never builds W
+    assert psi.calculate_l(n, D) == from_config(name, **{**overrides, "layout": "kronecker"}).calculate_l(n, D)
+
+
+def test_reference_layout_is_not_the_kronecker_product():
+    psi, ref = R.HMReconciliation(p=2, q=3), R.HMReconciliation(p=2, q=3, layout="reference")
+    w = torch.randn(1, psi.calculate_l(6, 12))
+    assert not torch.allclose(psi(w, 6, 12), ref(w, 6, 12))
+    assert torch.linalg.matrix_rank(ref(w, 6, 12)) <= ref.rank_bound(6, 12) < psi.rank_bound(6, 12)
+
+
+def test_unknown_layout_names_the_choices():
+    with pytest.raises(ValueError, match="layout='kron' is invalid; valid choices: kronecker, reference"):
+        R.DualLPHMReconciliation(layout="kron")
+
+
+@pytest.mark.parametrize("name,psi,n,D,bound", [
+    ("identity", R.IdentityReconciliation(), 6, 12, 6),
+    ("lorr r=2", R.LowRankReconciliation(r=2), 6, 12, 2),
+    ("hm", R.HMReconciliation(p=2, q=3), 6, 12, 2 * 3),
+    ("lphm r=1", R.LPHMReconciliation(r=1, p=2, q=3), 6, 12, 2 * 1),
+    ("dual_lphm r=1", R.DualLPHMReconciliation(r=1), 10, 16512, 1),
+    ("dual_lphm r=5", R.DualLPHMReconciliation(r=5), 10, 4160, 2 * 5),
+    ("duplicated_padding", R.DuplicatedPaddingReconciliation(p=2), 6, 12, 1 * 3),
+    ("duplicated_diagonal_padding", R.DuplicatedDiagonalPaddingReconciliation(p=2), 6, 12, 2 * 3),
+    ("random_matrix_adaption r=2", R.RandomMatrixAdaptionReconciliation(r=2), 6, 12, 2),
+    ("zero", R.ZeroReconciliation(), 6, 12, 0),
+    ("one", R.OneReconciliation(), 6, 12, 1),
+    ("constant_eye", R.ConstantEyeReconciliation(), 6, 12, 6),
+])
+def test_rank_bound_is_what_the_structure_allows_and_random_W_reach_it(name, psi, n, D, bound):
+    assert psi.rank_bound(n, D) == bound
+    torch.manual_seed(0)
+    w = torch.randn(1, psi.calculate_l(n, D), dtype=torch.float64)
+    W = psi(w, n, D, **{k: v.double() for k, v in psi.create_state(n, D).items()})
+    assert torch.linalg.matrix_rank(W) == bound  # a bound a random W attains: not a loose one
