@@ -10,7 +10,7 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from .layers import RPNNetwork
+from .layers import INITS, RPNNetwork
 from .record import output_rank_limit
 
 log = logging.getLogger("rpn_exp")
@@ -84,6 +84,9 @@ def build_network(cfg: DictConfig, num_features: int, num_classes: int, shapes_o
     keeps its keys, so checkpoints do not depend on it).
     """
     model = cfg.model
+    init = model.get("init", "variance")
+    if init not in INITS:
+        raise ConfigError(f"model.init={init!r} is invalid; valid choices: {', '.join(INITS)}")
     mode = model.get("compile")
     if mode is not None and mode not in COMPILE_MODES:
         raise ConfigError(f"model.compile={mode!r} is invalid; valid choices: null (eager), {', '.join(COMPILE_MODES)}")
@@ -95,7 +98,7 @@ def build_network(cfg: DictConfig, num_features: int, num_classes: int, shapes_o
                 **instantiate_functions(cfg),
                 heads=model.heads,
                 channels=model.channels,
-                init=model.get("init", "variance"),
+                init=init,
                 bias=model.bias,
                 output_processing=OmegaConf.to_container(model.output_processing)
                 if OmegaConf.is_config(model.output_processing)

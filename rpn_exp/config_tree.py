@@ -22,17 +22,18 @@ def _inline(value) -> str:
     return "null" if value is None else str(value)
 
 
-def _branch(name: str, node, choice: str | None, prefix: str, last: bool) -> list[str]:
+def _branch(name: str, node, choice: str | None, prefix: str, last: bool, show_target: bool = False) -> list[str]:
     stem, indent = ("└── " if last else "├── "), ("    " if last else "│   ")
     if not isinstance(node, dict):
         return [f"{prefix}{stem}{name}: {_inline(node)}"]
     leaves = {k: v for k, v in node.items() if not isinstance(v, dict) and k != "_target_"}
     children = [(k, v) for k, v in node.items() if isinstance(v, dict)]
-    head = f"{name}: {choice}" if choice else name
+    target = str(node.get("_target_", "")).rsplit(".", 1)[-1] if show_target else ""
+    head = f"{name}: {choice or target}" if choice or target else name
     text = "  ".join([head, *(f"{k}={_inline(v)}" for k, v in leaves.items())])
     lines = [f"{prefix}{stem}{text}"]
     for i, (key, child) in enumerate(children):
-        lines += _branch(key, child, None, prefix + indent, i == len(children) - 1)
+        lines += _branch(key, child, None, prefix + indent, i == len(children) - 1, show_target=name == "functions")
     return lines
 
 
@@ -42,7 +43,11 @@ def format_config_tree(cfg: DictConfig, choices: dict | None = None) -> str:
     ``choices`` maps a group to the option Hydra picked (``hydra.runtime.choices``). ``--cfg job`` still prints
     every key in YAML; this is the part a person checks before a run starts.
     """
-    plain, choices = _plain(cfg), choices or {}
+    plain, choices = _plain(cfg), dict(choices or {})
+    model = plain.get("model") if isinstance(plain.get("model"), dict) else {}
+    for group in model.get("functions") or {}:  # the model fixes its layer functions: these groups do not apply
+        if group in plain:
+            choices[group] = f"{choices.get(group, '')} (not used: model.functions)".lstrip()
     groups = [(k, v) for k, v in plain.items() if isinstance(v, dict)]
     top = {k: v for k, v in plain.items() if not isinstance(v, dict)}
     lines = ["config"]

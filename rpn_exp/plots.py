@@ -72,13 +72,24 @@ def point_label(row: dict, columns: Sequence[str]) -> str:
 
 
 def pareto_plot(rows: Sequence[dict], path: str | Path, title: str = "") -> Path:
+    """:func:`pareto_figure` of ``rows`` written as a PNG to ``path``; returns the path."""
+    import matplotlib.pyplot as plt
+
+    fig = pareto_figure(rows, title)
+    path = Path(path)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def pareto_figure(rows: Sequence[dict], title: str = ""):
     """Test accuracy against learnable parameters (log axis), one colour per reconciliation family, front drawn;
     dense baselines (``model=mlp``: ``mlp``, ``linear``) as dashed curves with their own legend entries.
 
     ``rows`` are summary rows (``rpn_exp.summary``); completed rows with a test accuracy are plotted, each
     labelled with the hyper-parameters that vary among them, and those with ``pareto`` set are joined by the
     front's step line. A family keeps its colour across plots (:func:`family_colour`); chance accuracy
-    (1 / classes) is a grey line; the legend sits outside the axes. Writes a PNG to ``path`` and returns it.
+    (1 / classes) is a grey line; the legend sits outside the axes. Returns the matplotlib Figure.
     """
     import matplotlib
 
@@ -131,7 +142,4 @@ def pareto_plot(rows: Sequence[dict], path: str | Path, title: str = "") -> Path
     heading = title or "accuracy per parameter"
     ax.set_title(heading + (f"\n({skipped} job(s) without a test accuracy not shown)" if skipped else ""), fontsize=9)
     fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return fig

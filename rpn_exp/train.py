@@ -50,6 +50,7 @@ def hydra_context() -> dict:
 
 #: Each HPARAMS column and the config groups (or top-level keys) whose change can change it.
 HPARAM_SOURCES = {
+    "model": ("model",),
     "reconciliation": ("reconciliation",),
     "r": ("reconciliation",),
     "p": ("reconciliation", "model", "dataset"),
@@ -83,6 +84,7 @@ def dashboard_hparams(record: dict, cfg: DictConfig, swept: set[str] | None = No
     shows what tells the jobs apart, and the constants stay in ``result.json`` and ``hparams.yaml``.
     """
     hp = {
+        "model": record.get("model", "rpn"),
         "reconciliation": record["reconciliation"],
         "learnable_params": record["learnable_params"],
         "seed": int(cfg.seed),

@@ -22,3 +22,10 @@ def test_each_group_is_a_branch_with_its_option_and_values(tmp_path):
 def test_a_config_that_cannot_be_resolved_outside_hydra_is_shown_unresolved():
     cfg = compose_config([])  # paths.output_dir is ${hydra:runtime.output_dir}
     assert "output_dir=${hydra:runtime.output_dir}" in format_config_tree(cfg)
+
+
+def test_a_model_that_fixes_its_functions_says_which_groups_do_not_apply():
+    cfg = compose_config(["model=mlp"])
+    lines = format_config_tree(cfg, {"model": "mlp", "reconciliation": "dual_lphm"}).splitlines()
+    assert any(line.startswith("├── reconciliation: dual_lphm (not used: model.functions)") for line in lines)
+    assert "│   │   ├── reconciliation: IdentityReconciliation" in lines

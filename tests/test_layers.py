@@ -348,3 +348,76 @@ def test_a_mask_drawn_per_step_evaluates_with_the_expected_mask():
     torch.testing.assert_close(first, kappa @ W.T)
     layer.train()
     assert not torch.equal(layer(x), layer(x))  # a new mask per training step
+
+
+def test_a_layer_states_the_rank_bound_of_its_map():
+    kwargs = dict(expansion=E.TaylorExpansion(d=2), reconciliation=R.LowRankReconciliation(r=1))
+    assert RPNLayer(6, 4, **kwargs).rank_bound == 1
+    assert RPNLayer(6, 4, heads=2, channels=1, **kwargs).rank_bound == 2  # an average of two rank-1 maps
+    assert RPNLayer(6, 4, channels=3, heads=2, **kwargs).rank_bound == 4  # capped by n
+    linear = RPNLayer(6, 4, remainder=P.LinearRemainder(), **kwargs)
+    assert linear.rank_bound == 4 and linear.describe()["rank_bound"] == 4  # 1 + min(m, n), capped by n
+
+
+def test_an_output_layer_below_classes_minus_1_is_warned_about(caplog):
+    from rpn_exp import build_model
+    from tests.conftest import compose_config
+
+    with caplog.at_level("WARNING", logger="rpn_exp"):
+        net = build_model(compose_config(["reconciliation.r=1"]))
+    assert [row["rank_bound"] for row in net.describe()] == [1, 1]
+    (warning,) = [r.getMessage() for r in caplog.records if "caps W" in r.getMessage()]
+    assert "layer 1: reconciliation=dual_lphm r=1 p=2 q=128 caps W at rank 1, below classes - 1 = 9" in warning
+    assert "+reconciliation@model.layer_overrides.1.reconciliation=lorr" in warning
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="rpn_exp"):
+        build_model(compose_config(["reconciliation.r=5"]))
+    assert not [r for r in caplog.records if "caps W" in r.getMessage()]
+
+
+@pytest.mark.parametrize("order", ["kronecker", "reference"])
+@pytest.mark.parametrize("psi", [R.HMReconciliation(layout="reference"), R.LPHMReconciliation(r=2, layout="reference"),
+                                 R.DualLPHMReconciliation(r=2, layout="reference"),
+                                 R.DuplicatedPaddingReconciliation(layout="reference")], ids=lambda p: p.name)
+@pytest.mark.parametrize("norm", [None, ["layer_norm"]], ids=["plain", "layer_norm"])
+def test_the_reference_layout_acts_on_kappa_without_building_it(psi, order, norm):
+    kwargs = dict(expansion=E.TaylorExpansion(d=2, postprocess=norm, order=order), reconciliation=psi, channels=2)
+    fast, slow = RPNLayer(6, 4, **kwargs).double(), RPNLayer(6, 4, materialize=True, **kwargs).double()
+    slow.load_state_dict(fast.state_dict())
+    assert fast.path == "bilinear" and slow.path == "materialized"
+    x = torch.randn(5, 6, dtype=torch.float64, requires_grad=True)
+    y_fast, y_slow = fast(x), slow(x)
+    torch.testing.assert_close(y_fast, y_slow)
+    grads = [torch.autograd.grad(y.square().sum(), [x, layer.heads[0].w]) for y, layer in ((y_fast, fast),
+                                                                                             (y_slow, slow))]
+    for fast_grad, slow_grad in zip(*grads):
+        torch.testing.assert_close(fast_grad, slow_grad)
+
+
+def test_the_reference_taylor_order_is_degree_by_degree():
+    x = torch.tensor([[2.0, 3.0]])
+    assert E.TaylorExpansion(d=2, order="reference")(x).tolist() == [[2.0, 3.0, 4.0, 6.0, 6.0, 9.0]]
+    assert E.TaylorExpansion(d=2)(x).tolist() == [[2.0, 4.0, 6.0, 3.0, 6.0, 9.0]]  # x ⊗ [1, x]
+    with pytest.raises(ValueError, match="order='degree' is invalid; valid choices: kronecker, reference"):
+        E.TaylorExpansion(order="degree")
+
+
+def test_the_reference_layout_allocates_nothing_the_size_of_W():
+    """The paper's 784 -> 64 layer at a smaller m: no operation allocates as much as W (n·D floats); the
+    materialized path, for contrast, does."""
+    from torch.profiler import ProfilerActivity, profile
+
+    m, n = 96, 32
+    kwargs = dict(expansion=E.TaylorExpansion(postprocess=["layer_norm"], order="reference"),
+                  reconciliation=R.DualLPHMReconciliation(r=3, layout="reference"))
+    W_bytes = n * (m + m * m) * 4
+
+    def largest_allocation(layer):
+        x = torch.randn(8, m, requires_grad=True)
+        layer(x).sum().backward()  # the index plan is cached: built once per shape
+        with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+            layer(x).sum().backward()
+        return max(event.cpu_memory_usage for event in prof.key_averages())  # per operator, summed over calls
+
+    assert largest_allocation(RPNLayer(m, n, **kwargs)) < W_bytes / 2
+    assert largest_allocation(RPNLayer(m, n, materialize=True, **kwargs)) >= W_bytes

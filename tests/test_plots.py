@@ -38,3 +38,22 @@ def test_the_pareto_plot_is_a_png_with_a_chance_line(tmp_path):
              "pareto": True, "r": 2, "widths": "64-128-10"}]
     path = pareto_plot(rows, tmp_path / "pareto.png", title="t")
     assert path.read_bytes().startswith(PNG)
+
+
+def test_baselines_are_dashed_curves_with_their_own_legend_entries(tmp_path):
+    from rpn_exp.plots import pareto_figure
+
+    rpn = {"status": "completed", "model": "rpn", "reconciliation": "dual_lphm", "pareto": True, "widths": "784-64-10"}
+    mlp = {**rpn, "model": "mlp", "reconciliation": "identity", "pareto": False}
+    rows = [{**rpn, "learnable_params": 9330, "test_acc": 0.86},
+            {**mlp, "learnable_params": 25450, "test_acc": 0.87, "widths": "784-32-10"},
+            {**mlp, "learnable_params": 3190, "test_acc": 0.80, "widths": "784-4-10"},
+            {**mlp, "model": "linear", "learnable_params": 7850, "test_acc": 0.84, "widths": "784-10"}]
+    figure = pareto_figure(rows, "t")
+    lines = {line.get_label(): line for line in figure.axes[0].get_lines()}
+    curve = lines["mlp (dense baseline)"]
+    assert curve.get_linestyle() == "--" and list(curve.get_xdata()) == [3190, 25450]  # sorted by size
+    assert lines["linear (dense baseline)"].get_linestyle() == "--"
+    legend = [text.get_text() for text in figure.axes[0].get_legend().get_texts()]
+    assert {"dual_lphm", "mlp (dense baseline)", "linear (dense baseline)"} <= set(legend)
+    assert family_colour("mlp") != family_colour("dual_lphm")

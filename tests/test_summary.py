@@ -185,3 +185,25 @@ def test_the_title_names_the_task_dataset_and_epochs(tmp_path):
     write_record(folder / "000", record("lphm", 983, 0.80, epochs=30))
     rows, _ = summarize([folder])
     assert default_title([folder], rows) == "rank_digits | digits | 30 epochs | 2026-11-22_10-00-00_000000"
+
+
+def test_rows_whose_output_layer_cannot_reach_classes_minus_1_are_marked(tmp_path):
+    limited, full = record("dual_lphm", 417, 0.19, r=1), record("dual_lphm", 2085, 0.92, r=5)
+    for rec, (first, last) in ((limited, (1, 1)), (full, (25, 10))):
+        rec["layers"][0]["rank_bound"], rec["layers"][1]["rank_bound"] = first, last
+    write_record(tmp_path / "s" / "0", limited)
+    write_record(tmp_path / "s" / "1", full)
+    rows, _ = summarize([tmp_path / "s"])
+    assert [(row["rank_bound"], row["rank_limited"]) for row in rows] == [(1, True), ("25/10", False)]
+    text = format_markdown(rows)
+    assert "| 1 ⚠ |" in text and "25/10 |" in text and "at rank 1 at most two classes" in text
+    paths = write_summary(tmp_path / "s", rows)
+    assert [r["rank_limited"] for r in read_csv(paths["csv"])] == ["True", "False"]
+
+
+def test_baseline_rows_name_their_model_and_rpn_rows_default_to_rpn(tmp_path):
+    write_record(tmp_path / "s" / "0", record("identity", 7850, 0.84, model="linear"))
+    write_record(tmp_path / "s" / "1", record("dual_lphm", 9330, 0.86))  # a record from before the model field
+    rows, _ = summarize([tmp_path / "s"])
+    assert [row["model"] for row in rows] == ["linear", "rpn"]
+    assert "| model |" in format_markdown(rows)  # shown because it varies

@@ -269,3 +269,28 @@ def test_an_interrupted_sweep_still_writes_its_summary(tmp_path):
         "000_lphm": "completed", "001_dual_lphm": "interrupted", "002_hm": "pending"}
     assert "SIGTERM" in rows["001_dual_lphm"]["error"]
     assert not (folder / "sweep.lock").exists()
+
+
+def test_the_mlp_baseline_preset_sweeps_the_linear_classifier_and_mlp_widths(tmp_path):
+    _, folder = multirun(tmp_path, "hparams_search=mlp_baseline")
+    rows = read_csv(folder / "summary.csv")
+    assert {r["status"] for r in rows} == {"completed"}
+    # every layer is nn.Linear-like with a bias: 64·h + h + 10·h + 10 parameters
+    assert [(r["model"], r["widths"], int(r["learnable_params"])) for r in rows] == [
+        ("linear", "64-10", 650), *((("mlp", f"64-{h}-10", 75 * h + 10)) for h in (4, 8, 16, 32, 64))]
+    record = json.loads((folder / rows[1]["job"] / "result.json").read_text())
+    assert (record["expansion"], record["reconciliation"], record["model"]) == ("identity", "identity", "mlp")
+    assert (folder / "pareto.png").read_bytes().startswith(PNG)
+
+
+def test_the_summary_marks_output_layers_below_classes_minus_1(grid):
+    """Digits, [64, 128, 10]: the output layer's W has rank min(p, q)·r (lphm) or r² (dual_lphm, p = 2 there), all
+    below 9 at r = 1, 2; the first layer's is min(8, 64)·r or r·r."""
+    _, folder = grid
+    rows = {row["job"]: row for row in read_csv(folder / "summary.csv")}
+    assert {job: rows[job]["rank_bound"] for job in JOBS} == {
+        "000_lphm_r1": "8/2", "001_lphm_r2": "16/4", "002_dual_lphm_r1": "1", "003_dual_lphm_r2": "4"}
+    assert {rows[job]["rank_limited"] for job in JOBS} == {"True"}
+    lines = (folder / "summary.md").read_text().splitlines()
+    (line,) = [row for row in lines if "002_dual_lphm_r1" in row]
+    assert "| 1 ⚠ |" in line
