@@ -43,7 +43,7 @@ def job_label(overrides: Iterable[str]) -> str:
 
 
 #: Overrides that do not change what a job computes; a resumed job or sweep may differ from its record in these.
-NOT_COMPARED = ("skip_completed", "paths.", "progress_bars_in_sweeps", "print_config")
+NOT_COMPARED = ("skip_completed", "paths.", "progress_bars_in_sweeps", "print_config", "launcher")
 
 
 def comparable_overrides(overrides: Iterable[str]) -> list[str]:

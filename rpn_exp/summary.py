@@ -227,7 +227,7 @@ def default_title(folders: Sequence[str | Path], rows: Sequence[dict] = ()) -> s
     for column, unit in (("dataset", ""), ("epochs", " epochs")):
         values = sorted({str(row[column]) for row in rows if row.get(column) not in ("", None)})
         if values:
-            about.append(",".join(values) + unit)
+            about.append(", ".join(values) + unit)
     return " | ".join(head + about + stamp)
 
 

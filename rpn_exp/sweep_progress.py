@@ -59,15 +59,20 @@ class SweepProgress:
         self.folder, self.total, self.interval, self.printer = Path(folder), total, interval, printer
         self.started_at = time.monotonic()
         self._seen: dict[str, str] = {}  # job folder name -> last status reported ("started" or final)
+        self._stale: dict[str, object] = {}  # jobs that ended without completing before a resume: their old pid
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="rpn_exp-sweep-progress", daemon=True)
 
     def start(self) -> SweepProgress:
-        """Start watching. Jobs that already ended (a resumed sweep) count as done and are named in one line."""
+        """Start watching. In a resumed sweep the jobs that already completed count as done, and those that ended
+        otherwise (failed, interrupted) are reported again when they run again; both are named in one line."""
         self.poll(report=False)
-        done = sorted(name for name, status in self._seen.items() if status in FINAL)
-        if done:
-            self.printer(f"[sweep] resuming: {len(done)} job(s) already ended ({', '.join(done)})", flush=True)
+        done = sorted(name for name, status in self._seen.items() if status == "completed")
+        again = sorted(self._stale)
+        if done or again:
+            parts = [f"{len(done)} job(s) already completed ({', '.join(done)})"] if done else []
+            parts += [f"{len(again)} to run again ({', '.join(again)})"] if again else []
+            self.printer(f"[sweep] resuming: {'; '.join(parts)}", flush=True)
         self._thread.start()
         return self
 
@@ -94,8 +99,14 @@ class SweepProgress:
                 continue
             status = record.get("status", "running")
             if not report:
-                self._seen[name] = status if status in FINAL else "started"
+                if status in FINAL and status != "completed":  # to run again: reported when its new record ends
+                    self._stale[name] = record.get("pid")
+                self._seen[name] = "completed" if status == "completed" else "started"
                 continue
+            if name in self._stale:
+                if record.get("pid") == self._stale[name]:  # still the old attempt's record
+                    continue
+                del self._stale[name], self._seen[name]  # its new attempt: reported like a new job
             if name not in self._seen:
                 self._seen[name] = "started"
                 self.printer(f"{self._prefix(name)} started   {name}", flush=True)

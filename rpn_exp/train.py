@@ -208,6 +208,8 @@ def train(cfg: DictConfig) -> float | tuple[float, ...] | None:
     except SIGTERMException as error:  # Lightning stops at the next batch boundary after a SIGTERM
         record.update(status="interrupted", error="stopped by SIGTERM (e.g. a cluster's time limit or kill)",
                       **interruption_checkpoints(out))
+        if own_process_job():  # a submitit job: return, so that its launcher learns the job ended
+            return objective_value(record, objectives)
         raise SystemExit(SIGTERM_EXIT) from error
     except SystemExit as error:  # Lightning exits with 1 after Ctrl-C, once training stopped cleanly
         if trainer is not None and trainer.interrupted:
@@ -286,10 +288,18 @@ def new_record(cfg: DictConfig, out: Path, context: dict) -> dict:
         "status": "running", "pid": os.getpid(), "host": socket.gethostname(),
         "output_dir": str(out), "overrides": context["overrides"],
         "choices": context["choices"], "seed": cfg.seed, "tags": list(cfg.get("tags") or []),
-        "debug": is_debug(cfg, context), "reconciliation_hparams": configured,
+        "debug": is_debug(cfg, context), "reconciliation_hparams": configured, "cluster_job": cluster_job(),
         "lr": OmegaConf.select(cfg, "optimizer.lr"), "max_epochs": OmegaConf.select(cfg, "trainer.max_epochs"),
         "provenance": provenance(OmegaConf.select(cfg, "trainer.accelerator")), "metrics": {},
     }
+
+
+def cluster_job() -> str | None:
+    """The SLURM job this run is (``<array job>_<task>`` for a job array, as SLURM names it), None elsewhere."""
+    env = os.environ
+    if env.get("SLURM_ARRAY_JOB_ID") and env.get("SLURM_ARRAY_TASK_ID"):
+        return f"{env['SLURM_ARRAY_JOB_ID']}_{env['SLURM_ARRAY_TASK_ID']}"
+    return env.get("SLURM_JOB_ID")
 
 
 def is_debug(cfg: DictConfig, context: dict) -> bool:
@@ -391,6 +401,17 @@ def interruption_checkpoints(out: Path) -> dict:
     folder = out / "checkpoints"
     return {key: str(folder / name) if (folder / name).is_file() else None
             for key, name in (("last_checkpoint", LAST), ("interrupted_checkpoint", INTERRUPTED))}
+
+
+def own_process_job() -> bool:
+    """Whether this run is a sweep job that submitit started in a process of its own (SLURM or local).
+
+    Such a job that SIGTERM stops (a cluster's time limit) returns instead of exiting with 143: submitit then
+    stores its result before the SIGKILL that follows, and the launching process, which may have no other way
+    to learn the state of a killed job (SLURM without accounting), sees it end. Elsewhere SIGTERM stops the
+    whole process, sweep included.
+    """
+    return bool(os.environ.get("SUBMITIT_EXECUTOR"))
 
 
 def _finish_failure(context: dict, error: Exception, objectives: list[str]):

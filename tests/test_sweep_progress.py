@@ -38,14 +38,28 @@ def test_a_line_when_a_job_starts_and_one_when_it_ends(tmp_path):
     assert len(lines) == 4  # each event once
 
 
-def test_a_resumed_sweep_counts_the_jobs_that_already_ended(tmp_path):
+def test_a_resumed_sweep_counts_the_jobs_that_already_completed(tmp_path):
     lines = []
     job(tmp_path, "000_lorr", "completed", metrics={"test/acc": 0.9})
     progress = SweepProgress(tmp_path, total=2, interval=0.05, printer=lambda text, flush: lines.append(text)).start()
     job(tmp_path, "001_hm", "completed", metrics={"test/acc": 0.7})
     progress.stop()
-    assert lines[0] == "[sweep] resuming: 1 job(s) already ended (000_lorr)"
+    assert lines[0] == "[sweep] resuming: 1 job(s) already completed (000_lorr)"
     assert lines[-1].startswith("[sweep 2/2] completed 001_hm: test acc 0.7000") and "2 of 2 done" in lines[-1]
+
+
+def test_a_job_interrupted_before_the_resume_is_reported_when_it_runs_again(tmp_path):
+    lines = []
+    job(tmp_path, "000_lorr", "interrupted", pid=11, error="stopped by SIGTERM")
+    progress = SweepProgress(tmp_path, total=1, printer=lambda text, flush: lines.append(text)).start()
+    progress.poll()
+    assert lines == ["[sweep] resuming: 1 to run again (000_lorr)"]  # the old record is not reported again
+    job(tmp_path, "000_lorr", "running", pid=12)
+    progress.poll()
+    job(tmp_path, "000_lorr", "completed", pid=12, metrics={"test/acc": 0.9})
+    progress.poll()
+    assert lines[1:] == ["[sweep 1/1] started   000_lorr", lines[2]]
+    assert lines[2].startswith("[sweep 1/1] completed 000_lorr: test acc 0.9000")
 
 
 def test_an_unknown_total_is_shown_as_a_question_mark(tmp_path):
