@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import warnings
 
 #: The loggers Lightning gives a console handler of their own when it is imported.
@@ -11,6 +12,8 @@ LIGHTNING_LOGGERS = ("lightning", "lightning.pytorch", "lightning.fabric")
 NOISE = ("TPU available", "💡 Tip", "HPU available")
 #: Warnings raised inside Lightning about its own use of deprecated APIs: nothing a user can change.
 LIGHTNING_INTERNAL_WARNINGS = (r".*isinstance\(treespec, LeafSpec\).*",)
+#: Lightning's hint to use ``srun`` wherever SLURM is installed, inside a SLURM job or not.
+SRUN_HINT = r"The `srun` command is available on your system but is not used"
 
 
 class _DropNoise(logging.Filter):
@@ -40,3 +43,5 @@ def configure_console(sweep: bool) -> None:
     lightning.setLevel(logging.WARNING if sweep else logging.INFO)
     for message in LIGHTNING_INTERNAL_WARNINGS:
         warnings.filterwarnings("ignore", message=message)
+    if not os.environ.get("SLURM_JOB_ID"):  # SLURM installed but this is no SLURM job: the srun hint is noise
+        warnings.filterwarnings("ignore", message=SRUN_HINT)

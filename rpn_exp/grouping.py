@@ -15,13 +15,14 @@ from .naming import comparable_overrides
 
 #: The columns of ``summary_by_config.csv`` in order.
 GROUP_COLUMNS = (
-    "config", "n", "seeds", "model", "dataset", "expansion", "reconciliation", "interdependence", "remainder", "widths",
-    "r", "p", "q", "rank_bound", "lr", "epochs", "learnable_params", "test_acc_mean", "test_acc_std", "test_acc_ci95",
+    "config", "n", "seeds", "model", "dataset", "expansion", "reconciliation", "layout", "interdependence",
+    "remainder", "widths", "r", "p", "q", "rank_bound", "rank_limited", "lr", "epochs", "learnable_params",
+    "test_acc_mean", "test_acc_std", "test_acc_ci95",
     "val_acc_best_mean", "val_acc_best_std", "val_acc_best_ci95", "pareto",
 )
 #: Columns that are the same for every job of a configuration (taken from its first job).
-SHARED = ("model", "dataset", "expansion", "reconciliation", "interdependence", "remainder", "widths", "r", "p", "q",
-          "rank_bound", "rank_limited", "lr", "epochs", "learnable_params")
+SHARED = ("model", "dataset", "expansion", "reconciliation", "layout", "interdependence", "remainder", "widths", "r",
+          "p", "q", "rank_bound", "rank_limited", "lr", "epochs", "learnable_params")
 
 
 def config_of(row: dict) -> str:

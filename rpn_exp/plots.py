@@ -66,9 +66,26 @@ def family_colour(family: str):
     return colormaps["tab20"]((2 * i) % 20 + (i // 10) % 2)
 
 
+def label_columns(series: Sequence[dict]) -> list[str]:
+    """What tells the points of one family apart: the :data:`LABEL_COLUMNS` that vary within it, or, for a family of
+    one configuration, its rank (r) where it has one."""
+    varying = [c for c in LABEL_COLUMNS if len({str(r.get(c, "")) for r in series if r.get(c) not in ("", None)}) > 1]
+    return varying or [c for c in ("r",) if any(r.get(c) not in ("", None) for r in series)]
+
+
+def baseline_label(row: dict) -> str:
+    """A dense baseline's point: its hidden width(s), ``h=32`` (``linear`` has none)."""
+    hidden = str(row.get("widths", "")).split("-")[1:-1]
+    return f"h={'-'.join(hidden)}" if hidden else ""
+
+
 def point_label(row: dict, columns: Sequence[str]) -> str:
     """``r=8 p=2`` from the row's values of ``columns`` (those that vary in the sweep)."""
     return " ".join(f"{c}={row[c]}" for c in columns if row.get(c) not in ("", None))
+
+
+#: With points far below the best, :func:`pareto_figure` adds a panel for the top this-much of test accuracy.
+ZOOM_SPAN = 0.05
 
 
 def pareto_plot(rows: Sequence[dict], path: str | Path, title: str = "") -> Path:
@@ -87,39 +104,69 @@ def pareto_figure(rows: Sequence[dict], title: str = ""):
     dense baselines (``model=mlp``: ``mlp``, ``linear``) as dashed curves with their own legend entries.
 
     ``rows`` are summary rows (``rpn_exp.summary``); completed rows with a test accuracy are plotted, each
-    labelled with the hyper-parameters that vary among them, and those with ``pareto`` set are joined by the
-    front's step line. A family keeps its colour across plots (:func:`family_colour`); chance accuracy
-    (1 / classes) is a grey line; the legend sits outside the axes. Returns the matplotlib Figure.
+    labelled with what tells it from the other points of its family, and those with ``pareto`` set are joined by
+    the front's step line. A family keeps its colour across plots (:func:`family_colour`; a layout variant is drawn
+    as diamonds); chance accuracy (1 / classes) is a grey line; the legend sits outside the axes. When some points
+    lie far below the best (structures that cannot fit), a second panel shows the top :data:`ZOOM_SPAN` of test
+    accuracy, where the configurations compete. Returns the matplotlib Figure.
     """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from .summary import chance, family, is_baseline
+    from .summary import family
 
     grouped = bool(rows) and "test_acc_mean" in rows[0]  # configurations pooled over seeds (rpn_exp.grouping)
     y_key = "test_acc_mean" if grouped else "test_acc"
     done = [r for r in rows if r["status"] == "completed" and r[y_key] != "" and r["learnable_params"] != ""]
     done = [r for r in done if not math.isnan(float(r[y_key]))]
-    varying = [c for c in LABEL_COLUMNS if len({str(r[c]) for r in done if r.get(c) not in ("", None)}) > 1]
-    fig, ax = plt.subplots(figsize=(9, 5), dpi=120)
+    several = len({family(r) for r in done}) > 1 or len(done) > 1
+    ys = sorted(float(r[y_key]) for r in done)
+    near = [y for y in ys if ys and y >= ys[-1] - ZOOM_SPAN]
+    zoom = bool(ys) and ys[0] < ys[-1] - 4 * ZOOM_SPAN and len(near) >= 3
+    fig, axes = plt.subplots(1, 2 if zoom else 1, figsize=(14 if zoom else 9, 5), dpi=120, squeeze=False)
+    for ax in axes[0]:
+        _draw(ax, done, y_key, grouped, several)
+    main, last = axes[0][0], axes[0][-1]
+    if zoom:
+        last.set_ylim(min(near) - 0.01, ys[-1] + 0.01)
+        last.set_title(f"the top {ZOOM_SPAN:.2f} of test accuracy (zoom)", fontsize=9)
+    if done:
+        last.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
+    else:
+        main.text(0.5, 0.5, "no completed job yet", ha="center", va="center", transform=main.transAxes)
+    skipped = len(rows) - len(done)
+    heading = title or "accuracy per parameter"
+    main.set_title(heading + (f"\n({skipped} job(s) without a test accuracy not shown)" if skipped else ""),
+                   fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def _draw(ax, done: Sequence[dict], y_key: str, grouped: bool, several: bool) -> None:
+    """The families, baselines, front and chance line of :func:`pareto_figure` on one axes."""
+    from .summary import chance, family, is_baseline
+
     for name in sorted({family(r) for r in done}, key=lambda f: (f not in ("linear", "mlp"), f)):
         series = sorted((r for r in done if family(r) == name), key=lambda r: int(r["learnable_params"]))
         xs, ys = [int(r["learnable_params"]) for r in series], [float(r[y_key]) for r in series]
-        colour = family_colour(name)
+        colour = family_colour(name.split(" (")[0])  # a layout variant keeps its family's colour, as diamonds
         if is_baseline(series[0]):  # dense baselines: a dashed curve across their widths
             ax.plot(xs, ys, linestyle="--", marker="s", markersize=5, linewidth=1.5, color=colour, zorder=3,
                     label=f"{name} (dense baseline)")
         else:
-            ax.scatter(xs, ys, label=name, s=40, alpha=0.9, zorder=3, color=colour)
+            ax.scatter(xs, ys, label=name, s=40, alpha=0.9, zorder=3, color=colour,
+                       marker="D" if name.endswith(" layout)") else "o")
         if grouped:  # each configuration's 95% interval of the mean over its seeds
             errors = [0.0 if math.isnan(r["test_acc_ci95"]) else r["test_acc_ci95"] for r in series]
             ax.errorbar(xs, ys, yerr=errors, fmt="none", ecolor=colour, elinewidth=1.2, capsize=3, zorder=3)
+        columns = label_columns(series)
         for x, y, row in zip(xs, ys, series):
-            if varying:
-                ax.annotate(point_label(row, varying), (x, y), xytext=(4, 4), textcoords="offset points",
-                            fontsize=7, color="#333333")
+            text = baseline_label(row) if is_baseline(row) else point_label(row, columns)
+            if several and text:
+                ax.annotate(text, (x, y), xytext=(4, 4), textcoords="offset points", fontsize=7, color="#333333",
+                            annotation_clip=True)
     front = sorted((int(r["learnable_params"]), float(r[y_key])) for r in done if r["pareto"])
     if front:
         xs, ys = zip(*front)
@@ -131,15 +178,19 @@ def pareto_figure(rows: Sequence[dict], title: str = ""):
         ax.axhline(level, color="grey", linewidth=1, linestyle=":", zorder=1,
                    label=f"chance ({level:.3g})" if len(levels) == 1 else None)
     ax.set_xscale("log")
+    _parameter_ticks(ax, [int(r["learnable_params"]) for r in done])
     ax.set_xlabel("learnable parameters (log scale)")
     ax.set_ylabel("test accuracy" + (" (mean over seeds, 95% interval)" if grouped else ""))
     ax.grid(True, which="both", alpha=0.3)
-    if done:
-        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
-    else:
-        ax.text(0.5, 0.5, "no completed job yet", ha="center", va="center", transform=ax.transAxes)
-    skipped = len(rows) - len(done)
-    heading = title or "accuracy per parameter"
-    ax.set_title(heading + (f"\n({skipped} job(s) without a test accuracy not shown)" if skipped else ""), fontsize=9)
-    fig.tight_layout()
-    return fig
+
+
+def _parameter_ticks(ax, counts: Sequence[int]) -> None:
+    """Parameter counts written out (``9,330``) at 1, 2 and 5 per decade over a short range, 1 over a long one."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    if not counts:
+        return
+    decades = math.log10(max(counts) / max(1, min(counts)))
+    ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0) if decades <= 3 else (1.0,)))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:,.0f}"))
+    ax.xaxis.set_minor_formatter(NullFormatter())

@@ -21,11 +21,12 @@ BY_CONFIG_CSV = "summary_by_config.csv"
 #: The columns of ``summary.csv`` in order; ``summary.md`` shows the same minus the long ``error`` text and
 #: minus the :data:`SHOWN_IF_VARYING` columns that hold one value for every job.
 COLUMNS = (
-    "job", "status", "model", "dataset", "expansion", "reconciliation", "interdependence", "remainder", "widths",
+    "job", "status", "model", "dataset", "expansion", "reconciliation", "layout", "interdependence", "remainder",
+    "widths",
     "r", "p", "q", "rank_bound", "rank_limited", "seed", "lr", "epochs", "learnable_params", "frozen_params",
     "test_acc", "val_acc_best", "wall_time_s", "pareto", "overrides", "error",
 )
-SHOWN_IF_VARYING = ("model", "interdependence", "remainder", "widths", "rank_bound", "seed", "lr", "epochs")
+SHOWN_IF_VARYING = ("model", "layout", "interdependence", "remainder", "widths", "rank_bound", "seed", "lr", "epochs")
 #: Marks a rank bound below classes − 1 (``rpn_exp.record.output_rank_limit``) in the tables.
 RANK_MARK = "⚠"
 #: A model within this much accuracy of chance (1 / classes) is never on the Pareto front.
@@ -104,6 +105,7 @@ def job_row(folder: str | Path, root: str | Path | None = None) -> dict:
     for key in ("r", "p", "q"):
         row[key] = per_layer(layers, key) if layers else record.get("reconciliation_hparams", {}).get(key, "")
     row["rank_bound"] = per_layer(layers, "rank_bound")
+    row["layout"] = per_layer(layers, "layout")
     row["rank_limited"] = output_rank_limit(layers) is not None
     for column, metric in METRICS.items():
         value = metrics.get(metric)
@@ -143,8 +145,12 @@ def _hydra_overrides(folder: Path) -> str:
 
 def family(row: dict) -> str:
     """What a point of the Pareto plot belongs to: the model for a baseline (``mlp``, ``linear``), else the
-    reconciliation family."""
-    return row["model"] if is_baseline(row) else row["reconciliation"]
+    reconciliation family, with its layout when it is not the default (``dual_lphm (reference layout)``)."""
+    if is_baseline(row):
+        return row["model"]
+    layout = row.get("layout")
+    plain = layout in ("", None, "kronecker")
+    return row["reconciliation"] if plain else f"{row['reconciliation']} ({layout} layout)"
 
 
 def is_baseline(row: dict) -> bool:

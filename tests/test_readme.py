@@ -1,6 +1,7 @@
 """Every ``python -m rpn_exp ...`` command shown in the README runs as written (with ``dry_run=true``).
 
-Excluded: the SLURM launcher (tests/test_cluster.py runs it on a cluster it starts) and lines with a ``<placeholder>``
+Excluded: the SLURM launcher (tests/test_cluster.py runs it on a cluster it starts) and lines with a
+``<placeholder>`` (a folder of the reader's own).
 A sweep passes only if every job it launched is recorded as a dry run: a failed job does not fail a sweep's exit
 code, so the records are read.
 """
