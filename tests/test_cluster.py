@@ -1,4 +1,5 @@
-"""A real one-node SLURM cluster runs a sweep through ``launcher=submitit_slurm``.
+"""Beyond one machine: a real one-node SLURM cluster runs a sweep through ``launcher=submitit_slurm``, and two sweep
+processes share one Optuna study in a real PostgreSQL.
 
 The test starts Debian's ``munge`` and ``slurm-wlm`` daemons itself (as root, on private ports, with a
 ``slurm.conf`` in a temporary folder; ``.ci/run`` installs the packages). The sweep's jobs run as SLURM jobs; the
@@ -20,8 +21,8 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = [pytest.mark.slow,
-              pytest.mark.skipif(os.geteuid() != 0, reason="a SLURM cluster's daemons (slurmctld, slurmd) run as root")]
+pytestmark = pytest.mark.slow
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="a SLURM cluster's daemons (slurmctld, slurmd) run as root")
 
 DAEMONS = ("munged", "slurmctld", "slurmd", "sbatch", "sinfo", "scontrol")
 
@@ -112,6 +113,7 @@ def records(folder: Path) -> dict[str, dict]:
     return {path.parent.name: json.loads(path.read_text()) for path in sorted(folder.glob("*/result.json"))}
 
 
+@needs_root
 def test_a_sweep_runs_as_slurm_jobs_is_cut_by_a_time_limit_and_resumes_to_the_end(slurm, tmp_path):
     folder = tmp_path / "sweep"
     first = sweep(slurm["env"], folder, "hydra.launcher.timeout_min=1")
@@ -133,3 +135,68 @@ def test_a_sweep_runs_as_slurm_jobs_is_cut_by_a_time_limit_and_resumes_to_the_en
     assert resumed["resumed_from"] == long["last_checkpoint"]
     rows = (folder / "summary.csv").read_text().splitlines()
     assert len(rows) == 3 and all(",completed," in row for row in rows[1:])
+
+
+# ------------------------------------------------------------------------- one Optuna study, several processes
+@pytest.fixture(scope="module")
+def postgres():
+    """A private PostgreSQL 15 cluster (Debian's postgresql) on a Unix socket; yields the SQLAlchemy URL of its
+    database ``optuna``. Its files belong to the ``postgres`` user when the tests run as root (PostgreSQL refuses
+    to run as root)."""
+    import glob
+    import pwd
+    import tempfile
+
+    bindir = next(iter(sorted(glob.glob("/usr/lib/postgresql/*/bin"))), None)
+    if bindir is None:
+        pytest.fail("PostgreSQL not found: apt-get install -y postgresql (.ci/run installs it)")
+    root = Path(tempfile.mkdtemp(prefix="rpn_exp_pg_", dir="/tmp"))
+    as_user = []
+    if os.geteuid() == 0:
+        user = pwd.getpwnam("postgres")
+        os.chown(root, user.pw_uid, user.pw_gid)
+        as_user = ["runuser", "-u", "postgres", "--"]
+    port = free_port()
+    data = root / "data"
+
+    def pg(tool, *args, check=True):
+        return subprocess.run([*as_user, f"{bindir}/{tool}", *args], capture_output=True, text=True, check=check)
+
+    pg("initdb", "-D", str(data), "-A", "trust", "-U", "postgres")
+    pg("pg_ctl", "-D", str(data), "-l", str(root / "log"), "-w", "-o",
+       f"-k {root} -p {port} -c listen_addresses=''", "start")
+    try:
+        pg("createdb", "-h", str(root), "-p", str(port), "-U", "postgres", "optuna")
+        yield f"postgresql+psycopg2://postgres@/optuna?host={root}&port={port}"
+    finally:
+        pg("pg_ctl", "-D", str(data), "-m", "immediate", "stop", check=False)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def test_two_sweep_processes_share_one_optuna_study_in_postgresql(postgres, tmp_path):
+    import optuna
+
+    from rpn_exp.summary import summarize
+
+    # the study is made once, before the workers start (two processes creating its tables at once would race)
+    made = subprocess.run([str(Path(sys.executable).parent / "optuna"), "create-study", "--storage", postgres,
+                           "--study-name", "shared", "--directions", "maximize", "minimize"],
+                          capture_output=True, text=True)
+    assert made.returncode == 0, made.stderr[-2000:]
+    folders = [tmp_path / "a", tmp_path / "b"]
+    processes = [subprocess.Popen(
+        [sys.executable, "-m", "rpn_exp", "-m", "hparams_search=optuna_pareto", "hydra.sweeper.n_trials=3",
+         f"hydra.sweeper.storage='{postgres}'", "hydra.sweeper.study_name=shared", "debug=limit",
+         "callbacks.progress_bar.refresh_rate=0", f"hydra.sweep.dir={folder}"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for folder in folders]
+    for process in processes:  # both at once: two searches asking one study for trials
+        output, _ = process.communicate(timeout=300)
+        assert process.returncode == 0, output[-3000:]
+    study = optuna.load_study(study_name="shared", storage=postgres)
+    trials = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert len(study.trials) == len(trials) == 6
+    rows, _ = summarize(folders)  # the report over both folders: every trial is a recorded job
+    assert len(rows) == 6 and {row["status"] for row in rows} == {"completed"}
+    from_jobs = sorted((row["reconciliation"], int(row["r"])) for row in rows)
+    assert from_jobs == sorted((t.params["reconciliation"], t.params["reconciliation.r"]) for t in trials)
+    assert sorted(int(row["learnable_params"]) for row in rows) == sorted(int(t.values[1]) for t in trials)
