@@ -421,3 +421,9 @@ def test_the_reference_layout_allocates_nothing_the_size_of_W():
 
     assert largest_allocation(RPNLayer(m, n, **kwargs)) < W_bytes / 2
     assert largest_allocation(RPNLayer(m, n, materialize=True, **kwargs)) >= W_bytes
+
+
+def test_the_weight_window_of_the_reference_layout_is_the_corner_of_its_W():
+    head = RPNLayer(6, 4, expansion=E.TaylorExpansion(d=2, order="reference"),
+                    reconciliation=R.DualLPHMReconciliation(r=2, layout="reference")).heads[0]
+    torch.testing.assert_close(head.weight_window(3, 20), head.weight()[0][:3, :20])
