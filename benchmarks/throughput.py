@@ -1,0 +1,53 @@
+"""Sweep throughput: configurations per hour for the paper run and the digits default, by launcher.
+
+Each row runs one real sweep of ``--seeds`` jobs that differ only in seed (``python -m rpn_exp -m ... seed=1,...``)
+and divides the number of jobs by the command's wall time (start-up, data loading, evaluation and the sweep
+summary included).
+
+    python benchmarks/throughput.py                       # paper run x 4 seeds and digits x 8, basic and joblib
+    python benchmarks/throughput.py --paper-seeds 2 --digits-seeds 4
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.common import print_table  # noqa: E402
+
+WORKLOADS = {
+    "paper_mnist, Fashion-MNIST, 20 epochs": ["experiment=paper_mnist", "dataset=fashion_mnist"],
+    "digits default, 30 epochs": [],
+}
+LAUNCHERS = {"basic (one job at a time)": [], "joblib (2 jobs at a time)": ["launcher=joblib"]}
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--paper-seeds", type=int, default=4)
+    parser.add_argument("--digits-seeds", type=int, default=8)
+    args = parser.parse_args(argv)
+    rows = []
+    for workload, overrides in WORKLOADS.items():
+        seeds = args.paper_seeds if overrides else args.digits_seeds
+        for launcher, extra in LAUNCHERS.items():
+            with tempfile.TemporaryDirectory() as folder:
+                started = time.perf_counter()
+                subprocess.run([sys.executable, "-m", "rpn_exp", "-m", *overrides, *extra,
+                                "seed=" + ",".join(str(s) for s in range(1, seeds + 1)),
+                                f"hydra.sweep.dir={folder}"], check=True, capture_output=True)
+                wall = time.perf_counter() - started
+            rows.append({"workload": workload, "launcher": launcher, "jobs": seeds, "wall s": f"{wall:.1f}",
+                         "configurations per hour": f"{seeds / wall * 3600:.0f}"})
+            print(rows[-1], flush=True)
+    print_table(rows, ["workload", "launcher", "jobs", "wall s", "configurations per hour"])
+
+
+if __name__ == "__main__":
+    main()
