@@ -32,14 +32,19 @@ class WeightSnapshots(L.Callback):
     def _snapshot(self, trainer, pl_module):
         from lightning.pytorch.loggers import TensorBoardLogger
 
-        from .plots import weight_figure
-
         writers = [lg.experiment for lg in trainer.loggers if isinstance(lg, TensorBoardLogger)]
         if not writers or trainer.sanity_checking or not trainer.is_global_zero:
             return
-        for layer in pl_module.net.layers:
-            head = layer.heads[0]
-            window = head.weight_window(self.rows, self.cols)
-            for writer in writers:
-                figure = weight_figure(window, f"{layer.name} W, step {trainer.global_step}", (head.n, head.D))
-                writer.add_figure(f"weights/{layer.name}", figure, trainer.global_step)
+        write_weight_snapshots(writers, pl_module.net, trainer.global_step, self.rows, self.cols)
+
+
+def write_weight_snapshots(writers, net, step: int, rows: int, cols: int) -> None:
+    """One ``weights/<layer>`` image per layer of ``net`` at ``step`` to each TensorBoard ``SummaryWriter``."""
+    from .plots import weight_figure
+
+    for layer in net.layers:
+        head = layer.heads[0]
+        window = head.weight_window(rows, cols)
+        for writer in writers:
+            figure = weight_figure(window, f"{layer.name} W, step {step}", (head.n, head.D))
+            writer.add_figure(f"weights/{layer.name}", figure, step)

@@ -33,13 +33,14 @@ from .record import format_layer_table, model_record, per_layer, read_record, su
 log = logging.getLogger("rpn_exp")
 
 
-def hydra_context() -> dict:
-    """Overrides, group choices and mode of the running Hydra job ({} outside Hydra)."""
+def hydra_context(hc: DictConfig | None = None) -> dict:
+    """Overrides, group choices and mode of the running Hydra job, or of the job whose ``hydra`` node is ``hc``
+    (empty outside Hydra)."""
     from hydra.core.hydra_config import HydraConfig
 
-    if not HydraConfig.initialized():
+    if hc is None and not HydraConfig.initialized():
         return {"overrides": [], "choices": {}, "multirun": False, "sweep_dir": None}
-    hc = HydraConfig.get()
+    hc = hc if hc is not None else HydraConfig.get()
     return {
         "overrides": list(hc.overrides.task),
         "choices": {k: v for k, v in hc.runtime.choices.items() if not k.startswith("hydra")},
@@ -194,7 +195,7 @@ def train(cfg: DictConfig) -> float | tuple[float, ...] | None:
             return objective_value(record, objectives)
         check_checkpoint(resume_from, net)
         trainer, module = make_trainer(cfg, net, out, context)
-        log_hyperparameters(trainer, dashboard_hparams(record, cfg, sweep_keys(context)))
+        log_hyperparameters(trainer.loggers, dashboard_hparams(record, cfg, sweep_keys(context)))
         fit_and_test(cfg, trainer, module, datamodule, record, resume_from, verbose=not context["multirun"])
         record["status"] = "completed"
         return objective_value(record, objectives)
@@ -230,7 +231,7 @@ def train(cfg: DictConfig) -> float | tuple[float, ...] | None:
             record["metrics"].update(_metrics(trainer))
             record["epochs"] = trainer.current_epoch
             record["global_step"] = trainer.global_step
-            _close_dashboards(trainer, record["status"])
+            close_dashboards(trainer.loggers, record["status"])
         record["wall_time_s"] = round(time.perf_counter() - started, 3)
         if main_process:
             save_record(out, record)
@@ -375,18 +376,19 @@ def fit_and_test(cfg: DictConfig, trainer, module, datamodule, record: dict, res
     record["data_sizes"] = datamodule.sizes()
 
 
-def log_hyperparameters(trainer, hparams: dict) -> None:
+def log_hyperparameters(loggers, hparams: dict) -> None:
     """The run's hyper-parameters to every logger: TensorBoard's HPARAMS session, the others' own format."""
-    for logger in trainer.loggers:
+    for logger in loggers:
         if isinstance(logger, TensorBoardLogger):
             logger.log_session(hparams)
         else:
             logger.log_hyperparams(hparams)
 
 
-def _close_dashboards(trainer, status: str) -> None:
+def close_dashboards(loggers, status: str) -> None:
+    """End each TensorBoard run with the outcome of the record's ``status``."""
     outcome = {"completed": "success", "interrupted": "aborted", "running": "aborted"}.get(status, "failure")
-    for logger in trainer.loggers:
+    for logger in loggers:
         if isinstance(logger, TensorBoardLogger):
             logger.close(outcome)
 

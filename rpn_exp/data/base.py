@@ -34,13 +34,17 @@ class TensorBatches:
         order = None
         if self.shuffle:
             number = self.epoch() if self.epoch is not None else self.passes
-            generator = torch.Generator().manual_seed(self.seed + number)
-            order = torch.randperm(total, generator=generator)
+            order = self.permutation(total, self.seed + number)
         if self.world_size > 1:
             per_rank = total // self.world_size
             positions = torch.arange(self.rank * per_rank, (self.rank + 1) * per_rank)
             order = positions if order is None else order[positions]
         return order
+
+    @staticmethod
+    def permutation(total: int, seed: int) -> torch.Tensor:
+        """The order of a shuffled pass: ``randperm(total)`` drawn from its own generator seeded with ``seed``."""
+        return torch.randperm(total, generator=torch.Generator().manual_seed(seed))
 
     def __len__(self) -> int:
         total = self.x.shape[0] // self.world_size if self.world_size > 1 else self.x.shape[0]

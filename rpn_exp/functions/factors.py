@@ -79,22 +79,22 @@ def bilinear_columns(u: torch.Tensor, v: torch.Tensor, V: torch.Tensor) -> torch
 
 
 def kron_moments(u: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mean and variance over the entries of κ = u ⊗ [1, t], per row, without building κ: u (b, m), t (b, T) ->
-    two (b, 1) tensors.
+    """Mean and variance over the entries of κ = u ⊗ [1, t], per row, without building κ: u (..., b, m),
+    t (..., b, T) -> two (..., b, 1) tensors.
 
     With v = [1, t], ū and v̄ the row means and V_u, V_v the (two-pass, hence non-negative) row variances,
     μ = ū v̄ and σ² = V_u V_v + V_u v̄² + ū² V_v: a sum of non-negative terms, so σ² never goes negative (the
     one-pass E[κ²] − μ² did, for rows near constant).
     """
-    width = t.shape[1] + 1
-    u_mean = u.mean(1, keepdim=True)
-    u_var = (u - u_mean).square().mean(1, keepdim=True)
+    width = t.shape[-1] + 1
+    u_mean = u.mean(-1, keepdim=True)
+    u_var = (u - u_mean).square().mean(-1, keepdim=True)
     if t is u:  # d = 2: Σ(u − v̄)² = Σ(u − ū)² + m (ū − v̄)², no second pass over the row
-        v_mean = (1 + u_mean * u.shape[1]) / width
-        spread = u.shape[1] * (u_var + (u_mean - v_mean).square())
+        v_mean = (1 + u_mean * u.shape[-1]) / width
+        spread = u.shape[-1] * (u_var + (u_mean - v_mean).square())
     else:
-        v_mean = (1 + t.sum(1, keepdim=True)) / width
-        spread = (t - v_mean).square().sum(1, keepdim=True)
+        v_mean = (1 + t.sum(-1, keepdim=True)) / width
+        spread = (t - v_mean).square().sum(-1, keepdim=True)
     v_var = ((1 - v_mean).square() + spread) / width
     return u_mean * v_mean, u_var * v_var + u_var * v_mean.square() + u_mean.square() * v_var
 
@@ -102,7 +102,8 @@ def kron_moments(u: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.
 def kron_taylor(u: torch.Tensor, t: torch.Tensor, A: torch.Tensor, B: torch.Tensor, eps: float | None = None):
     """``(A ⊗ B) κ`` for the Taylor layout κ = u ⊗ [1, t], optionally layer-normalized, without building κ or A ⊗ B.
 
-    u (b, m), t (b, T), A (p, m), B (s, T + 1) -> (b, p·s):
+    u (..., b, m), t (..., b, T), A (..., p, m), B (..., s, T + 1) -> (..., b, p·s); the leading dimensions (none,
+    or the members of a stacked run) index independent layers:
 
         z = (A u) ⊗ (B [1, t])
         y = (z − μ (A 1 ⊗ B 1)) / sqrt(σ² + eps)     (eps given: a non-affine layer norm over κ, D = m (T + 1))
@@ -110,55 +111,93 @@ def kron_taylor(u: torch.Tensor, t: torch.Tensor, A: torch.Tensor, B: torch.Tens
     with μ and σ² from :func:`kron_moments` (O(m + T) per row). The backward pass is written out (one autograd
     node instead of some thirty small ones), which is what makes a step of the paper's model a few milliseconds
     on a CPU; a second derivative (``create_graph=True``, e.g. a gradient penalty) differentiates
-    :func:`kron_taylor_reference` instead, so it is exact too. Under autocast (``bf16-mixed``, ``16-mixed``) the
-    node computes in float32 and returns float32. Pass the same tensor as ``u`` and ``t`` for d = 2.
+    :func:`kron_taylor_reference` instead, so it is exact too. Under ``torch.func.vmap`` the node runs once on
+    the whole batch of layers (its ``vmap`` rule). Under autocast (``bf16-mixed``, ``16-mixed``) the node computes
+    in float32 and returns float32. Pass the same tensor as ``u`` and ``t`` for d = 2.
     """
     device = u.device.type
     if torch.is_autocast_enabled(device):
         with torch.autocast(device, enabled=False):
-            return _KronTaylor.apply(u.float(), t.float() if t is not u else u.float(), A.float(), B.float(), eps)
-    return _KronTaylor.apply(u, t, A, B, eps)
+            return _KronTaylor.apply(u.float(), None if t is u else t.float(), A.float(), B.float(), eps)[0]
+    return _KronTaylor.apply(u, None if t is u else t, A, B, eps)[0]
+
+
+def _affine_taylor(t: torch.Tensor, B: torch.Tensor) -> torch.Tensor:
+    """B [1, t] per row: t (..., b, T), B (..., s, T + 1) -> (..., b, s)."""
+    if B.dim() == 2:
+        return torch.addmm(B[:, 0], t, B[:, 1:].T)
+    return torch.baddbmm(B[..., 0].unsqueeze(-2), t, B[..., 1:].mT)
+
+
+def _outer_flat(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """vec(a bᵀ) over the last dimension: a (..., p), b (..., s) -> (..., p·s)."""
+    if a.dim() == 1:
+        return torch.outer(a, b).reshape(-1)
+    return (a.unsqueeze(-1) * b.unsqueeze(-2)).flatten(-2)
+
+
+def _matvec(M: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """M v over the last dimension: M (..., p, s), v (..., s) -> (..., p)."""
+    return M @ v if v.dim() == 1 else (M @ v.unsqueeze(-1)).squeeze(-1)
 
 
 def kron_taylor_reference(u: torch.Tensor, t: torch.Tensor, A: torch.Tensor, B: torch.Tensor,
                           eps: float | None = None) -> torch.Tensor:
     """What :func:`kron_taylor` computes, in plain differentiable operations (any order of derivative)."""
-    a, c = u @ A.T, torch.addmm(B[:, 0], t, B[:, 1:].T)
-    z = (a.unsqueeze(2) * c.unsqueeze(1)).reshape(u.shape[0], -1)
+    a, c = u @ A.mT, _affine_taylor(t, B)
+    z = (a.unsqueeze(-1) * c.unsqueeze(-2)).flatten(-2)
     if eps is None:
         return z
     mu, var = kron_moments(u, t)
-    return (z - mu * torch.outer(A.sum(1), B.sum(1)).reshape(-1)) * torch.rsqrt(var + eps)
+    return (z - mu * _outer_flat(A.sum(-1), B.sum(-1)).unsqueeze(-2)) * torch.rsqrt(var + eps)
 
 
 class _KronTaylor(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, u, t, A, B, eps):
-        same = t is u
-        a = u @ A.T
-        c = torch.addmm(B[:, 0], t, B[:, 1:].T)
-        b_, p, s = u.shape[0], A.shape[0], B.shape[0]
-        z = (a.unsqueeze(2) * c.unsqueeze(1)).reshape(b_, p * s)
-        ctx.same, ctx.eps = same, eps
-        if eps is None:
-            ctx.save_for_backward(u, t, A, B, a, c)
-            return z
-        D = u.shape[1] * (t.shape[1] + 1)
-        su, su2 = u.sum(1, keepdim=True), (u * u).sum(1, keepdim=True)
-        st, st2 = (su, su2) if same else (t.sum(1, keepdim=True), (t * t).sum(1, keepdim=True))
-        mu, var = kron_moments(u, t)  # var >= 0 by construction; its gradient below is that of Σu²(1+Σt²)/D − μ²
-        istd = torch.rsqrt(var + eps)
-        ra, rb = A.sum(1), B.sum(1)
-        rs = torch.outer(ra, rb).reshape(-1)
-        ctx.D = D
-        ctx.save_for_backward(u, t, A, B, a, c, z, mu, istd, ra, rb, rs, su, su2, st, st2)
-        return (z - mu * rs) * istd
+    """The fused node of :func:`kron_taylor`; ``t`` is None when it is ``u`` (d = 2)."""
 
     @staticmethod
-    def backward(ctx, g):
+    def forward(u, t, A, B, eps):
+        t = u if t is None else t
+        a = u @ A.mT
+        c = _affine_taylor(t, B)
+        z = (a.unsqueeze(-1) * c.unsqueeze(-2)).flatten(-2)
+        if eps is None:
+            return z, (a, c)
+        su, su2 = u.sum(-1, keepdim=True), (u * u).sum(-1, keepdim=True)
+        st, st2 = (su, su2) if t is u else (t.sum(-1, keepdim=True), (t * t).sum(-1, keepdim=True))
+        mu, var = kron_moments(u, t)  # var >= 0 by construction; its gradient below is that of Σu²(1+Σt²)/D − μ²
+        istd = torch.rsqrt(var + eps)
+        ra, rb = A.sum(-1), B.sum(-1)
+        rs = _outer_flat(ra, rb)
+        return (z - mu * rs.unsqueeze(-2)) * istd, (a, c, z, mu, istd, ra, rb, rs, su, su2, st, st2)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        u, t, A, B, eps = inputs
+        _, saved = output
+        ctx.same, ctx.eps = t is None, eps
+        ctx.mark_non_differentiable(*saved)
+        if eps is not None:
+            ctx.D = u.shape[-1] * ((u if t is None else t).shape[-1] + 1)
+        ctx.save_for_backward(u, u if t is None else t, A, B, *saved)
+
+    @staticmethod
+    def vmap(info, in_dims, u, t, A, B, eps):
+        """A batch of layers (a stacked run's members): one call on tensors with that leading dimension."""
+        def leading(x, dim):
+            return x.movedim(dim, 0) if dim is not None else x.expand(info.batch_size, *x.shape)
+
+        u_, A_, B_ = leading(u, in_dims[0]), leading(A, in_dims[2]), leading(B, in_dims[3])
+        t_ = None if t is None else leading(t, in_dims[1])
+        y, saved = _KronTaylor.apply(u_, t_, A_, B_, eps)
+        return (y, saved), (0, tuple(0 for _ in saved))
+
+    @staticmethod
+    def backward(ctx, g, *_):
         if torch.is_grad_enabled():  # create_graph=True: a graph of the gradient is wanted (second derivatives)
             return _KronTaylor._differentiable_backward(ctx, g)
         need_u, need_t, need_A, need_B, _ = ctx.needs_input_grad
+        need_t = need_t or (ctx.same and need_u)  # u is t: t's gradient flows into u
         if ctx.eps is None:
             u, t, A, B, a, c = ctx.saved_tensors
             gz = g
@@ -166,24 +205,23 @@ class _KronTaylor(torch.autograd.Function):
             u, t, A, B, a, c, z, mu, istd, ra, rb, rs, su, su2, st, st2 = ctx.saved_tensors
             D = ctx.D
             gz = g * istd
-            g_rs = g @ rs.unsqueeze(1)  # (b, 1): Σ_k g_k rs_k
-            d_istd = (g * z).sum(1, keepdim=True) - mu * g_rs
+            g_rs = g @ rs.unsqueeze(-1)  # (..., b, 1): Σ_k g_k rs_k
+            d_istd = (g * z).sum(-1, keepdim=True) - mu * g_rs
             d_var = d_istd * -0.5 * istd**3
             d_mu = -istd * g_rs - 2 * mu * d_var
-            d_rs = -(gz * mu).sum(0).view(A.shape[0], B.shape[0])
-        b_, p, s = g.shape[0], A.shape[0], B.shape[0]
-        gz3 = gz.view(b_, p, s)
-        da = torch.bmm(gz3, c.unsqueeze(2)).squeeze(2)  # (b, p)
-        dc = torch.bmm(a.unsqueeze(1), gz3).squeeze(1)  # (b, s)
+            d_rs = -(gz * mu).sum(-2).unflatten(-1, (A.shape[-2], B.shape[-2]))
+        gz3 = gz.unflatten(-1, (A.shape[-2], B.shape[-2]))
+        da = (gz3 @ c.unsqueeze(-1)).squeeze(-1)  # (..., b, p)
+        dc = (a.unsqueeze(-2) @ gz3).squeeze(-2)  # (..., b, s)
         du = dt = dA = dB = None
         if need_u:
             du = da @ A
         if need_t:
-            dt_c = dc @ B[:, 1:]
+            dt_c = dc @ B[..., 1:]
         if need_A:
-            dA = da.T @ u
+            dA = da.mT @ u
         if need_B:
-            dB = torch.cat([dc.sum(0, keepdim=True).T, dc.T @ t], dim=1)
+            dB = torch.cat([dc.sum(-2, keepdim=True).mT, dc.mT @ t], dim=-1)
         if ctx.eps is not None:
             d_su, d_st = d_mu * (st + 1) / D, d_mu * su / D
             d_su2, d_st2 = d_var * (st2 + 1) / D, d_var * su2 / D
@@ -192,12 +230,14 @@ class _KronTaylor(torch.autograd.Function):
             if need_t:
                 dt_c = dt_c + d_st + 2 * t * d_st2
             if need_A:
-                dA = dA + (d_rs @ rb).unsqueeze(1)
+                dA = dA + _matvec(d_rs, rb).unsqueeze(-1)
             if need_B:
-                dB = dB + (d_rs.T @ ra).unsqueeze(1)
+                dB = dB + _matvec(d_rs.mT, ra).unsqueeze(-1)
+        if ctx.same:
+            return (du + dt_c if need_u else None), None, dA, dB, None
         if need_t:
             dt = dt_c
-        return du, dt, dA, dB, None  # when u is t, autograd adds du and dt
+        return du, dt, dA, dB, None
 
     @staticmethod
     def _differentiable_backward(ctx, g):
@@ -205,7 +245,7 @@ class _KronTaylor(torch.autograd.Function):
         u, t, A, B = ctx.saved_tensors[:4]
         inputs = (u, A, B) if ctx.same else (u, t, A, B)
         needed = [x for x in inputs if x.requires_grad]
-        y = kron_taylor_reference(u, t, A, B, ctx.eps)
+        y = kron_taylor_reference(u, u if ctx.same else t, A, B, ctx.eps)
         grads = dict(zip(map(id, needed), torch.autograd.grad(y, needed, g, create_graph=True)))
         pick = [grads.get(id(x)) for x in inputs]
         return (pick[0], None, *pick[1:], None) if ctx.same else (*pick, None)

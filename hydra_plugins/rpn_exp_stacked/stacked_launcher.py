@@ -1,0 +1,135 @@
+"""``launcher=stacked``: a Hydra launcher that trains the jobs of a sweep that share every shape as one model.
+
+Jobs are grouped by :func:`rpn_exp.stacking.stack_groups` (at most ``max_members`` per group); each group of
+several jobs is trained by :func:`rpn_exp.stacked_train.train_group` in this process, each job of its own (a job
+that stacks with nothing, or one the stacked loop does not implement) runs as the basic launcher runs it. Every
+job gets its own folder with ``.hydra/``, log file, ``result.json`` and TensorBoard run, as under any launcher.
+"""
+
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from hydra.core.config_store import ConfigStore
+from hydra.core.utils import JobReturn, JobStatus, configure_log, run_job, setup_globals
+from hydra.plugins.launcher import Launcher
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class StackedLauncherConf:
+    _target_: str = "hydra_plugins.rpn_exp_stacked.stacked_launcher.StackedLauncher"
+    max_members: int = 16  # jobs trained together at most; a larger group is split
+
+
+ConfigStore.instance().store(group="hydra/launcher", name="stacked", node=StackedLauncherConf, provider="rpn_exp")
+
+
+class StackedLauncher(Launcher):
+    def __init__(self, max_members: int = 16) -> None:
+        self.max_members = max_members
+        self.config = self.hydra_context = self.task_function = None
+
+    def setup(self, *, hydra_context, task_function, config: DictConfig) -> None:
+        self.config, self.hydra_context, self.task_function = config, hydra_context, task_function
+
+    def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
+        from rpn_exp.stacking import stack_groups
+
+        setup_globals()
+        configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
+        Path(str(self.config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
+        configs = []
+        for idx, overrides in enumerate(job_overrides, start=initial_job_idx):
+            config = self.hydra_context.config_loader.load_sweep_config(self.config, list(overrides))
+            with open_dict(config):
+                config.hydra.job.id = config.hydra.job.num = idx
+            configs.append(config)
+        prepared = [self._run(config, _prepare) for config in configs]  # folders, .hydra/, resolved configs
+        tasks = [ret.return_value for ret in prepared]
+        waiting = [i for i, (cfg, context) in enumerate(tasks) if not _already_completed(cfg, context)]
+        groups = stack_groups([tasks[i][0] for i in waiting], self.max_members)
+        log.info("Launching %d jobs: %s", len(configs), ", ".join(
+            f"{len(g)} stacked" if len(g) > 1 else "1 solo" for g in groups))
+        results: dict[int, JobReturn] = {}
+        for group in groups:
+            jobs = [waiting[i] for i in group]
+            if len(jobs) == 1:
+                results[jobs[0]] = self._run(configs[jobs[0]], self.task_function)
+            else:
+                logs = [Path(tasks[j][0].paths.output_dir) / f"{configs[j].hydra.job.name}.log" for j in jobs]
+                for job, value in zip(jobs, self._train_group([tasks[j] for j in jobs], logs)):
+                    results[job] = _returned(prepared[job], value)
+        for job in range(len(configs)):  # completed earlier (skip_completed): the task reports and skips them
+            if job not in results:
+                results[job] = self._run(configs[job], self.task_function)
+        configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
+        return [results[job] for job in range(len(configs))]
+
+    def _run(self, config: DictConfig, task_function) -> JobReturn:
+        return run_job(hydra_context=self.hydra_context, task_function=task_function, config=config,
+                       job_dir_key="hydra.sweep.dir", job_subdir_key="hydra.sweep.subdir")
+
+    def _train_group(self, jobs, logs) -> list:
+        from rpn_exp.stacked_train import train_group
+
+        folders = [Path(cfg.paths.output_dir) for cfg, _ in jobs]
+        name = f"{folders[0].parent.name}/" + "+".join(f.name.split("_")[0] for f in folders)
+        with _group_log_files(logs):
+            log.info("stacked group %s: %d members", name, len(jobs))
+            return train_group(jobs, name)
+
+
+def _prepare(cfg: DictConfig):
+    """The job's config resolved in its own Hydra context (its folder, its overrides) and that context."""
+    from rpn_exp.train import hydra_context
+
+    return OmegaConf.create(OmegaConf.to_container(cfg, resolve=True)), hydra_context()
+
+
+def _already_completed(cfg: DictConfig, context: dict) -> bool:
+    from rpn_exp.train import completed_record
+
+    if not cfg.get("skip_completed", False):
+        return False
+    try:
+        return completed_record(Path(cfg.paths.output_dir), context["overrides"]) is not None
+    except ValueError:  # another sweep's job: the task says so when it runs
+        return True
+
+
+def _returned(prepared: JobReturn, value) -> JobReturn:
+    ret = JobReturn(overrides=prepared.overrides, cfg=prepared.cfg, hydra_cfg=prepared.hydra_cfg,
+                    working_dir=prepared.working_dir, task_name=prepared.task_name, status=JobStatus.COMPLETED)
+    ret.return_value = value
+    return ret
+
+
+class _group_log_files:
+    """While a group trains, the log lines of the process go to every member's log file."""
+
+    def __init__(self, paths):
+        self.handlers = [logging.FileHandler(path) for path in paths]
+
+    def __enter__(self):
+        root = logging.getLogger()
+        self.previous = [h for h in root.handlers if isinstance(h, logging.FileHandler)]
+        formatter = self.previous[0].formatter if self.previous else None
+        for handler in self.previous:
+            root.removeHandler(handler)
+        for handler in self.handlers:
+            handler.setFormatter(formatter)
+            root.addHandler(handler)
+        return self
+
+    def __exit__(self, *exc):
+        root = logging.getLogger()
+        for handler in self.handlers:
+            root.removeHandler(handler)
+            handler.close()
+        for handler in self.previous:
+            root.addHandler(handler)

@@ -1,0 +1,343 @@
+"""The train task for a group of jobs that stack (``launcher=stacked``): K runs trained as one model.
+
+Each member is set up as its solo run sets itself up (record, seed, data split, network, optimizer, scheduler,
+loggers) and ends as a solo run ends: its own ``result.json`` (plus ``stacked_group``), TensorBoard run,
+``best-epochNNN.ckpt`` and ``last.ckpt``. In between, the members' steps are one: their batches (each from its own
+split, in its own seed's order) go through a :class:`~rpn_exp.members.MemberStack` together, the sum of their
+losses is differentiated once, and each member's optimizer steps its own parameters. What Lightning does for a
+solo run is reproduced here for each member: the logged series and their steps, validation after every epoch,
+the best checkpoint on the monitored metric (strictly better only), test on the best weights.
+
+A member whose loss becomes NaN or infinite is recorded ``diverged`` and leaves the stack; so does a member that
+reached its ``max_epochs``; the others go on.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from .build import ConfigError, instantiate_node
+from .callbacks import write_weight_snapshots
+from .checkpointing import LAST, atomic_torch_save
+from .checks import check_added_keys, check_settings
+from .loggers import TensorBoardLogger
+from .members import MemberBatches, MemberStack, member_losses
+from .record import summary_line
+from .train import (
+    build_experiment,
+    close_dashboards,
+    dashboard_hparams,
+    interruption_checkpoints,
+    log_hyperparameters,
+    new_record,
+    objective_names,
+    objective_value,
+    save_record,
+    sweep_keys,
+)
+
+log = logging.getLogger("rpn_exp")
+
+
+@dataclass
+class Member:
+    """One job of a stacked group and everything its solo run would keep."""
+
+    cfg: DictConfig
+    context: dict
+    record: dict
+    started: float
+    net: torch.nn.Module | None = None
+    datamodule: object = None
+    optimizer: torch.optim.Optimizer | None = None
+    scheduler: object = None
+    loggers: list = field(default_factory=list)
+    epoch: int = 0
+    global_step: int = 0
+    val_acc_best: float = 0.0
+    best_score: float | None = None
+    best_path: Path | None = None
+    best_state: dict | None = None
+    metrics: dict = field(default_factory=dict)
+
+    @property
+    def out(self) -> Path:
+        return Path(self.cfg.paths.output_dir)
+
+    @property
+    def running(self) -> bool:
+        return self.record["status"] == "running"
+
+    @property
+    def max_epochs(self) -> int:
+        return int(self.cfg.trainer.max_epochs)
+
+    def log(self, metrics: dict, step: int) -> None:
+        self.metrics.update(metrics)
+        for logger in self.loggers:
+            logger.log_metrics(metrics, step)
+
+
+def train_group(jobs: list[tuple[DictConfig, dict]], group: str) -> list:
+    """Train the jobs ``(resolved config, hydra context)`` of one group together; return each one's objective.
+
+    Every member always leaves its ``result.json``, whatever happens to the others.
+    """
+    members = [start_member(cfg, context, group, len(jobs), k) for k, (cfg, context) in enumerate(jobs)]
+    stop = _StopOnSigterm()
+    try:
+        fit_members([m for m in members if m.running], stop)
+        test_members([m for m in members if m.record["status"] == "fitted"])
+    except Exception as error:  # a failure of the shared loop fails every member that was still training
+        for member in members:
+            if member.running or member.record["status"] == "fitted":
+                member.record.update(status="failed", error=f"{type(error).__name__}: {error}",
+                                     traceback=traceback.format_exc())
+        log.error("Stacked group %s failed: %s", group, error)
+    finally:
+        stop.restore()
+        for member in members:
+            finish_member(member, stop.received)
+    return [objective_value(m.record, objective_names(m.cfg)) for m in members]
+
+
+def start_member(cfg: DictConfig, context: dict, group: str, size: int, index: int) -> Member:
+    """A member's record (written at once, as a solo run writes it), then its data, network, optimizer, scheduler
+    and loggers; a member whose settings are refused is recorded ``failed`` and takes no part."""
+    out = Path(cfg.paths.output_dir)
+    record = new_record(cfg, out, context)
+    record.update(resumed_from=None, stacked_group={"name": group, "members": size, "member": index})
+    member = Member(cfg=cfg, context=context, record=record, started=time.perf_counter())
+    save_record(out, record)
+    try:
+        check_settings(cfg)
+        check_added_keys(context["overrides"], set(context["choices"]))
+        member.datamodule, member.net = build_experiment(cfg, record, verbose=False)
+        member.optimizer = instantiate_node(cfg.optimizer, "optimizer")(member.net.parameters())
+        if cfg.get("scheduler"):
+            member.scheduler = instantiate_node(cfg.scheduler, "scheduler")(member.optimizer)
+        member.loggers = [instantiate_node(c, f"logger.{k}") for k, c in (cfg.get("logger") or {}).items()]
+        log_hyperparameters(member.loggers, dashboard_hparams(record, cfg, sweep_keys(context)))
+    except ConfigError as error:
+        record.update(status="failed", error=f"invalid configuration: {error}")
+    return member
+
+
+def fit_members(members: list[Member], stop) -> None:
+    """The shared training loop: one epoch of every running member at a time, then each one's validation."""
+    if not members:
+        return
+    splits = {name: [m.datamodule.splits[name] for m in members] for name in ("train", "val")}
+    stats = {"mean": [m.datamodule.mean for m in members], "std": [m.datamodule.std for m in members]}
+    first = members[0].datamodule
+    train = MemberBatches(splits["train"], seeds=[m.datamodule.seed for m in members],
+                          batch_size=first.batch_size, **stats)
+    val = MemberBatches(splits["val"], seeds=[0] * len(members), batch_size=first.eval_batch_size, **stats)
+    active = list(range(len(members)))
+    for member in members:
+        _snapshot(member, "start")
+    while active:
+        stack = MemberStack([members[k].net for k in active])
+        _train_epoch(members, active, stack, train, stop)
+        if stop.received:
+            for k in active:
+                members[k].record.update(status="interrupted", error="stopped by SIGTERM (e.g. a cluster's time "
+                                         "limit or kill)", **interruption_checkpoints(members[k].out))
+            return
+        running = [k for k in active if members[k].running]
+        if running != active:
+            stack = MemberStack([members[k].net for k in running])
+            active = running
+        if not active:
+            return
+        _validate(members, active, stack, val)
+        for k in active:
+            member = members[k]
+            member.epoch += 1
+            save_checkpoint(member, member.out / "checkpoints" / LAST)
+            if member.scheduler is not None:
+                member.scheduler.step()
+            if member.epoch >= member.max_epochs:
+                member.record["status"] = "fitted"
+                _snapshot(member, "end")
+            elif member.max_epochs > 2 and member.epoch == member.max_epochs // 2:
+                _snapshot(member, "middle")
+        active = [k for k in active if members[k].running]
+
+
+def _train_epoch(members: list[Member], active: list[int], stack: MemberStack, data: MemberBatches, stop) -> None:
+    """One pass over every active member's training split, each in its own order; a member whose loss stops being
+    finite is recorded ``diverged`` and its step is not taken (the others' step is)."""
+    every = [max(1, int(members[k].cfg.trainer.log_every_n_steps)) for k in active]
+    for k in active:
+        members[k].log({"train/lr": members[k].optimizer.param_groups[0]["lr"]}, members[k].global_step)
+    order = data.orders([members[k].epoch for k in active], active)
+    totals = torch.zeros(len(active), 3)
+    stack.train()
+    for x, y in data.batches(active, order):
+        if stop.received:
+            return
+        logits = stack(x)
+        losses = member_losses(logits, y)
+        finite = torch.isfinite(losses)
+        if not bool(finite.all()):
+            for position in torch.nonzero(~finite).flatten().tolist():
+                member = members[active[position]]
+                if not member.running:
+                    continue
+                member.record.update(status="diverged", error=(
+                    f"training loss became {losses[position].item()} at epoch {member.epoch}, step "
+                    f"{member.global_step}; lower optimizer.lr or check the data normalization"))
+                log.error("Member %s diverged: %s", member.out.name, member.record["error"])
+            losses = losses.where(finite, torch.zeros_like(losses))
+        stack.zero_grad()
+        losses.sum().backward()
+        stack.member_grads()
+        with torch.no_grad():
+            correct = (logits.argmax(-1) == y).sum(1)
+            totals += torch.stack([losses * y.shape[1], correct.to(losses.dtype),
+                                   torch.full_like(losses, y.shape[1])], dim=1)
+        for position, k in enumerate(active):
+            member = members[k]
+            if not member.running:
+                continue
+            member.optimizer.step()
+            if (member.global_step + 1) % every[position] == 0:
+                member.log({"train/loss_step": float(losses[position].detach())}, member.global_step)
+            member.global_step += 1
+    for position, k in enumerate(active):
+        if members[k].running:
+            loss_sum, correct, count = totals[position].tolist()
+            members[k].log({"train/loss_epoch": loss_sum / count, "train/acc": correct / count},
+                           members[k].global_step - 1)
+
+
+@torch.no_grad()
+def evaluate(stack: MemberStack, data: MemberBatches, members: list[int]) -> torch.Tensor:
+    """Each member's (loss, accuracy) over its split, as Lightning averages them: batch means weighted by batch
+    size. Returns (K, 2)."""
+    stack.train(False)
+    totals = torch.zeros(len(members), 3, dtype=torch.float64)
+    for x, y in data.batches(members):
+        logits = stack(x)
+        losses = member_losses(logits, y)
+        accuracy = (logits.argmax(-1) == y).float().mean(1)
+        b = y.shape[1]
+        totals += torch.stack([losses.double() * b, accuracy.double() * b, torch.full_like(losses, b).double()], 1)
+    return totals[:, :2] / totals[:, 2:]
+
+
+def _validate(members: list[Member], active: list[int], stack: MemberStack, data: MemberBatches) -> None:
+    results = evaluate(stack, data, active)
+    for (loss, acc), k in zip(results.tolist(), active):
+        member = members[k]
+        member.val_acc_best = max(member.val_acc_best, acc)
+        step = member.global_step - 1
+        member.log({"val/loss": loss, "val/acc": acc, "val/acc_best": member.val_acc_best}, step)
+        _keep_best(member, {"val/acc": acc, "val/loss": loss})
+
+
+def _keep_best(member: Member, values: dict) -> None:
+    """ModelCheckpoint's rule: the first epoch, then any epoch strictly better on the monitored metric."""
+    node = OmegaConf.select(member.cfg, "callbacks.model_checkpoint")
+    if node is None:
+        return
+    monitor, mode = node.get("monitor") or "val/acc", node.get("mode", "max")
+    score = values[monitor]
+    better = member.best_score is None or (score > member.best_score if mode == "max" else score < member.best_score)
+    if not better:
+        return
+    path = member.out / "checkpoints" / f"best-epoch{member.epoch:03d}.ckpt"
+    save_checkpoint(member, path)
+    if member.best_path is not None and member.best_path != path:
+        member.best_path.unlink(missing_ok=True)
+    member.best_score, member.best_path = score, path
+    member.best_state = {k: v.detach().clone() for k, v in member.net.state_dict().items()}
+
+
+def test_members(members: list[Member]) -> None:
+    """Each member's test metrics, from its best weights (its last ones without a checkpoint callback)."""
+    if not members:
+        return
+    for member in members:
+        if member.best_state is not None:
+            member.net.load_state_dict(member.best_state)
+    stats = {"mean": [m.datamodule.mean for m in members], "std": [m.datamodule.std for m in members]}
+    data = MemberBatches([m.datamodule.splits["test"] for m in members], seeds=[0] * len(members),
+                         batch_size=members[0].datamodule.eval_batch_size, **stats)
+    results = evaluate(MemberStack([m.net for m in members]), data, list(range(len(members))))
+    for (loss, acc), member in zip(results.tolist(), members):
+        member.log({"test/loss": loss, "test/acc": acc}, member.global_step)
+        member.record["best_checkpoint"] = str(member.best_path) if member.best_path else None
+        member.record["status"] = "completed"
+
+
+def save_checkpoint(member: Member, path: Path) -> None:
+    """A checkpoint in the solo run's format (``RPNClassifier.load_from_checkpoint`` and ``rpn_exp.eval`` read
+    it): the member's weights under ``net.``, its optimizer and scheduler states, epoch, step and config."""
+    import lightning
+
+    checkpoint = {
+        "epoch": member.epoch - 1, "global_step": member.global_step,
+        "pytorch-lightning_version": lightning.__version__,
+        "state_dict": {f"net.{k}": v.detach().clone() for k, v in member.net.state_dict().items()},
+        "hyper_parameters": {"config": OmegaConf.to_container(member.cfg, resolve=True)},
+        "optimizer_states": [member.optimizer.state_dict()],
+        "lr_schedulers": [member.scheduler.state_dict()] if member.scheduler is not None else [],
+        "val_acc_best": member.val_acc_best,
+        "stacked_group": member.record["stacked_group"],
+    }
+    atomic_torch_save(checkpoint, path)
+
+
+def _snapshot(member: Member, moment: str) -> None:
+    node = OmegaConf.select(member.cfg, "callbacks.weight_snapshots")
+    writers = [lg.experiment for lg in member.loggers if isinstance(lg, TensorBoardLogger)]
+    if node is not None and writers and member.net is not None:
+        write_weight_snapshots(writers, member.net, member.global_step, node.get("rows", 128), node.get("cols", 512))
+
+
+def finish_member(member: Member, interrupted: bool) -> None:
+    """Write the member's final record and close its dashboards, as a solo run ends."""
+    record = member.record
+    if record["status"] in ("running", "fitted"):
+        record.update(status="interrupted" if interrupted else "failed",
+                      error=record.get("error") or "the stacked group stopped before this member finished")
+    if member.datamodule is not None and member.datamodule.splits is not None:
+        record["data_sizes"] = member.datamodule.sizes()
+    record["metrics"].update(member.metrics)
+    record["epochs"], record["global_step"] = member.epoch, member.global_step
+    record["wall_time_s"] = round(time.perf_counter() - member.started, 3)
+    close_dashboards(member.loggers, record["status"])
+    for logger in member.loggers:
+        if not isinstance(logger, TensorBoardLogger):
+            logger.finalize("success" if record["status"] == "completed" else "failed")
+    save_record(member.out, record)
+    log.info(summary_line(record))
+
+
+class _StopOnSigterm:
+    """SIGTERM (a cluster's time limit, ``kill``) stops the group at the next batch: every member is recorded
+    ``interrupted`` with its ``last.ckpt``, the end of its last completed epoch."""
+
+    def __init__(self):
+        self.received = False
+        try:
+            self._previous = signal.signal(signal.SIGTERM, self._handle)
+        except ValueError:  # not the main thread: leave signals to the caller
+            self._previous = None
+
+    def _handle(self, signum, frame):
+        self.received = True
+
+    def restore(self) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGTERM, self._previous)
