@@ -22,7 +22,7 @@ Compute paths of a head (``RPNHead.path``):
 
 The dense paths (``bilinear``, ``structured``, ``materialized``) split a batch into row chunks when its
 intermediate would exceed ``chunk_elements`` and recompute each chunk in the backward pass, so their memory
-stays bounded whatever the batch size.
+stays bounded whatever the batch size (in a stacked run, under ``vmap``, the chunks are kept, not recomputed).
 """
 
 from __future__ import annotations
@@ -73,6 +73,11 @@ def _register_state(module: nn.Module, prefix: str, state: Mapping[str, torch.Te
 
 def _gather(module: nn.Module, prefix: str, keys: Sequence[str]) -> dict[str, torch.Tensor]:
     return {key: getattr(module, f"{prefix}{key}") for key in keys}
+
+
+def _batched(x: torch.Tensor) -> bool:
+    """Whether ``x`` is one member's view inside ``torch.func.vmap`` (a stacked run, ``rpn_exp.members``)."""
+    return torch._C._functorch.is_batchedtensor(x)
 
 
 def _mean(outputs: list[torch.Tensor]) -> torch.Tensor:
@@ -203,7 +208,7 @@ class RPNHead(nn.Module):
         rows = max(1, self.chunk_elements // per_row) if per_row else x.shape[0]
         if x.shape[0] <= rows:
             return fn(x)
-        if not torch.is_grad_enabled():
+        if not torch.is_grad_enabled() or _batched(x):  # activation checkpointing does not run under vmap
             return torch.cat([fn(part) for part in x.split(rows)])
         return torch.cat([checkpoint(fn, part, use_reentrant=False) for part in x.split(rows)])
 

@@ -162,9 +162,9 @@ def fit_members(members: list[Member], stop) -> None:
         for k in active:
             member = members[k]
             member.epoch += 1
-            save_checkpoint(member, member.out / "checkpoints" / LAST)
             if member.scheduler is not None:
                 member.scheduler.step()
+            save_checkpoint(member, member.out / "checkpoints" / LAST)  # as Lightning's: after the scheduler's step
             if member.epoch >= member.max_epochs:
                 member.record["status"] = "fitted"
                 _snapshot(member, "end")

@@ -25,6 +25,7 @@ STACKED_LOGGERS = ("tensorboard", "csv")
 TRAINER_VALUES = {
     "devices": (1, "1", "auto"), "precision": ("32-true", "32", 32), "check_val_every_n_epoch": (1,),
     "fast_dev_run": (None, False, 0), "limit_train_batches": (None, 1.0), "limit_val_batches": (None, 1.0),
+    "limit_test_batches": (None, 1.0),
     "max_steps": (None, -1), "max_time": (None,), "gradient_clip_val": (None, 0, 0.0),
     "accumulate_grad_batches": (None, 1), "val_check_interval": (None, 1.0), "strategy": (None, "auto"),
 }

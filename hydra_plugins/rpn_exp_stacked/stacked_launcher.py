@@ -38,7 +38,7 @@ class StackedLauncher(Launcher):
         self.config, self.hydra_context, self.task_function = config, hydra_context, task_function
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
-        from rpn_exp.stacking import stack_groups
+        from rpn_exp.stacking import solo_reason, stack_groups
 
         setup_globals()
         configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
@@ -53,8 +53,14 @@ class StackedLauncher(Launcher):
         tasks = [ret.return_value for ret in prepared]
         waiting = [i for i, (cfg, context) in enumerate(tasks) if not _already_completed(cfg, context)]
         groups = stack_groups([tasks[i][0] for i in waiting], self.max_members)
-        log.info("Launching %d jobs: %s", len(configs), ", ".join(
-            f"{len(g)} stacked" if len(g) > 1 else "1 solo" for g in groups))
+        stacked = [len(g) for g in groups if len(g) > 1]
+        log.info("Launching %d jobs: %d stacked groups (%s members), %d solo, %d completed earlier", len(configs),
+                 len(stacked), " + ".join(map(str, stacked)) or "no", len(groups) - len(stacked),
+                 len(configs) - len(waiting))
+        for group in groups:
+            reason = solo_reason(tasks[waiting[group[0]]][0]) if len(group) == 1 else None
+            if reason is not None:
+                log.info("\t#%d runs solo: the stacked loop does not implement %s", waiting[group[0]], reason)
         results: dict[int, JobReturn] = {}
         for group in groups:
             jobs = [waiting[i] for i in group]

@@ -1,0 +1,119 @@
+"""The member dimension: K networks stacked into one equal K separate networks, on every compute path."""
+
+import copy
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from rpn_exp.build import build_network
+from rpn_exp.data.base import TensorBatches, standardize
+from rpn_exp.functions.factors import kron_taylor
+from rpn_exp.members import MemberBatches, MemberStack, member_losses
+from tests.conftest import compose_config
+
+#: One network per compute path (and the pieces around it: heads, channels, ξ, π, bias, chunked rows).
+NETWORKS = {
+    "product": ["reconciliation=dual_lphm", "reconciliation.r=2"],
+    "product_heads_channels_bias": ["reconciliation=lphm", "model.heads=2", "model.channels=2", "model.bias=true",
+                                    "remainder=linear"],
+    "bilinear_low_rank": ["reconciliation=lorr", "reconciliation.r=2"],
+    "bilinear_reference_layout": ["experiment=paper_reference", "dataset=digits"],
+    "structured": ["expansion=chebyshev", "reconciliation=lphm", "interdependence=lphm"],
+    "structured_chunked": ["expansion=chebyshev", "reconciliation=lphm", "model.chunk_elements=1024"],
+    "materialized": ["reconciliation=hypernet", "expansion=chebyshev"],
+    "materialized_forced": ["model.materialize=true", "reconciliation=dual_lphm"],
+    "mlp": ["model=mlp"],
+}
+K = 3
+
+
+def networks(overrides):
+    """K networks of the same config, each built from its own seed as its solo run builds it."""
+    nets = []
+    for k in range(K):
+        torch.manual_seed(k)
+        nets.append(build_network(compose_config([*overrides, "model.hidden=[16]", f"seed={k}"]), 64, 10))
+    return nets
+
+
+@pytest.mark.parametrize("name", sorted(NETWORKS))
+def test_a_stack_computes_what_each_member_computes_forward_and_backward(name):
+    nets = networks(NETWORKS[name])
+    solo = [copy.deepcopy(net) for net in nets]
+    x, y = torch.randn(K, 32, 64), torch.randint(0, 10, (K, 32))
+    stack = MemberStack(nets)
+    member_losses(stack(x), y).sum().backward()
+    stack.member_grads()
+    for k, net in enumerate(solo):
+        F.cross_entropy(net(x[k]), y[k]).backward()
+        stacked_out = stack(x)[k].detach()
+        torch.testing.assert_close(stacked_out, net(x[k]).detach(), rtol=1e-4, atol=1e-5)
+        for (pname, p), q in zip(net.named_parameters(), nets[k].parameters()):
+            if p.grad is None:
+                assert q.grad is None, pname
+                continue
+            torch.testing.assert_close(q.grad, p.grad, rtol=1e-4, atol=1e-5, msg=f"{name}: {pname} of member {k}")
+
+
+def test_the_networks_cover_every_compute_path_and_row_chunks():
+    from rpn_exp.layers import PATHS
+
+    built = {name: networks(overrides)[0] for name, overrides in NETWORKS.items()}
+    assert {layer.path for net in built.values() for layer in net.layers} == set(PATHS)
+    head = built["structured_chunked"].layers[0].heads[0]
+    assert head.chunk_elements // head.D < 32  # a batch of 32 rows is computed in chunks
+
+
+def test_a_member_updated_by_its_own_optimizer_updates_the_stack():
+    nets = networks(NETWORKS["product"])
+    stack = MemberStack(nets)
+    optimizer = torch.optim.SGD(nets[1].parameters(), lr=0.1)
+    before = {name: t.detach().clone() for name, t in stack.stacked.items()}
+    member_losses(stack(torch.randn(K, 8, 64)), torch.randint(0, 10, (K, 8))).sum().backward()
+    stack.member_grads()
+    optimizer.step()
+    for name, t in stack.stacked.items():
+        torch.testing.assert_close(t[0], before[name][0], rtol=0, atol=0)  # member 0 was not stepped
+        assert not torch.equal(t[1], before[name][1]), name  # member 1 was, in the stack's own memory
+
+
+@pytest.mark.parametrize("same", [True, False])
+@pytest.mark.parametrize("eps", [None, 1e-5])
+def test_the_fused_kronecker_taylor_node_under_vmap_equals_one_call_per_member(same, eps):
+    g = torch.Generator().manual_seed(0)
+    u = torch.randn(K, 5, 4, generator=g, requires_grad=True)
+    t = u if same else torch.randn(K, 5, 3, generator=g, requires_grad=True)
+    A = torch.randn(K, 2, 4, generator=g, requires_grad=True)
+    B = torch.randn(K, 3, t.shape[-1] + 1, generator=g, requires_grad=True)
+    y = torch.vmap(lambda u_, t_, A_, B_: kron_taylor(u_, u_ if same else t_, A_, B_, eps))(u, t, A, B)
+    inputs = (u, A, B) if same else (u, t, A, B)
+    stacked = torch.autograd.grad(y, inputs, torch.ones_like(y))
+    each = [kron_taylor(u[k], u[k] if same else t[k], A[k], B[k], eps) for k in range(K)]
+    torch.testing.assert_close(y, torch.stack(each))
+    for got, want in zip(stacked, torch.autograd.grad(torch.stack(each), inputs, torch.ones_like(y))):
+        torch.testing.assert_close(got, want)
+
+
+def test_member_batches_are_each_members_solo_batches():
+    g = torch.Generator().manual_seed(0)
+    splits = [(torch.randint(0, 256, (50, 6), generator=g, dtype=torch.uint8), torch.arange(50) % 10)
+              for _ in range(K)]
+    data = MemberBatches(splits, mean=[10.0, 20.0, 30.0], std=[2.0, 3.0, 4.0], seeds=[7, 8, 9], batch_size=16)
+    members, epochs = [0, 2], [1, 4]
+    stacked = list(data.batches(members, data.orders(epochs, members)))
+    for position, k in enumerate(members):
+        x, y = splits[k]
+        solo = TensorBatches(x, y, 16, mean=data.mean[k].item(), std=data.std[k].item(), shuffle=True,
+                             seed=data.seeds[k], epoch=lambda e=epochs[position]: e)
+        for (xb, yb), (sx, sy) in zip(stacked, solo, strict=True):
+            torch.testing.assert_close(xb[position], sx)
+            assert torch.equal(yb[position], sy)
+    assert [b[0].shape[1] for b in stacked] == [16, 16, 16, 2]
+    unshuffled = next(iter(data.batches([1])))[0][0]
+    torch.testing.assert_close(unshuffled, standardize(splits[1][0][:16], 20.0, 3.0))
+
+
+def test_members_of_other_shapes_are_refused():
+    with pytest.raises(ValueError, match="same parameter names and shapes"):
+        MemberStack([*networks(NETWORKS["product"])[:1], *networks(["reconciliation=lorr"])[:1]])

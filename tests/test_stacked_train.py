@@ -1,0 +1,127 @@
+"""``launcher=stacked`` end to end: real multiruns whose members are compared with the solo runs of the same jobs."""
+
+import json
+
+import pytest
+import torch
+
+from rpn_exp.module import RPNClassifier
+from rpn_exp.summary import read_csv
+from tests.test_train import hparams_plugin, load_events, run_cli
+
+pytestmark = pytest.mark.slow
+SEEDS = ["seed=1,2,3,4", "trainer.max_epochs=2", "callbacks.progress_bar.refresh_rate=0"]
+JOBS = ["000_seed1", "001_seed2", "002_seed3", "003_seed4"]
+
+
+def sweep(folder, *overrides):
+    done = run_cli("-m", *overrides, f"hydra.sweep.dir={folder}")
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    return done
+
+
+def record(folder, job):
+    return json.loads((folder / job / "result.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def seed_sweeps(tmp_path_factory):
+    """The same 4-job seed sweep on digits, stacked and solo (the basic launcher)."""
+    root = tmp_path_factory.mktemp("seeds")
+    stacked = sweep(root / "stacked", "launcher=stacked", *SEEDS)
+    sweep(root / "solo", *SEEDS)
+    return root / "stacked", root / "solo", stacked
+
+
+def test_a_stacked_seed_sweep_trains_its_four_jobs_as_one_group(seed_sweeps):
+    stacked, _, done = seed_sweeps
+    assert "4 jobs: 1 stacked groups (4 members), 0 solo" in done.stdout + done.stderr
+    for member, job in enumerate(JOBS):
+        group = record(stacked, job)["stacked_group"]
+        assert (group["members"], group["member"]) == (4, member)
+
+
+def test_each_member_has_the_metrics_of_its_solo_run(seed_sweeps):
+    stacked, solo, _ = seed_sweeps
+    for job in JOBS:
+        ours, theirs = record(stacked, job), record(solo, job)
+        assert ours["status"] == theirs["status"] == "completed"
+        assert ours["metrics"].keys() == theirs["metrics"].keys()
+        for key, value in theirs["metrics"].items():
+            assert ours["metrics"][key] == pytest.approx(value, abs=2e-5), (job, key)
+        for key in ("epochs", "global_step", "data_sizes", "learnable_params", "seed", "lr"):
+            assert ours[key] == theirs[key], (job, key)
+        assert ours["best_checkpoint"].replace(str(stacked), "") == theirs["best_checkpoint"].replace(str(solo), "")
+
+
+def test_the_summary_cannot_tell_stacked_jobs_from_solo_ones(seed_sweeps):
+    stacked, solo, _ = seed_sweeps
+    ours, theirs = read_csv(stacked / "summary.csv"), read_csv(solo / "summary.csv")
+    assert [r.keys() for r in ours] == [r.keys() for r in theirs]
+    for a, b in zip(ours, theirs):
+        for key in a.keys() - {"wall_time_s", "output_dir", "overrides"}:  # the launcher is the one override apart
+            if "/" in key:  # a metric
+                assert float(a[key]) == pytest.approx(float(b[key]), abs=2e-5), key
+            else:
+                assert a[key] == b[key], key
+
+
+def test_each_member_has_its_own_tensorboard_run_with_the_solo_series(seed_sweeps):
+    stacked, solo, _ = seed_sweeps
+    for job in JOBS:
+        ours, theirs = load_events(stacked / job), load_events(solo / job)
+        assert ours.Tags()["scalars"] and set(ours.Tags()["scalars"]) == set(theirs.Tags()["scalars"])
+        assert set(ours.Tags()["images"]) == set(theirs.Tags()["images"])
+        for tag in theirs.Tags()["scalars"]:
+            ours_series = [(e.step, e.value) for e in ours.Scalars(tag)]
+            theirs_series = [(e.step, e.value) for e in theirs.Scalars(tag)]
+            assert [s for s, _ in ours_series] == [s for s, _ in theirs_series], tag
+            assert [v for _, v in ours_series] == pytest.approx([v for _, v in theirs_series], abs=2e-5), tag
+        (ours_hp, ours_end, _), (theirs_hp, theirs_end, _) = hparams_plugin(ours), hparams_plugin(theirs)
+        assert dict(ours_hp) == dict(theirs_hp) and ours_end == theirs_end
+
+
+def test_each_member_keeps_best_and_last_checkpoints_that_load_as_a_solo_runs(seed_sweeps):
+    stacked, solo, _ = seed_sweeps
+    for job in JOBS:
+        folder = stacked / job / "checkpoints"
+        assert sorted(p.name for p in folder.iterdir()) == sorted(p.name for p in (solo / job / "checkpoints").iterdir())
+        ours = RPNClassifier.load_from_checkpoint(folder / "last.ckpt", weights_only=False)
+        theirs = RPNClassifier.load_from_checkpoint(solo / job / "checkpoints" / "last.ckpt", weights_only=False)
+        for (name, a), b in zip(ours.state_dict().items(), theirs.state_dict().values()):
+            torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5, msg=name)
+        state, solo_state = (torch.load(f / job / "checkpoints" / "last.ckpt", weights_only=False)
+                             for f in (stacked, solo))
+        for key in ("epoch", "global_step", "lr_schedulers"):
+            assert state[key] == solo_state[key], key
+        assert state["val_acc_best"] == pytest.approx(solo_state["val_acc_best"], abs=2e-5)
+        assert state["optimizer_states"][0]["param_groups"] == solo_state["optimizer_states"][0]["param_groups"]
+        assert folder.stat().st_size and (folder / "last.ckpt").stat().st_size < 100_000  # its own weights only
+
+
+def test_a_diverging_member_is_recorded_and_the_others_complete(tmp_path):
+    sweep(tmp_path, "launcher=stacked", "optimizer.lr=0.01,1e12,0.02", "trainer.max_epochs=2",
+          "callbacks.progress_bar.refresh_rate=0")
+    statuses = {job.name: record(tmp_path, job.name)["status"] for job in tmp_path.iterdir() if job.is_dir()}
+    assert statuses == {"000_lr0.01": "completed", "001_lr1000000000000.0": "diverged", "002_lr0.02": "completed"}
+    diverged = record(tmp_path, "001_lr1000000000000.0")
+    assert "training loss became nan" in diverged["error"] and diverged["stacked_group"]["members"] == 3
+    rows = {r["job"]: r["status"] for r in read_csv(tmp_path / "summary.csv")}
+    assert rows == statuses
+
+
+def test_mixed_shapes_stack_by_shape_and_an_unstackable_job_runs_solo(tmp_path):
+    done = sweep(tmp_path, "launcher=stacked", "reconciliation.r=2,3", "callbacks=default,early_stopping",
+                 "seed=1,2", "trainer.max_epochs=1", "callbacks.progress_bar.refresh_rate=0")
+    said = done.stdout + done.stderr
+    assert "8 jobs: 2 stacked groups (2 + 2 members), 4 solo" in said
+    assert said.count("runs solo: the stacked loop does not implement callbacks.early_stopping") == 4
+    records = {job.name: record(tmp_path, job.name) for job in tmp_path.iterdir() if job.is_dir()}
+    assert len(records) == 8 and {r["status"] for r in records.values()} == {"completed"}
+    for rec in records.values():
+        stacked = "stacked_group" in rec
+        assert stacked == (rec["choices"]["callbacks"] == "default")
+        if stacked:
+            assert rec["stacked_group"]["members"] == 2
+            assert {r["layers"][0]["r"] for r in records.values() if r.get("stacked_group", {}).get("name")
+                    == rec["stacked_group"]["name"]} == {rec["layers"][0]["r"]}
