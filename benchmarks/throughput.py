@@ -1,10 +1,11 @@
 """Sweep throughput: configurations per hour for the paper run and the digits default, by launcher.
 
-Each row runs one real sweep of ``--seeds`` jobs that differ only in seed (``python -m rpn_exp -m ... seed=1,...``)
-and divides the number of jobs by the command's wall time (start-up, data loading, evaluation and the sweep
-summary included).
+Each row runs one real sweep of jobs that differ only in seed (``python -m rpn_exp -m ... seed=1,...``) and divides
+the number of jobs by the command's wall time (start-up, data loading, evaluation and the sweep summary included).
+The basic and joblib rows run ``--paper-seeds``/``--digits-seeds`` jobs, a stacked row K jobs (one group).
 
-    python benchmarks/throughput.py                       # paper run x 4 seeds and digits x 8, basic and joblib
+    python benchmarks/throughput.py                       # every launcher on both workloads
+    python benchmarks/throughput.py --launchers stacked   # only the rows whose launcher name contains "stacked"
     python benchmarks/throughput.py --paper-seeds 2 --digits-seeds 4
 """
 
@@ -26,17 +27,27 @@ WORKLOADS = {
     "digits default, 30 epochs": [],
 }
 LAUNCHERS = {"basic (one job at a time)": [], "joblib (2 jobs at a time)": ["launcher=joblib"]}
+#: Stacked rows: K members trained as one model (``launcher=stacked``), K jobs each.
+STACKED = (4, 8, 16)
+LAUNCHERS.update({f"stacked (K = {k})": ["launcher=stacked", f"hydra.launcher.max_members={k}"] for k in STACKED})
 
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--paper-seeds", type=int, default=4)
     parser.add_argument("--digits-seeds", type=int, default=8)
+    parser.add_argument("--launchers", default="", help="run only the rows whose launcher name contains this")
+    parser.add_argument("--workloads", default="", help="run only the workloads whose name contains this")
     args = parser.parse_args(argv)
     rows = []
     for workload, overrides in WORKLOADS.items():
-        seeds = args.paper_seeds if overrides else args.digits_seeds
+        if args.workloads not in workload:
+            continue
         for launcher, extra in LAUNCHERS.items():
+            if args.launchers not in launcher:
+                continue
+            seeds = int(extra[-1].split("=")[1]) if "launcher=stacked" in extra else (
+                args.paper_seeds if overrides else args.digits_seeds)
             with tempfile.TemporaryDirectory() as folder:
                 started = time.perf_counter()
                 subprocess.run([sys.executable, "-m", "rpn_exp", "-m", *overrides, *extra,

@@ -32,7 +32,9 @@ from .loggers import TensorBoardLogger
 from .members import MemberBatches, MemberStack, member_losses
 from .record import summary_line
 from .train import (
+    SIGTERM_EXIT,
     build_experiment,
+    clear_attempt,
     close_dashboards,
     dashboard_hparams,
     interruption_checkpoints,
@@ -106,6 +108,8 @@ def train_group(jobs: list[tuple[DictConfig, dict]], group: str) -> list:
         stop.restore()
         for member in members:
             finish_member(member, stop.received)
+    if stop.received:  # as a solo run: SIGTERM ends the sweep, once every member's record is written
+        raise SystemExit(SIGTERM_EXIT)
     return [objective_value(m.record, objective_names(m.cfg)) for m in members]
 
 
@@ -116,6 +120,8 @@ def start_member(cfg: DictConfig, context: dict, group: str, size: int, index: i
     record = new_record(cfg, out, context)
     record.update(resumed_from=None, stacked_group={"name": group, "members": size, "member": index})
     member = Member(cfg=cfg, context=context, record=record, started=time.perf_counter())
+    if cfg.get("skip_completed", False):  # a job run again: a stacked member starts over
+        clear_attempt(out)
     save_record(out, record)
     try:
         check_settings(cfg)

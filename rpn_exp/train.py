@@ -274,11 +274,16 @@ def prepare_rerun(out: Path) -> str | None:
     if last.is_file():
         log.info("resuming %s from its last completed epoch: %s", out.name, last)
         return str(last)
+    clear_attempt(out)
+    return None
+
+
+def clear_attempt(out: Path) -> None:
+    """Remove an earlier attempt's checkpoints, event files and logs from the job folder ``out``."""
     for folder in (out / "checkpoints", out / "csv"):
         shutil.rmtree(folder, ignore_errors=True)
     for stale in [*out.glob("events.out.tfevents.*"), out / "hparams.yaml"]:
         stale.unlink(missing_ok=True)
-    return None
 
 
 def new_record(cfg: DictConfig, out: Path, context: dict) -> dict:

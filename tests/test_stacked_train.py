@@ -125,3 +125,45 @@ def test_mixed_shapes_stack_by_shape_and_an_unstackable_job_runs_solo(tmp_path):
             assert rec["stacked_group"]["members"] == 2
             assert {r["layers"][0]["r"] for r in records.values() if r.get("stacked_group", {}).get("name")
                     == rec["stacked_group"]["name"]} == {rec["layers"][0]["r"]}
+
+
+def test_a_stacked_sweep_run_again_skips_its_completed_members_and_retrains_the_others(tmp_path):
+    overrides = ["launcher=stacked", "seed=1,2,3", "trainer.max_epochs=1", "callbacks.progress_bar.refresh_rate=0"]
+    sweep(tmp_path, *overrides)
+    first = {job: record(tmp_path, job) for job in ("000_seed1", "001_seed2", "002_seed3")}
+    for job in ("001_seed2", "002_seed3"):  # as if the group had been killed
+        first[job]["status"] = "killed"
+        (tmp_path / job / "result.json").write_text(json.dumps(first[job]))
+    done = sweep(tmp_path, *overrides, "skip_completed=true")
+    assert "3 jobs: 1 stacked groups (2 members), 0 solo, 1 completed earlier" in done.stdout + done.stderr
+    assert record(tmp_path, "000_seed1") == first["000_seed1"]
+    for job in ("001_seed2", "002_seed3"):
+        again = record(tmp_path, job)
+        assert again["status"] == "completed" and again["pid"] != first[job]["pid"]
+        assert again["metrics"]["test/acc"] == pytest.approx(first[job]["metrics"]["test/acc"], abs=2e-5)
+        assert len(list((tmp_path / job).glob("events.out.tfevents.*"))) == 1
+
+
+def test_sigterm_records_every_member_interrupted_with_its_last_checkpoint(tmp_path):
+    import signal
+    import subprocess
+    import time
+
+    from tests.test_train import cli_command
+
+    command = cli_command("-m", "launcher=stacked", "seed=1,2", "trainer.max_epochs=400",
+                          "callbacks.progress_bar.refresh_rate=0", f"hydra.sweep.dir={tmp_path}")
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not all((tmp_path / job / "checkpoints" / "last.ckpt").is_file() for job in ("000_seed1", "001_seed2")):
+        assert time.monotonic() < deadline and process.poll() is None
+        time.sleep(0.2)
+    process.send_signal(signal.SIGTERM)
+    process.communicate(timeout=120)
+    assert process.returncode == 143
+    for job in ("000_seed1", "001_seed2"):
+        rec = record(tmp_path, job)
+        assert rec["status"] == "interrupted" and "SIGTERM" in rec["error"]
+        assert rec["last_checkpoint"] == str(tmp_path / job / "checkpoints" / "last.ckpt")
+        state = torch.load(rec["last_checkpoint"], weights_only=False)
+        assert state["epoch"] + 1 == rec["epochs"] >= 1
