@@ -76,13 +76,13 @@ class MemberStack(nn.Module):
         for member in self.members:
             member.zero_grad(set_to_none=set_to_none)
 
-    def member_grads(self) -> None:
-        """Each member parameter's ``.grad``: its slice of the stacked gradient (None where there is none)."""
+    def member_grads(self, skip: Sequence[int] = ()) -> None:
+        """Each member parameter's ``.grad``: its slice of the stacked gradient (None where there is none, and for
+        the members at the positions ``skip``, which their optimizers then leave alone)."""
         for name, stacked in self.stacked.items():
-            if stacked.grad is None:
-                continue
             for k, member in enumerate(self.members):
-                member.get_parameter(name).grad = stacked.grad[k]
+                keep = stacked.grad is not None and k not in skip
+                member.get_parameter(name).grad = stacked.grad[k] if keep else None
 
 
 def member_losses(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -130,3 +130,62 @@ class MemberBatches:
             columns = torch.arange(start, min(start + self.batch_size, self.size)) if order is None else order[:, part]
             xb, yb = self.x[rows, columns], self.y[rows, columns]
             yield torch.sub(xb.to(torch.float32), mean).div_(std), yb
+
+
+#: Optimizers that update each parameter from its own gradient and state alone: one of them over several members'
+#: parameters computes what one per member computes (same hyper-parameters), in one call.
+PER_PARAMETER_OPTIMIZERS = ("Adam", "AdamW", "SGD", "RMSprop", "Adagrad", "Adamax", "NAdam", "RAdam")
+
+
+class MemberOptimizers:
+    """The members' optimizers and LR schedulers: one pair per set of members whose settings are equal.
+
+    Members ``k`` with equal ``keys[k]`` (e.g. their optimizer and scheduler configs) share one optimizer over all
+    their parameters, built by ``make_optimizer(k, params)``, and one scheduler, ``make_scheduler(k, optimizer)``
+    (or None); give every member its own key to keep one optimizer each. A shared optimizer must be one of
+    :data:`PER_PARAMETER_OPTIMIZERS`, so that it computes for each member what the member's own would. A member
+    without gradients (one that left the stack) is skipped by its optimizer, as torch's optimizers skip a
+    parameter whose ``.grad`` is None.
+    """
+
+    def __init__(self, nets: Sequence[nn.Module], keys: Sequence, make_optimizer, make_scheduler):
+        self.params = [list(net.parameters()) for net in nets]
+        self.shares: list[tuple[list[int], torch.optim.Optimizer, object]] = []
+        self.share_of: dict[int, int] = {}
+        for key in dict.fromkeys(keys):
+            members = [k for k, other in enumerate(keys) if other == key]
+            optimizer = make_optimizer(members[0], [p for k in members for p in self.params[k]])
+            if len(members) > 1 and type(optimizer).__name__ not in PER_PARAMETER_OPTIMIZERS:
+                raise ValueError(f"{type(optimizer).__name__} may couple parameters; it cannot be shared by members")
+            for k in members:
+                self.share_of[k] = len(self.shares)
+            self.shares.append((members, optimizer, make_scheduler(members[0], optimizer)))
+
+    def lr(self, k: int) -> float:
+        return self.shares[self.share_of[k]][1].param_groups[0]["lr"]
+
+    def step(self, members: Sequence[int]) -> None:
+        """One optimizer step of each share that holds one of ``members``."""
+        for index in sorted({self.share_of[k] for k in members}):
+            self.shares[index][1].step()
+
+    def scheduler_step(self, members: Sequence[int]) -> None:
+        """The end of an epoch: one step of each scheduler that holds one of ``members``."""
+        for index in sorted({self.share_of[k] for k in members}):
+            scheduler = self.shares[index][2]
+            if scheduler is not None:
+                scheduler.step()
+
+    def state_dict(self, k: int) -> dict:
+        """Member k's optimizer state as its own optimizer's ``state_dict()`` would hold it (one parameter group)."""
+        members, optimizer, _ = self.shares[self.share_of[k]]
+        shared = optimizer.state_dict()
+        offset = sum(len(self.params[j]) for j in members[:members.index(k)])
+        group = {key: value for key, value in shared["param_groups"][0].items() if key != "params"}
+        count = len(self.params[k])
+        return {"state": {i: shared["state"][offset + i] for i in range(count) if offset + i in shared["state"]},
+                "param_groups": [{**group, "params": list(range(count))}]}
+
+    def scheduler_state_dict(self, k: int) -> dict | None:
+        scheduler = self.shares[self.share_of[k]][2]
+        return scheduler.state_dict() if scheduler is not None else None

@@ -14,6 +14,7 @@ reached its ``max_epochs``; the others go on.
 
 from __future__ import annotations
 
+import json
 import logging
 import signal
 import time
@@ -29,7 +30,7 @@ from .callbacks import write_weight_snapshots
 from .checkpointing import LAST, atomic_torch_save
 from .checks import check_added_keys, check_settings
 from .loggers import TensorBoardLogger
-from .members import MemberBatches, MemberStack, member_losses
+from .members import PER_PARAMETER_OPTIMIZERS, MemberBatches, MemberOptimizers, MemberStack, member_losses
 from .record import summary_line
 from .train import (
     SIGTERM_EXIT,
@@ -59,8 +60,10 @@ class Member:
     started: float
     net: torch.nn.Module | None = None
     datamodule: object = None
-    optimizer: torch.optim.Optimizer | None = None
-    scheduler: object = None
+    optimizer_factory: object = None
+    scheduler_factory: object = None
+    optimizers: MemberOptimizers | None = None  # the group's, once training starts; this member is ``index`` in it
+    index: int = 0
     loggers: list = field(default_factory=list)
     epoch: int = 0
     global_step: int = 0
@@ -127,9 +130,9 @@ def start_member(cfg: DictConfig, context: dict, group: str, size: int, index: i
         check_settings(cfg)
         check_added_keys(context["overrides"], set(context["choices"]))
         member.datamodule, member.net = build_experiment(cfg, record, verbose=False)
-        member.optimizer = instantiate_node(cfg.optimizer, "optimizer")(member.net.parameters())
+        member.optimizer_factory = instantiate_node(cfg.optimizer, "optimizer")
         if cfg.get("scheduler"):
-            member.scheduler = instantiate_node(cfg.scheduler, "scheduler")(member.optimizer)
+            member.scheduler_factory = instantiate_node(cfg.scheduler, "scheduler")
         member.loggers = [instantiate_node(c, f"logger.{k}") for k, c in (cfg.get("logger") or {}).items()]
         log_hyperparameters(member.loggers, dashboard_hparams(record, cfg, sweep_keys(context)))
     except ConfigError as error:
@@ -148,43 +151,63 @@ def fit_members(members: list[Member], stop) -> None:
                           batch_size=first.batch_size, **stats)
     val = MemberBatches(splits["val"], seeds=[0] * len(members), batch_size=first.eval_batch_size, **stats)
     active = list(range(len(members)))
-    for member in members:
+    optimizers = MemberOptimizers([m.net for m in members], [optimizer_key(m.cfg, k) for k, m in enumerate(members)],
+                                  lambda k, params: members[k].optimizer_factory(params),
+                                  lambda k, opt: members[k].scheduler_factory(opt) if members[k].scheduler_factory
+                                  else None)
+    for k, member in enumerate(members):
+        member.optimizers, member.index = optimizers, k
         _snapshot(member, "start")
     while active:
         stack = MemberStack([members[k].net for k in active])
-        _train_epoch(members, active, stack, train, stop)
+        _train_epoch(members, active, stack, optimizers, train, stop)
         if stop.received:
             for k in active:
                 members[k].record.update(status="interrupted", error="stopped by SIGTERM (e.g. a cluster's time "
                                          "limit or kill)", **interruption_checkpoints(members[k].out))
             return
         running = [k for k in active if members[k].running]
+        for k in set(active) - set(running):  # a diverged member: its optimizer must not step it again
+            members[k].net.zero_grad(set_to_none=True)
         if running != active:
             stack = MemberStack([members[k].net for k in running])
             active = running
         if not active:
             return
         _validate(members, active, stack, val)
+        optimizers.scheduler_step(active)
         for k in active:
             member = members[k]
             member.epoch += 1
-            if member.scheduler is not None:
-                member.scheduler.step()
             save_checkpoint(member, member.out / "checkpoints" / LAST)  # as Lightning's: after the scheduler's step
             if member.epoch >= member.max_epochs:
                 member.record["status"] = "fitted"
                 _snapshot(member, "end")
             elif member.max_epochs > 2 and member.epoch == member.max_epochs // 2:
                 _snapshot(member, "middle")
+        for k in active:
+            if not members[k].running:  # a finished member: its optimizer must not step it again
+                members[k].net.zero_grad(set_to_none=True)
         active = [k for k in active if members[k].running]
 
 
-def _train_epoch(members: list[Member], active: list[int], stack: MemberStack, data: MemberBatches, stop) -> None:
+def optimizer_key(cfg: DictConfig, k: int) -> str:
+    """Members with equal keys share one optimizer and scheduler (same settings, a per-parameter optimizer)."""
+    target = str(OmegaConf.select(cfg, "optimizer._target_") or "")
+    if target.rsplit(".", 1)[-1] not in PER_PARAMETER_OPTIMIZERS:
+        return f"member {k}"
+    settings = {key: OmegaConf.to_container(cfg[key], resolve=True) if cfg.get(key) else None
+                for key in ("optimizer", "scheduler")}
+    return json.dumps(settings, sort_keys=True, default=str)
+
+
+def _train_epoch(members: list[Member], active: list[int], stack: MemberStack, optimizers: MemberOptimizers,
+                 data: MemberBatches, stop) -> None:
     """One pass over every active member's training split, each in its own order; a member whose loss stops being
     finite is recorded ``diverged`` and its step is not taken (the others' step is)."""
     every = [max(1, int(members[k].cfg.trainer.log_every_n_steps)) for k in active]
     for k in active:
-        members[k].log({"train/lr": members[k].optimizer.param_groups[0]["lr"]}, members[k].global_step)
+        members[k].log({"train/lr": optimizers.lr(k)}, members[k].global_step)
     order = data.orders([members[k].epoch for k in active], active)
     totals = torch.zeros(len(active), 3)
     stack.train()
@@ -206,16 +229,16 @@ def _train_epoch(members: list[Member], active: list[int], stack: MemberStack, d
             losses = losses.where(finite, torch.zeros_like(losses))
         stack.zero_grad()
         losses.sum().backward()
-        stack.member_grads()
+        stack.member_grads(skip=[i for i, k in enumerate(active) if not members[k].running])
         with torch.no_grad():
             correct = (logits.argmax(-1) == y).sum(1)
             totals += torch.stack([losses * y.shape[1], correct.to(losses.dtype),
                                    torch.full_like(losses, y.shape[1])], dim=1)
+        optimizers.step([k for k in active if members[k].running])
         for position, k in enumerate(active):
             member = members[k]
             if not member.running:
                 continue
-            member.optimizer.step()
             if (member.global_step + 1) % every[position] == 0:
                 member.log({"train/loss_step": float(losses[position].detach())}, member.global_step)
             member.global_step += 1
@@ -296,8 +319,8 @@ def save_checkpoint(member: Member, path: Path) -> None:
         "pytorch-lightning_version": lightning.__version__,
         "state_dict": {f"net.{k}": v.detach().clone() for k, v in member.net.state_dict().items()},
         "hyper_parameters": {"config": OmegaConf.to_container(member.cfg, resolve=True)},
-        "optimizer_states": [member.optimizer.state_dict()],
-        "lr_schedulers": [member.scheduler.state_dict()] if member.scheduler is not None else [],
+        "optimizer_states": [member.optimizers.state_dict(member.index)],
+        "lr_schedulers": [s for s in [member.optimizers.scheduler_state_dict(member.index)] if s is not None],
         "val_acc_best": member.val_acc_best,
         "stacked_group": member.record["stacked_group"],
     }

@@ -117,3 +117,43 @@ def test_member_batches_are_each_members_solo_batches():
 def test_members_of_other_shapes_are_refused():
     with pytest.raises(ValueError, match="same parameter names and shapes"):
         MemberStack([*networks(NETWORKS["product"])[:1], *networks(["reconciliation=lorr"])[:1]])
+
+
+@pytest.mark.parametrize("optimizer", [
+    lambda params: torch.optim.AdamW(params, lr=0.01, weight_decay=0.1, fused=True),
+    lambda params: torch.optim.SGD(params, lr=0.05, momentum=0.9),
+])
+def test_members_with_equal_settings_share_an_optimizer_that_computes_what_each_ones_own_does(optimizer):
+    from rpn_exp.members import MemberOptimizers
+
+    nets = networks(NETWORKS["product"])
+    solo = [copy.deepcopy(net) for net in nets]
+    solo_optimizers = [optimizer(net.parameters()) for net in solo]
+    schedule = lambda k, opt: torch.optim.lr_scheduler.ExponentialLR(opt, gamma=0.5)  # noqa: E731
+    shared = MemberOptimizers(nets, ["same"] * K, lambda k, params: optimizer(params), schedule)
+    solo_schedulers = [schedule(k, opt) for k, opt in enumerate(solo_optimizers)]
+    stack = MemberStack(nets)
+    assert len(shared.shares) == 1
+    for step in range(3):
+        x, y = torch.randn(K, 8, 64), torch.randint(0, 10, (K, 8))
+        stack.zero_grad()
+        member_losses(stack(x), y).sum().backward()
+        stack.member_grads(skip=[2] if step == 2 else ())  # member 2 left before the last step
+        shared.step(range(K))
+        shared.scheduler_step(range(K))
+        for k in range(K if step < 2 else 2):
+            solo_optimizers[k].zero_grad()
+            F.cross_entropy(solo[k](x[k]), y[k]).backward()
+            solo_optimizers[k].step()
+            solo_schedulers[k].step()
+    for k in range(K):
+        for p, q in zip(nets[k].parameters(), solo[k].parameters()):
+            torch.testing.assert_close(p, q, rtol=1e-4, atol=1e-6)
+        ours, theirs = shared.state_dict(k), solo_optimizers[k].state_dict()
+        assert ours["param_groups"][0]["params"] == theirs["param_groups"][0]["params"]
+        assert ours["state"].keys() == theirs["state"].keys()
+        for index, state in theirs["state"].items():
+            for key, value in state.items():
+                torch.testing.assert_close(ours["state"][index][key], value, rtol=1e-4, atol=1e-6)
+    assert shared.lr(0) == pytest.approx(0.01 * 0.125 if isinstance(solo_optimizers[0], torch.optim.AdamW)
+                                         else 0.05 * 0.125)
