@@ -38,6 +38,7 @@ from torch.utils.checkpoint import checkpoint
 
 from .functions.expansion import Expansion, TaylorExpansion
 from .functions.factors import (
+    batched,
     bilinear,
     bilinear_columns,
     dense,
@@ -73,11 +74,6 @@ def _register_state(module: nn.Module, prefix: str, state: Mapping[str, torch.Te
 
 def _gather(module: nn.Module, prefix: str, keys: Sequence[str]) -> dict[str, torch.Tensor]:
     return {key: getattr(module, f"{prefix}{key}") for key in keys}
-
-
-def _batched(x: torch.Tensor) -> bool:
-    """Whether ``x`` is one member's view inside ``torch.func.vmap`` (a stacked run, ``rpn_exp.members``)."""
-    return torch._C._functorch.is_batchedtensor(x)
 
 
 def _mean(outputs: list[torch.Tensor]) -> torch.Tensor:
@@ -208,7 +204,7 @@ class RPNHead(nn.Module):
         rows = max(1, self.chunk_elements // per_row) if per_row else x.shape[0]
         if x.shape[0] <= rows:
             return fn(x)
-        if not torch.is_grad_enabled() or _batched(x):  # activation checkpointing does not run under vmap
+        if not torch.is_grad_enabled() or batched(x):  # activation checkpointing does not run under vmap
             return torch.cat([fn(part) for part in x.split(rows)])
         return torch.cat([checkpoint(fn, part, use_reentrant=False) for part in x.split(rows)])
 

@@ -47,12 +47,13 @@ class MemberStack(nn.Module):
         self.members = list(members)
         self.template = members[0]
         self.stacked: dict[str, torch.Tensor] = {}
+        self.views: dict[str, list[nn.Parameter]] = {}  # each member's parameter of that name
         for name, _ in members[0].named_parameters():
-            views = [dict(m.named_parameters())[name] for m in members]
+            views = [m.get_parameter(name) for m in members]
             stacked = torch.stack([v.detach() for v in views]).requires_grad_(views[0].requires_grad)
             for k, parameter in enumerate(views):
                 parameter.data = stacked.data[k]  # the member's parameter is a view: its optimizer updates the stack
-            self.stacked[name] = stacked
+            self.stacked[name], self.views[name] = stacked, views
         self.buffers_ = {name: torch.stack([dict(m.named_buffers())[name] for m in members])
                          for name, _ in members[0].named_buffers()}
 
@@ -71,18 +72,19 @@ class MemberStack(nn.Module):
         return self
 
     def zero_grad(self, set_to_none: bool = True) -> None:
-        for stacked in self.stacked.values():
+        """No gradient in the stack or in any member (``set_to_none`` only: the members' are views)."""
+        for name, stacked in self.stacked.items():
             stacked.grad = None
-        for member in self.members:
-            member.zero_grad(set_to_none=set_to_none)
+            for parameter in self.views[name]:
+                parameter.grad = None
 
     def member_grads(self, skip: Sequence[int] = ()) -> None:
         """Each member parameter's ``.grad``: its slice of the stacked gradient (None where there is none, and for
         the members at the positions ``skip``, which their optimizers then leave alone)."""
         for name, stacked in self.stacked.items():
-            for k, member in enumerate(self.members):
-                keep = stacked.grad is not None and k not in skip
-                member.get_parameter(name).grad = stacked.grad[k] if keep else None
+            grads = stacked.grad.unbind() if stacked.grad is not None else [None] * len(self.members)
+            for k, parameter in enumerate(self.views[name]):
+                parameter.grad = None if k in skip else grads[k]
 
 
 def member_losses(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -124,12 +126,14 @@ class MemberBatches:
     def batches(self, members: Sequence[int], order: torch.Tensor | None = None) -> Iterator[tuple[torch.Tensor, ...]]:
         """(x (K', b, features) standardized, y (K', b)) for ``members``, in ``order`` (None: stored order)."""
         index = torch.as_tensor(list(members))
-        rows, mean, std = index.unsqueeze(1), self.mean[index], self.std[index]
+        rows, mean, std = index.unsqueeze(1) * self.size, self.mean[index], self.std[index]
+        flat_x, flat_y = self.x.flatten(0, 1), self.y.flatten()
         for start in range(0, self.size, self.batch_size):
             part = slice(start, start + self.batch_size)
             columns = torch.arange(start, min(start + self.batch_size, self.size)) if order is None else order[:, part]
-            xb, yb = self.x[rows, columns], self.y[rows, columns]
-            yield torch.sub(xb.to(torch.float32), mean).div_(std), yb
+            flat = (rows + columns).flatten()  # row of (member, sample) in the flattened (K·N, features) tensor
+            xb = flat_x.index_select(0, flat).view(len(index), -1, self.x.shape[-1])
+            yield torch.sub(xb.to(torch.float32), mean).div_(std), flat_y.index_select(0, flat).view(len(index), -1)
 
 
 #: Optimizers that update each parameter from its own gradient and state alone: one of them over several members'

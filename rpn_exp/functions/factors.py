@@ -24,6 +24,11 @@ class LowRank(NamedTuple):
 Factor = torch.Tensor | LowRank
 
 
+def batched(x: torch.Tensor) -> bool:
+    """Whether ``x`` is one member's view inside ``torch.func.vmap`` (a stacked run, ``rpn_exp.members``)."""
+    return torch._C._functorch.is_batchedtensor(x)
+
+
 def dense(M: Factor) -> torch.Tensor:
     """The factor as a dense matrix."""
     return M.U @ M.V.T if isinstance(M, LowRank) else M
@@ -115,11 +120,12 @@ def kron_taylor(u: torch.Tensor, t: torch.Tensor, A: torch.Tensor, B: torch.Tens
     the whole batch of layers (its ``vmap`` rule). Under autocast (``bf16-mixed``, ``16-mixed``) the node computes
     in float32 and returns float32. Pass the same tensor as ``u`` and ``t`` for d = 2.
     """
+    node = _KronTaylorBatched if any(map(batched, (u, t, A, B))) else _KronTaylor
     device = u.device.type
     if torch.is_autocast_enabled(device):
         with torch.autocast(device, enabled=False):
-            return _KronTaylor.apply(u.float(), None if t is u else t.float(), A.float(), B.float(), eps)[0]
-    return _KronTaylor.apply(u, None if t is u else t, A, B, eps)[0]
+            return node.apply(u.float(), None if t is u else t.float(), A.float(), B.float(), eps)
+    return node.apply(u, None if t is u else t, A, B, eps)
 
 
 def _affine_taylor(t: torch.Tensor, B: torch.Tensor) -> torch.Tensor:
@@ -153,47 +159,31 @@ def kron_taylor_reference(u: torch.Tensor, t: torch.Tensor, A: torch.Tensor, B: 
 
 
 class _KronTaylor(torch.autograd.Function):
-    """The fused node of :func:`kron_taylor`; ``t`` is None when it is ``u`` (d = 2)."""
+    """The fused node of :func:`kron_taylor` on plain tensors (any leading dimensions); ``t`` is None when it is
+    ``u`` (d = 2)."""
 
     @staticmethod
-    def forward(u, t, A, B, eps):
+    def forward(ctx, u, t, A, B, eps):
+        ctx.same, ctx.eps = t is None, eps
         t = u if t is None else t
         a = u @ A.mT
         c = _affine_taylor(t, B)
         z = (a.unsqueeze(-1) * c.unsqueeze(-2)).flatten(-2)
         if eps is None:
-            return z, (a, c)
+            ctx.save_for_backward(u, t, A, B, a, c)
+            return z
         su, su2 = u.sum(-1, keepdim=True), (u * u).sum(-1, keepdim=True)
         st, st2 = (su, su2) if t is u else (t.sum(-1, keepdim=True), (t * t).sum(-1, keepdim=True))
         mu, var = kron_moments(u, t)  # var >= 0 by construction; its gradient below is that of Σu²(1+Σt²)/D − μ²
         istd = torch.rsqrt(var + eps)
         ra, rb = A.sum(-1), B.sum(-1)
         rs = _outer_flat(ra, rb)
-        return (z - mu * rs.unsqueeze(-2)) * istd, (a, c, z, mu, istd, ra, rb, rs, su, su2, st, st2)
+        ctx.D = u.shape[-1] * (t.shape[-1] + 1)
+        ctx.save_for_backward(u, t, A, B, a, c, z, mu, istd, ra, rb, rs, su, su2, st, st2)
+        return (z - mu * rs.unsqueeze(-2)) * istd
 
     @staticmethod
-    def setup_context(ctx, inputs, output):
-        u, t, A, B, eps = inputs
-        _, saved = output
-        ctx.same, ctx.eps = t is None, eps
-        ctx.mark_non_differentiable(*saved)
-        if eps is not None:
-            ctx.D = u.shape[-1] * ((u if t is None else t).shape[-1] + 1)
-        ctx.save_for_backward(u, u if t is None else t, A, B, *saved)
-
-    @staticmethod
-    def vmap(info, in_dims, u, t, A, B, eps):
-        """A batch of layers (a stacked run's members): one call on tensors with that leading dimension."""
-        def leading(x, dim):
-            return x.movedim(dim, 0) if dim is not None else x.expand(info.batch_size, *x.shape)
-
-        u_, A_, B_ = leading(u, in_dims[0]), leading(A, in_dims[2]), leading(B, in_dims[3])
-        t_ = None if t is None else leading(t, in_dims[1])
-        y, saved = _KronTaylor.apply(u_, t_, A_, B_, eps)
-        return (y, saved), (0, tuple(0 for _ in saved))
-
-    @staticmethod
-    def backward(ctx, g, *_):
+    def backward(ctx, g):
         if torch.is_grad_enabled():  # create_graph=True: a graph of the gradient is wanted (second derivatives)
             return _KronTaylor._differentiable_backward(ctx, g)
         need_u, need_t, need_A, need_B, _ = ctx.needs_input_grad
@@ -249,6 +239,31 @@ class _KronTaylor(torch.autograd.Function):
         grads = dict(zip(map(id, needed), torch.autograd.grad(y, needed, g, create_graph=True)))
         pick = [grads.get(id(x)) for x in inputs]
         return (pick[0], None, *pick[1:], None) if ctx.same else (*pick, None)
+
+
+class _KronTaylorBatched(torch.autograd.Function):
+    """:func:`kron_taylor` under ``torch.func.vmap`` (a stacked run's members): the batch of layers becomes the
+    leading dimension of one :class:`_KronTaylor` call on plain tensors, which autograd records as usual."""
+
+    @staticmethod
+    def forward(u, t, A, B, eps):
+        raise RuntimeError("_KronTaylorBatched runs only under vmap; call kron_taylor")
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        pass
+
+    @staticmethod
+    def backward(ctx, g):
+        raise RuntimeError("_KronTaylorBatched is differentiated through the _KronTaylor node it records")
+
+    @staticmethod
+    def vmap(info, in_dims, u, t, A, B, eps):
+        def leading(x, dim):
+            return x.movedim(dim, 0) if dim is not None else x.expand(info.batch_size, *x.shape)
+
+        t_ = None if t is None else leading(t, in_dims[1])
+        return _KronTaylor.apply(leading(u, in_dims[0]), t_, leading(A, in_dims[2]), leading(B, in_dims[3]), eps), 0
 
 
 # ----------------------------------------------------------------------------------------------------------------
