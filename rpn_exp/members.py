@@ -190,6 +190,20 @@ class MemberOptimizers:
         return {"state": {i: shared["state"][offset + i] for i in range(count) if offset + i in shared["state"]},
                 "param_groups": [{**group, "params": list(range(count))}]}
 
+    def load_state_dict(self, k: int, optimizer_state: dict, scheduler_state: dict | None = None) -> None:
+        """Member k continues from its saved optimizer (and scheduler) state, as :meth:`state_dict` gives them."""
+        members, optimizer, scheduler = self.shares[self.share_of[k]]
+        for i, parameter in enumerate(self.params[k]):
+            saved = optimizer_state["state"].get(i, optimizer_state["state"].get(str(i)))
+            if saved is not None:
+                optimizer.state[parameter] = {key: v.clone() if torch.is_tensor(v) else v for key, v in saved.items()}
+        saved_group = optimizer_state["param_groups"][0]
+        for key in ("lr", "initial_lr"):
+            if key in saved_group:
+                optimizer.param_groups[0][key] = saved_group[key]
+        if scheduler is not None and scheduler_state is not None:
+            scheduler.load_state_dict(scheduler_state)
+
     def scheduler_state_dict(self, k: int) -> dict | None:
         scheduler = self.shares[self.share_of[k]][2]
         return scheduler.state_dict() if scheduler is not None else None

@@ -71,6 +71,7 @@ class Member:
     best_score: float | None = None
     best_path: Path | None = None
     best_state: dict | None = None
+    resume: dict | None = None  # the last.ckpt it continues from
     metrics: dict = field(default_factory=dict)
 
     @property
@@ -123,8 +124,12 @@ def start_member(cfg: DictConfig, context: dict, group: str, size: int, index: i
     record = new_record(cfg, out, context)
     record.update(resumed_from=None, stacked_group={"name": group, "members": size, "member": index})
     member = Member(cfg=cfg, context=context, record=record, started=time.perf_counter())
-    if cfg.get("skip_completed", False):  # a job run again: a stacked member starts over
-        clear_attempt(out)
+    if cfg.get("skip_completed", False):  # a job run again: from its last completed epoch, or from the start
+        last = out / "checkpoints" / LAST
+        if last.is_file():
+            member.resume, record["resumed_from"] = torch.load(last, map_location="cpu", weights_only=False), str(last)
+        else:
+            clear_attempt(out)
     save_record(out, record)
     try:
         check_settings(cfg)
@@ -135,9 +140,31 @@ def start_member(cfg: DictConfig, context: dict, group: str, size: int, index: i
             member.scheduler_factory = instantiate_node(cfg.scheduler, "scheduler")
         member.loggers = [instantiate_node(c, f"logger.{k}") for k, c in (cfg.get("logger") or {}).items()]
         log_hyperparameters(member.loggers, dashboard_hparams(record, cfg, sweep_keys(context)))
+        if member.resume is not None:
+            restore_member(member, member.resume)
     except ConfigError as error:
         record.update(status="failed", error=f"invalid configuration: {error}")
     return member
+
+
+def restore_member(member: Member, checkpoint: dict) -> None:
+    """A member continues where its ``last.ckpt`` ends: weights, epoch, step, best score and checkpoint (its
+    optimizer and scheduler states are restored once the group's optimizers exist)."""
+    prefix = "net."
+    state = {k[len(prefix):]: v for k, v in checkpoint["state_dict"].items() if k.startswith(prefix)}
+    try:
+        member.net.load_state_dict(state)
+    except RuntimeError as error:
+        raise ConfigError(f"ckpt_path={member.record['resumed_from']}: {error}") from error
+    member.epoch, member.global_step = checkpoint["epoch"] + 1, checkpoint["global_step"]
+    member.val_acc_best = checkpoint.get("val_acc_best", 0.0)
+    best = checkpoint.get("best_checkpoint")
+    if best and Path(best).is_file():
+        member.best_score, member.best_path = checkpoint.get("best_score"), Path(best)
+        saved = torch.load(best, map_location="cpu", weights_only=False)["state_dict"]
+        member.best_state = {k[len(prefix):]: v for k, v in saved.items() if k.startswith(prefix)}
+    if member.epoch >= member.max_epochs:
+        member.record["status"] = "fitted"
 
 
 def fit_members(members: list[Member], stop) -> None:
@@ -151,13 +178,19 @@ def fit_members(members: list[Member], stop) -> None:
                           batch_size=first.batch_size, **stats)
     val = MemberBatches(splits["val"], seeds=[0] * len(members), batch_size=first.eval_batch_size, **stats)
     active = list(range(len(members)))
-    optimizers = MemberOptimizers([m.net for m in members], [optimizer_key(m.cfg, k) for k, m in enumerate(members)],
+    keys = [f"epoch {m.epoch}: {optimizer_key(m.cfg, k)}" for k, m in enumerate(members)]  # one schedule per share
+    optimizers = MemberOptimizers([m.net for m in members], keys,
                                   lambda k, params: members[k].optimizer_factory(params),
                                   lambda k, opt: members[k].scheduler_factory(opt) if members[k].scheduler_factory
                                   else None)
     for k, member in enumerate(members):
         member.optimizers, member.index = optimizers, k
-        _snapshot(member, "start")
+        if member.resume is not None:
+            optimizers.load_state_dict(k, member.resume["optimizer_states"][0],
+                                       (member.resume.get("lr_schedulers") or [None])[0])
+        else:
+            _snapshot(member, "start")
+    active = [k for k in active if members[k].running]
     while active:
         stack = MemberStack([members[k].net for k in active])
         _train_epoch(members, active, stack, optimizers, train, stop)
@@ -322,6 +355,7 @@ def save_checkpoint(member: Member, path: Path) -> None:
         "optimizer_states": [member.optimizers.state_dict(member.index)],
         "lr_schedulers": [s for s in [member.optimizers.scheduler_state_dict(member.index)] if s is not None],
         "val_acc_best": member.val_acc_best,
+        "best_checkpoint": str(member.best_path) if member.best_path else None, "best_score": member.best_score,
         "stacked_group": member.record["stacked_group"],
     }
     atomic_torch_save(checkpoint, path)

@@ -128,41 +128,62 @@ def test_mixed_shapes_stack_by_shape_and_an_unstackable_job_runs_solo(tmp_path):
 
 
 def test_a_stacked_sweep_run_again_skips_its_completed_members_and_retrains_the_others(tmp_path):
+    import shutil
+
     overrides = ["launcher=stacked", "seed=1,2,3", "trainer.max_epochs=1", "callbacks.progress_bar.refresh_rate=0"]
     sweep(tmp_path, *overrides)
     first = {job: record(tmp_path, job) for job in ("000_seed1", "001_seed2", "002_seed3")}
-    for job in ("001_seed2", "002_seed3"):  # as if the group had been killed
+    for job in ("001_seed2", "002_seed3"):  # as if the group had been killed before its first epoch ended
         first[job]["status"] = "killed"
         (tmp_path / job / "result.json").write_text(json.dumps(first[job]))
+        shutil.rmtree(tmp_path / job / "checkpoints")
     done = sweep(tmp_path, *overrides, "skip_completed=true")
     assert "3 jobs: 1 stacked groups (2 members), 0 solo, 1 completed earlier" in done.stdout + done.stderr
     assert record(tmp_path, "000_seed1") == first["000_seed1"]
     for job in ("001_seed2", "002_seed3"):
         again = record(tmp_path, job)
-        assert again["status"] == "completed" and again["pid"] != first[job]["pid"]
+        assert again["status"] == "completed" and again["pid"] != first[job]["pid"] and again["resumed_from"] is None
         assert again["metrics"]["test/acc"] == pytest.approx(first[job]["metrics"]["test/acc"], abs=2e-5)
-        assert len(list((tmp_path / job).glob("events.out.tfevents.*"))) == 1
+        assert len(list((tmp_path / job).glob("events.out.tfevents.*"))) == 1  # the first attempt's file is gone
 
 
-def test_sigterm_records_every_member_interrupted_with_its_last_checkpoint(tmp_path):
+def test_a_stopped_group_resumes_from_its_last_checkpoints_to_the_result_of_an_uninterrupted_run(tmp_path):
+    stopped = stop_a_group(tmp_path / "stopped", epochs=40)
+    common = ["launcher=stacked", "seed=1,2", "trainer.max_epochs=40", "callbacks.progress_bar.refresh_rate=0"]
+    sweep(tmp_path / "stopped", *common, "skip_completed=true")  # the same command again
+    sweep(tmp_path / "whole", *common)
+    for job, before in stopped.items():
+        resumed, whole = record(tmp_path / "stopped", job), record(tmp_path / "whole", job)
+        assert before["status"] == "interrupted" and 1 <= before["epochs"] < 40 and resumed["status"] == "completed"
+        assert resumed["resumed_from"] == str(tmp_path / "stopped" / job / "checkpoints" / "last.ckpt")
+        assert (resumed["epochs"], resumed["global_step"]) == (whole["epochs"], whole["global_step"]) == (40, 800)
+        for key, value in whole["metrics"].items():
+            assert resumed["metrics"][key] == pytest.approx(value, abs=1e-6), (job, key)
+
+
+def stop_a_group(folder, epochs=400):
+    """A 2-member group of a sweep stopped by SIGTERM once both members have a last.ckpt; their records."""
     import signal
     import subprocess
     import time
 
     from tests.test_train import cli_command
 
-    command = cli_command("-m", "launcher=stacked", "seed=1,2", "trainer.max_epochs=400",
-                          "callbacks.progress_bar.refresh_rate=0", f"hydra.sweep.dir={tmp_path}")
+    command = cli_command("-m", "launcher=stacked", "seed=1,2", f"trainer.max_epochs={epochs}",
+                          "callbacks.progress_bar.refresh_rate=0", f"hydra.sweep.dir={folder}")
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
-    while not all((tmp_path / job / "checkpoints" / "last.ckpt").is_file() for job in ("000_seed1", "001_seed2")):
+    while not all((folder / job / "checkpoints" / "last.ckpt").is_file() for job in ("000_seed1", "001_seed2")):
         assert time.monotonic() < deadline and process.poll() is None
-        time.sleep(0.2)
+        time.sleep(0.05)
     process.send_signal(signal.SIGTERM)
     process.communicate(timeout=120)
     assert process.returncode == 143
-    for job in ("000_seed1", "001_seed2"):
-        rec = record(tmp_path, job)
+    return {job: record(folder, job) for job in ("000_seed1", "001_seed2")}
+
+
+def test_sigterm_records_every_member_interrupted_with_its_last_checkpoint(tmp_path):
+    for job, rec in stop_a_group(tmp_path).items():
         assert rec["status"] == "interrupted" and "SIGTERM" in rec["error"]
         assert rec["last_checkpoint"] == str(tmp_path / job / "checkpoints" / "last.ckpt")
         state = torch.load(rec["last_checkpoint"], weights_only=False)
