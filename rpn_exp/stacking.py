@@ -62,8 +62,9 @@ def solo_reason(cfg: DictConfig) -> str | None:
         value = trainer.get(key)
         if value not in allowed:
             return f"trainer.{key}={value}"
-    if trainer.get("accelerator") not in ("cpu", "gpu", "cuda", "auto", None):
-        return f"trainer.accelerator={trainer.get('accelerator')}"
+    accelerator = trainer.get("accelerator")
+    if accelerator != "cpu" and not (accelerator in ("auto", None) and not _cuda()):
+        return f"trainer.accelerator={accelerator} (the stacked loop trains on the CPU)"
     if OmegaConf.select(cfg, "model.compile") is not None:
         return f"model.compile={OmegaConf.select(cfg, 'model.compile')}"
     for key in cfg.get("callbacks") or {}:
@@ -78,6 +79,12 @@ def solo_reason(cfg: DictConfig) -> str | None:
     if cfg.get("dry_run"):
         return "dry_run=true"
     return None
+
+
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
 
 
 def stack_groups(configs: Sequence[DictConfig], max_members: int) -> list[list[int]]:

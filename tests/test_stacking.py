@@ -32,6 +32,7 @@ def test_what_changes_a_shape_or_the_batches_changes_the_signature(shape_key):
     ("trainer.precision=bf16-mixed", "trainer.precision=bf16-mixed"),
     ("model.compile=default", "model.compile=default"),
     ("dry_run=true", "dry_run=true"),
+    ("trainer=gpu", "trainer.accelerator=gpu (the stacked loop trains on the CPU)"),
 ])
 def test_a_setting_the_stacked_loop_does_not_implement_keeps_the_job_solo(override, reason):
     assert reason in solo_reason(job(override))
