@@ -33,11 +33,12 @@ class MemberStack(nn.Module):
     """The networks ``members`` (same class and shapes) as one batched model.
 
     ``forward(x)``: x (K, b, m) -> logits (K, b, n), member k's rows through member k's parameters and buffers.
+    ``masks[k]`` (optional) maps parameter names to member k's gradient mask of the parameter's shape.
     After ``loss.backward()``, :meth:`member_grads` sets each member parameter's ``.grad`` (a view of the stacked
     gradient). Updating a member's parameter in place (its optimizer) updates the stacked tensor: they share memory.
     """
 
-    def __init__(self, members: Sequence[nn.Module]):
+    def __init__(self, members: Sequence[nn.Module], masks: Sequence[dict[str, torch.Tensor]] | None = None):
         super().__init__()
         if not members:
             raise ValueError("a member stack needs at least one network")
@@ -56,6 +57,9 @@ class MemberStack(nn.Module):
             self.stacked[name], self.views[name] = stacked, views
         self.buffers_ = {name: torch.stack([dict(m.named_buffers())[name] for m in members])
                          for name, _ in members[0].named_buffers()}
+        masks = masks or [{} for _ in members]
+        self.masks = {name: torch.stack([mask.get(name, torch.ones_like(self.stacked[name][0])) for mask in masks])
+                      for name in dict.fromkeys(name for mask in masks for name in mask)}
 
     def __len__(self) -> int:
         return len(self.members)
@@ -79,9 +83,12 @@ class MemberStack(nn.Module):
                 parameter.grad = None
 
     def member_grads(self, skip: Sequence[int] = ()) -> None:
-        """Each member parameter's ``.grad``: its slice of the stacked gradient (None where there is none, and for
-        the members at the positions ``skip``, which their optimizers then leave alone)."""
+        """Each member parameter's ``.grad``: its slice of the stacked gradient, times its mask where it has one
+        (zero at a padded rank, ``rpn_exp.padding``); None where there is none, and for the members at the positions
+        ``skip``, which their optimizers then leave alone."""
         for name, stacked in self.stacked.items():
+            if name in self.masks and stacked.grad is not None:
+                stacked.grad.mul_(self.masks[name])
             grads = stacked.grad.unbind() if stacked.grad is not None else [None] * len(self.members)
             for k, parameter in enumerate(self.views[name]):
                 parameter.grad = None if k in skip else grads[k]

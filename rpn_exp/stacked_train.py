@@ -9,11 +9,13 @@ solo run is reproduced here for each member: the logged series and their steps, 
 the best checkpoint on the monitored metric (strictly better only), test on the best weights.
 
 A member whose loss becomes NaN or infinite is recorded ``diverged`` and leaves the stack; so does a member that
-reached its ``max_epochs``; the others go on.
+reached its ``max_epochs``; the others go on. Members that differ only in the rank r of their ψ train in the shape of
+the largest r, the smaller ones zero-padded (``rpn_exp.padding``); each one's checkpoints keep its own shapes.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import signal
@@ -31,6 +33,7 @@ from .checkpointing import LAST, atomic_torch_save
 from .checks import check_added_keys, check_settings
 from .loggers import TensorBoardLogger
 from .members import PER_PARAMETER_OPTIMIZERS, MemberBatches, MemberOptimizers, MemberStack, member_losses
+from .padding import RankPadding
 from .record import summary_line
 from .train import (
     SIGTERM_EXIT,
@@ -58,7 +61,10 @@ class Member:
     context: dict
     record: dict
     started: float
-    net: torch.nn.Module | None = None
+    stopped: float | None = None  # when it left the stack by diverging (its wall time ends there)
+    net: torch.nn.Module | None = None  # the network of its solo run (its shapes, its checkpoints)
+    stack_net: torch.nn.Module | None = None  # the network it trains as in the stack: ``net``, or net zero-padded
+    padding: RankPadding | None = None  # how ``net`` sits in ``stack_net``
     datamodule: object = None
     optimizer_factory: object = None
     scheduler_factory: object = None
@@ -91,6 +97,35 @@ class Member:
         for logger in self.loggers:
             logger.log_metrics(metrics, step)
 
+    def weights(self) -> dict[str, torch.Tensor]:
+        """A copy of its current weights in its solo network's shapes."""
+        return {k: v.detach().clone() for k, v in self.padding.unpad(self.stack_net.state_dict()).items()}
+
+    def load_weights(self, state: dict[str, torch.Tensor]) -> None:
+        """Weights in its solo network's shapes into the network it trains as."""
+        self.stack_net.load_state_dict(self.padding.pad(state))
+
+    def solo_net(self) -> torch.nn.Module:
+        """Its solo network, holding its current weights."""
+        if self.padding:
+            self.net.load_state_dict(self.weights())
+        return self.net
+
+
+def stack_nets(members: list[Member]) -> None:
+    """The network each member trains as: its own, or, for a smaller rank r than the group's largest, a copy of the
+    largest one holding its weights zero-padded (``rpn_exp.padding``)."""
+    built = [m for m in members if m.net is not None]
+    if not built:
+        return
+    largest = max(built, key=lambda m: sum(p.numel() for p in m.net.parameters())).net
+    for member in built:
+        member.padding = RankPadding(member.net, largest)
+        member.stack_net = member.net
+        if member.padding:
+            member.stack_net = copy.deepcopy(largest)
+            member.load_weights(member.net.state_dict())
+
 
 def train_group(jobs: list[tuple[DictConfig, dict]], group: str) -> list:
     """Train the jobs ``(resolved config, hydra context)`` of one group together; return each one's objective.
@@ -100,6 +135,7 @@ def train_group(jobs: list[tuple[DictConfig, dict]], group: str) -> list:
     members = [start_member(cfg, context, group, len(jobs), k) for k, (cfg, context) in enumerate(jobs)]
     stop = _StopOnSigterm()
     try:
+        stack_nets(members)
         fit_members([m for m in members if m.running], stop)
         test_members([m for m in members if m.record["status"] == "fitted"])
     except Exception as error:  # a failure of the shared loop fails every member that was still training
@@ -179,20 +215,20 @@ def fit_members(members: list[Member], stop) -> None:
     val = MemberBatches(splits["val"], seeds=[0] * len(members), batch_size=first.eval_batch_size, **stats)
     active = list(range(len(members)))
     keys = [f"epoch {m.epoch}: {optimizer_key(m.cfg, k)}" for k, m in enumerate(members)]  # one schedule per share
-    optimizers = MemberOptimizers([m.net for m in members], keys,
+    optimizers = MemberOptimizers([m.stack_net for m in members], keys,
                                   lambda k, params: members[k].optimizer_factory(params),
                                   lambda k, opt: members[k].scheduler_factory(opt) if members[k].scheduler_factory
                                   else None)
     for k, member in enumerate(members):
         member.optimizers, member.index = optimizers, k
         if member.resume is not None:
-            optimizers.load_state_dict(k, member.resume["optimizer_states"][0],
+            optimizers.load_state_dict(k, member.padding.pad_optimizer(member.resume["optimizer_states"][0]),
                                        (member.resume.get("lr_schedulers") or [None])[0])
         else:
             _snapshot(member, "start")
     active = [k for k in active if members[k].running]
     while active:
-        stack = MemberStack([members[k].net for k in active])
+        stack = _stack([members[k] for k in active])
         _train_epoch(members, active, stack, optimizers, train, stop)
         if stop.received:
             for k in active:
@@ -201,9 +237,9 @@ def fit_members(members: list[Member], stop) -> None:
             return
         running = [k for k in active if members[k].running]
         for k in set(active) - set(running):  # a diverged member: its optimizer must not step it again
-            members[k].net.zero_grad(set_to_none=True)
+            members[k].stack_net.zero_grad(set_to_none=True)
         if running != active:
-            stack = MemberStack([members[k].net for k in running])
+            stack = _stack([members[k] for k in running])
             active = running
         if not active:
             return
@@ -220,8 +256,12 @@ def fit_members(members: list[Member], stop) -> None:
                 _snapshot(member, "middle")
         for k in active:
             if not members[k].running:  # a finished member: its optimizer must not step it again
-                members[k].net.zero_grad(set_to_none=True)
+                members[k].stack_net.zero_grad(set_to_none=True)
         active = [k for k in active if members[k].running]
+
+
+def _stack(members: list[Member]) -> MemberStack:
+    return MemberStack([m.stack_net for m in members], masks=[m.padding.masks() for m in members])
 
 
 def optimizer_key(cfg: DictConfig, k: int) -> str:
@@ -255,6 +295,7 @@ def _train_epoch(members: list[Member], active: list[int], stack: MemberStack, o
                 member = members[active[position]]
                 if not member.running:
                     continue
+                member.stopped = time.perf_counter()
                 member.record.update(status="diverged", error=(
                     f"training loss became {losses[position].item()} at epoch {member.epoch}, step "
                     f"{member.global_step}; lower optimizer.lr or check the data normalization"))
@@ -322,7 +363,7 @@ def _keep_best(member: Member, values: dict) -> None:
     if member.best_path is not None and member.best_path != path:
         member.best_path.unlink(missing_ok=True)
     member.best_score, member.best_path = score, path
-    member.best_state = {k: v.detach().clone() for k, v in member.net.state_dict().items()}
+    member.best_state = member.weights()
 
 
 def test_members(members: list[Member]) -> None:
@@ -331,11 +372,11 @@ def test_members(members: list[Member]) -> None:
         return
     for member in members:
         if member.best_state is not None:
-            member.net.load_state_dict(member.best_state)
+            member.load_weights(member.best_state)
     stats = {"mean": [m.datamodule.mean for m in members], "std": [m.datamodule.std for m in members]}
     data = MemberBatches([m.datamodule.splits["test"] for m in members], seeds=[0] * len(members),
                          batch_size=members[0].datamodule.eval_batch_size, **stats)
-    results = evaluate(MemberStack([m.net for m in members]), data, list(range(len(members))))
+    results = evaluate(MemberStack([m.stack_net for m in members]), data, list(range(len(members))))
     for (loss, acc), member in zip(results.tolist(), members):
         member.log({"test/loss": loss, "test/acc": acc}, member.global_step)
         member.record["best_checkpoint"] = str(member.best_path) if member.best_path else None
@@ -350,9 +391,9 @@ def save_checkpoint(member: Member, path: Path) -> None:
     checkpoint = {
         "epoch": member.epoch - 1, "global_step": member.global_step,
         "pytorch-lightning_version": lightning.__version__,
-        "state_dict": {f"net.{k}": v.detach().clone() for k, v in member.net.state_dict().items()},
+        "state_dict": {f"net.{k}": v for k, v in member.weights().items()},
         "hyper_parameters": {"config": OmegaConf.to_container(member.cfg, resolve=True)},
-        "optimizer_states": [member.optimizers.state_dict(member.index)],
+        "optimizer_states": [member.padding.unpad_optimizer(member.optimizers.state_dict(member.index))],
         "lr_schedulers": [s for s in [member.optimizers.scheduler_state_dict(member.index)] if s is not None],
         "val_acc_best": member.val_acc_best,
         "best_checkpoint": str(member.best_path) if member.best_path else None, "best_score": member.best_score,
@@ -365,7 +406,8 @@ def _snapshot(member: Member, moment: str) -> None:
     node = OmegaConf.select(member.cfg, "callbacks.weight_snapshots")
     writers = [lg.experiment for lg in member.loggers if isinstance(lg, TensorBoardLogger)]
     if node is not None and writers and member.net is not None:
-        write_weight_snapshots(writers, member.net, member.global_step, node.get("rows", 128), node.get("cols", 512))
+        write_weight_snapshots(writers, member.solo_net(), member.global_step, node.get("rows", 128),
+                               node.get("cols", 512))
 
 
 def finish_member(member: Member, interrupted: bool) -> None:
@@ -378,7 +420,7 @@ def finish_member(member: Member, interrupted: bool) -> None:
         record["data_sizes"] = member.datamodule.sizes()
     record["metrics"].update(member.metrics)
     record["epochs"], record["global_step"] = member.epoch, member.global_step
-    record["wall_time_s"] = round(time.perf_counter() - member.started, 3)
+    record["wall_time_s"] = round((member.stopped or time.perf_counter()) - member.started, 3)
     close_dashboards(member.loggers, record["status"])
     for logger in member.loggers:
         if not isinstance(logger, TensorBoardLogger):

@@ -3,6 +3,8 @@
 Two jobs stack when their composed configs are equal once the member keys are set aside: the keys a member of a
 stacked run keeps for itself (seed, optimizer, scheduler, initialization, epochs, tags) and the paths that name its
 own folder. What is left fixes every parameter shape, the data and the batching, so the members step together.
+The rank ``reconciliation.r`` of a ψ that pads its rank (``Reconciliation.rank_pads``: lorr, lphm, dual_lphm) is set
+aside too: its members train in the shape of the group's largest r, the others zero-padded (``rpn_exp.padding``).
 A job that the stacked loop cannot reproduce (a callback, trainer setting or logger it does not implement) runs
 solo, with the reason said in :func:`solo_reason`.
 """
@@ -17,6 +19,8 @@ from omegaconf import DictConfig, OmegaConf
 #: Config keys each member of a stacked group keeps for itself (they change no shape).
 MEMBER_KEYS = ("seed", "dataset.seed", "optimizer", "scheduler", "model.init", "trainer.max_epochs",
                "trainer.min_epochs", "tags", "paths", "trainer.default_root_dir", "ckpt_path")
+#: Set aside as well when the ψ pads its rank.
+RANK_KEY = "reconciliation.r"
 #: Callbacks the stacked loop reproduces (the others make a job run solo).
 STACKED_CALLBACKS = ("model_checkpoint", "lr_monitor", "progress_bar", "weight_snapshots")
 #: Loggers the stacked loop writes to.
@@ -47,12 +51,24 @@ def signature(cfg: DictConfig) -> str:
     config.pop("hydra", None)
     for key in MEMBER_KEYS:
         _drop(config, key)
+    if _pads_rank(cfg):
+        _drop(config, RANK_KEY)
     for group in ("callbacks", "logger"):
         for node in (config.get(group) or {}).values():
             if isinstance(node, dict):
                 for key in ("dirpath", "save_dir", "log_dir"):
                     node.pop(key, None)
     return json.dumps(config, sort_keys=True, default=str)
+
+
+def _pads_rank(cfg: DictConfig) -> bool:
+    from hydra.utils import get_class
+
+    target = OmegaConf.select(cfg, "reconciliation._target_")
+    try:
+        return bool(getattr(get_class(target), "rank_pads", False)) if target else False
+    except ImportError:  # a ψ that does not exist: its job fails with the key to change, solo or stacked
+        return False
 
 
 def solo_reason(cfg: DictConfig) -> str | None:

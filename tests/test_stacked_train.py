@@ -106,12 +106,14 @@ def test_a_diverging_member_is_recorded_and_the_others_complete(tmp_path):
     assert statuses == {"000_lr0.01": "completed", "001_lr1000000000000.0": "diverged", "002_lr0.02": "completed"}
     diverged = record(tmp_path, "001_lr1000000000000.0")
     assert "training loss became nan" in diverged["error"] and diverged["stacked_group"]["members"] == 3
+    completed = [record(tmp_path, job)["wall_time_s"] for job in ("000_lr0.01", "002_lr0.02")]
+    assert diverged["wall_time_s"] < min(completed)  # its time ends where it left the group
     rows = {r["job"]: r["status"] for r in read_csv(tmp_path / "summary.csv")}
     assert rows == statuses
 
 
 def test_mixed_shapes_stack_by_shape_and_an_unstackable_job_runs_solo(tmp_path):
-    done = sweep(tmp_path, "launcher=stacked", "reconciliation.r=2,3", "callbacks=default,early_stopping",
+    done = sweep(tmp_path, "launcher=stacked", "model.hidden=[16],[24]", "callbacks=default,early_stopping",
                  "seed=1,2", "trainer.max_epochs=1", "callbacks.progress_bar.refresh_rate=0")
     said = done.stdout + done.stderr
     assert "8 jobs: 2 stacked groups (2 + 2 members), 4 solo" in said
@@ -123,8 +125,27 @@ def test_mixed_shapes_stack_by_shape_and_an_unstackable_job_runs_solo(tmp_path):
         assert stacked == (rec["choices"]["callbacks"] == "default")
         if stacked:
             assert rec["stacked_group"]["members"] == 2
-            assert {r["layers"][0]["r"] for r in records.values() if r.get("stacked_group", {}).get("name")
-                    == rec["stacked_group"]["name"]} == {rec["layers"][0]["r"]}
+            assert {r["layers"][0]["n"] for r in records.values() if r.get("stacked_group", {}).get("name")
+                    == rec["stacked_group"]["name"]} == {rec["layers"][0]["n"]}
+
+
+def test_jobs_that_differ_only_in_r_stack_zero_padded_and_end_as_their_solo_runs(tmp_path):
+    overrides = ["reconciliation.r=1,3", "trainer.max_epochs=2", "callbacks.progress_bar.refresh_rate=0"]
+    done = sweep(tmp_path / "stacked", "launcher=stacked", *overrides)
+    sweep(tmp_path / "solo", *overrides)
+    assert "2 jobs: 1 stacked groups (2 members), 0 solo" in done.stdout + done.stderr
+    for job in ("000_r1", "001_r3"):
+        ours, theirs = record(tmp_path / "stacked", job), record(tmp_path / "solo", job)
+        assert ours["status"] == "completed" and ours["learnable_params"] == theirs["learnable_params"]
+        for key, value in theirs["metrics"].items():
+            assert ours["metrics"][key] == pytest.approx(value, abs=2e-5), (job, key)
+        state, solo_state = (torch.load(root / job / "checkpoints" / "last.ckpt", weights_only=False)
+                             for root in (tmp_path / "stacked", tmp_path / "solo"))
+        for name, value in solo_state["state_dict"].items():  # its own shapes, not the group's largest r; sums over
+            # r′ instead of r round differently, and Adam's normalized steps carry that to ~1e-5 in two epochs
+            torch.testing.assert_close(state["state_dict"][name], value, rtol=1e-3, atol=1e-4, msg=name)
+        ours_adam, theirs_adam = (s["optimizer_states"][0]["state"] for s in (state, solo_state))
+        assert [v["exp_avg"].shape for v in ours_adam.values()] == [v["exp_avg"].shape for v in theirs_adam.values()]
 
 
 def test_a_stacked_sweep_run_again_skips_its_completed_members_and_retrains_the_others(tmp_path):
@@ -148,8 +169,9 @@ def test_a_stacked_sweep_run_again_skips_its_completed_members_and_retrains_the_
 
 
 def test_a_stopped_group_resumes_from_its_last_checkpoints_to_the_result_of_an_uninterrupted_run(tmp_path):
-    stopped = stop_a_group(tmp_path / "stopped", epochs=40)
-    common = ["launcher=stacked", "seed=1,2", "trainer.max_epochs=40", "callbacks.progress_bar.refresh_rate=0"]
+    """Members of ranks 1 and 3 (the first zero-padded in the stack) stopped by SIGTERM and resumed."""
+    stopped = stop_a_group(tmp_path / "stopped", epochs=40, jobs="reconciliation.r=1,3", names=("000_r1", "001_r3"))
+    common = ["launcher=stacked", "reconciliation.r=1,3", "trainer.max_epochs=40", "callbacks.progress_bar.refresh_rate=0"]
     sweep(tmp_path / "stopped", *common, "skip_completed=true")  # the same command again
     sweep(tmp_path / "whole", *common)
     for job, before in stopped.items():
@@ -161,25 +183,26 @@ def test_a_stopped_group_resumes_from_its_last_checkpoints_to_the_result_of_an_u
             assert resumed["metrics"][key] == pytest.approx(value, abs=1e-6), (job, key)
 
 
-def stop_a_group(folder, epochs=400):
-    """A 2-member group of a sweep stopped by SIGTERM once both members have a last.ckpt; their records."""
+def stop_a_group(folder, epochs=400, jobs="seed=1,2", names=("000_seed1", "001_seed2")):
+    """A 2-member group of a sweep over ``jobs`` stopped by SIGTERM once both members (``names``) have a last.ckpt;
+    their records."""
     import signal
     import subprocess
     import time
 
     from tests.test_train import cli_command
 
-    command = cli_command("-m", "launcher=stacked", "seed=1,2", f"trainer.max_epochs={epochs}",
+    command = cli_command("-m", "launcher=stacked", jobs, f"trainer.max_epochs={epochs}",
                           "callbacks.progress_bar.refresh_rate=0", f"hydra.sweep.dir={folder}")
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
-    while not all((folder / job / "checkpoints" / "last.ckpt").is_file() for job in ("000_seed1", "001_seed2")):
+    while not all((folder / job / "checkpoints" / "last.ckpt").is_file() for job in names):
         assert time.monotonic() < deadline and process.poll() is None
         time.sleep(0.05)
     process.send_signal(signal.SIGTERM)
     process.communicate(timeout=120)
     assert process.returncode == 143
-    return {job: record(folder, job) for job in ("000_seed1", "001_seed2")}
+    return {job: record(folder, job) for job in names}
 
 
 def test_sigterm_records_every_member_interrupted_with_its_last_checkpoint(tmp_path):

@@ -19,10 +19,18 @@ def test_what_a_member_keeps_for_itself_does_not_change_the_signature(member_key
     assert signature(job(member_key)) == signature(job())
 
 
-@pytest.mark.parametrize("shape_key", ["reconciliation.r=2", "reconciliation=lorr", "model.hidden=[32]",
+@pytest.mark.parametrize("shape_key", ["reconciliation=lorr", "model.hidden=[32]",
                                        "dataset.batch_size=32", "expansion.d=3", "model.heads=2", "dataset=mnist"])
 def test_what_changes_a_shape_or_the_batches_changes_the_signature(shape_key):
     assert signature(job(shape_key)) != signature(job())
+
+
+@pytest.mark.parametrize(("family", "pads"), [("dual_lphm", True), ("lphm", True), ("lorr", True),
+                                              ("random_matrix_adaption", False)])
+def test_the_rank_is_set_aside_only_for_a_family_that_pads_it(family, pads):
+    """Jobs that differ only in r stack when ψ zero-pads its rank (rpn_exp.padding)."""
+    assert (signature(job(f"reconciliation={family}", "reconciliation.r=2"))
+            == signature(job(f"reconciliation={family}", "reconciliation.r=3"))) == pads
 
 
 @pytest.mark.parametrize(("override", "reason"), [
@@ -40,8 +48,8 @@ def test_a_setting_the_stacked_loop_does_not_implement_keeps_the_job_solo(overri
 
 
 def test_jobs_are_grouped_by_signature_in_order_and_split_at_max_members():
-    configs = [job("seed=1"), job("reconciliation.r=2"), job("seed=2"), job("callbacks=early_stopping"),
-               job("seed=3"), job("reconciliation.r=2", "seed=5")]
+    configs = [job("seed=1"), job("model.hidden=[32]"), job("seed=2"), job("callbacks=early_stopping"),
+               job("seed=3"), job("model.hidden=[32]", "seed=5")]
     assert stack_groups(configs, max_members=16) == [[0, 2, 4], [1, 5], [3]]
     assert stack_groups(configs, max_members=2) == [[0, 2], [1, 5], [3], [4]]
     with pytest.raises(ValueError, match="max_members=0 is invalid"):

@@ -1,4 +1,5 @@
-"""``launcher=stacked``: a Hydra launcher that trains the jobs of a sweep that share every shape as one model.
+"""``launcher=stacked``: a Hydra launcher that trains the jobs of a sweep that share every shape as one model (jobs
+that differ only in the rank r of lorr, lphm or dual_lphm too, zero-padded to the group's largest r).
 
 Jobs are grouped by :func:`rpn_exp.stacking.stack_groups` (at most ``max_members`` per group); each group of
 several jobs is trained by :func:`rpn_exp.stacked_train.train_group` in this process, each job of its own (a job

@@ -63,6 +63,33 @@ __all__ = [
 ]
 
 
+Pieces = list[tuple[str, tuple[int, ...]]]
+
+
+def rank_positions(pieces: Pieces, larger: Pieces) -> torch.Tensor:
+    """The positions of a flat w laid out as ``pieces`` (``Reconciliation.pieces``) in a flat w laid out as
+    ``larger``, each piece being the leading corner of the larger one: a (l,) index into (l′,).
+
+    Example: lorr pieces A (n×r), B (D×r) at r = 2 in r = 3: A[i, j] = A′[i, j] and B[i, j] = B′[i, j] for j < 2;
+    the entries of A′, B′ not named by the index are the zero padding.
+    """
+    names, larger_names = [name for name, _ in pieces], [name for name, _ in larger]
+    if names != larger_names:
+        raise ValueError(f"pieces {names} cannot sit in pieces {larger_names}")
+    positions, start = [], 0
+    for (name, shape), (_, outer) in zip(pieces, larger):
+        if len(shape) != len(outer) or any(a > b for a, b in zip(shape, outer)):
+            raise ValueError(f"piece {name} of shape {shape} is not a corner of shape {outer}")
+        grid = torch.arange(start, start + math.prod(outer)).view(outer)
+        positions.append(grid[tuple(slice(0, a) for a in shape)].reshape(-1))
+        start += math.prod(outer)
+    return torch.cat(positions) if positions else torch.zeros(0, dtype=torch.long)
+
+
+def _without_r(hparams: dict) -> dict:
+    return {key: value for key, value in hparams.items() if key != "r"}
+
+
 def dense_variance(D: int) -> float:
     """Variance of PyTorch's default ``nn.Linear(D, n)`` weight: U(±1/√D) has variance 1/(3D)."""
     return 1.0 / (3.0 * D)
@@ -132,6 +159,10 @@ class Reconciliation(Function):
     stochastic = False
     #: W is homogeneous of this degree in w (W(αw) = α^degree W(w)); None when it is not. :meth:`calibrate` uses it.
     degree: int | None = None
+    #: True for a family with a rank r whose pieces at r are the leading corners of its pieces at any larger r and
+    #: whose W is unchanged when the rest is zero (each extra rank component is a product with zero factors), so a
+    #: w of rank r sits in one of rank r′ > r (:func:`rank_positions`): lorr, lphm, dual_lphm.
+    rank_pads = False
 
     def __init__(self, seed: int = 0):
         self.seed = seed
@@ -163,6 +194,15 @@ class Reconciliation(Function):
             out[key] = flat[start : start + size].reshape(s)
             start += size
         return out
+
+    def rank_positions(self, n: int, D: int, larger: Reconciliation) -> torch.Tensor:
+        """Where each entry of this ψ's w sits in the w of ``larger``, the same family with a larger rank: a
+        (l,) index into (l′,) (:func:`rank_positions`). Raises ValueError for families that do not pad their rank."""
+        ours, theirs = self.hparams(n, D), larger.hparams(n, D)
+        if not (self.rank_pads and type(larger) is type(self)) or _without_r(ours) != _without_r(theirs):
+            raise ValueError(f"{self.name} with {ours} cannot sit in {larger.name} with {theirs}: only the rank r "
+                             f"of one family pads (lorr, lphm, dual_lphm)")
+        return rank_positions(self.pieces(n, D), larger.pieces(n, D))
 
     # ------------------------------------------------------------ state / init
     def create_state(self, n: int, D: int, generator: torch.Generator | None = None,
@@ -411,6 +451,7 @@ class LowRankReconciliation(Reconciliation):
 
     name = "lorr"
     degree = 2
+    rank_pads = True
 
     def __init__(self, r: int = 5, seed: int = 0):
         super().__init__(seed)
@@ -634,6 +675,7 @@ class LPHMReconciliation(_KroneckerReconciliation):
 
     name = "lphm"
     degree = 3
+    rank_pads = True
 
     def __init__(self, r: int = 5, p: int | None = None, q: int | None = None, layout: str = "kronecker",
                  seed: int = 0):

@@ -271,3 +271,40 @@ def test_rank_bound_is_what_the_structure_allows_and_random_W_reach_it(name, psi
     w = torch.randn(1, psi.calculate_l(n, D), dtype=torch.float64)
     W = psi(w, n, D, **{k: v.double() for k, v in psi.create_state(n, D).items()})
     assert torch.linalg.matrix_rank(W) == bound  # a bound a random W attains: not a loose one
+
+
+@pytest.mark.parametrize("psi", [
+    lambda r: R.LowRankReconciliation(r=r),
+    lambda r: R.LPHMReconciliation(r=r),
+    lambda r: R.DualLPHMReconciliation(r=r),
+    lambda r: R.LPHMReconciliation(r=r, layout="reference"),
+    lambda r: R.DualLPHMReconciliation(r=r, layout="reference"),
+], ids=["lorr", "lphm", "dual_lphm", "lphm_reference", "dual_lphm_reference"])
+def test_a_smaller_rank_sits_in_a_larger_one_with_the_same_W(psi):
+    small, large, n, D = psi(2), psi(5), 12, 30
+    w = torch.randn(small.calculate_l(n, D))
+    positions = small.rank_positions(n, D, large)
+    padded = torch.zeros(large.calculate_l(n, D))
+    padded[positions] = w
+    assert small.rank_pads and positions.unique().numel() == w.numel()
+    torch.testing.assert_close(large(padded, n, D), small(w, n, D), rtol=0, atol=1e-6)
+
+
+def test_rank_positions_are_the_leading_corners_of_each_piece():
+    small, large = R.LowRankReconciliation(r=1), R.LowRankReconciliation(r=2)  # A (n×r), B (D×r), n = 2, D = 3
+    assert small.rank_positions(2, 3, large).tolist() == [0, 2, 4, 6, 8]
+
+
+@pytest.mark.parametrize("small, large, match", [
+    (R.LPHMReconciliation(r=2, p=2), R.LPHMReconciliation(r=4, p=3), "cannot sit in"),
+    (R.RandomMatrixAdaptionReconciliation(r=2), R.RandomMatrixAdaptionReconciliation(r=4), "only the rank r"),
+    (R.LowRankReconciliation(r=2), R.DualLPHMReconciliation(r=4), "only the rank r"),
+])
+def test_only_the_rank_of_a_padding_family_pads(small, large, match):
+    with pytest.raises(ValueError, match=match):
+        small.rank_positions(12, 30, large)
+
+
+def test_pieces_that_are_not_corners_are_refused():
+    with pytest.raises(ValueError, match="not a corner"):
+        R.rank_positions([("A", (3, 2))], [("A", (2, 4))])
