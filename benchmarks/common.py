@@ -19,7 +19,7 @@ def compose(overrides):
     from hydra import initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
-    from rpn_exp.config_path import config_dir
+    from rpn_exp.config.location import config_dir
 
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):

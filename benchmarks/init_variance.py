@@ -20,13 +20,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from hydra.utils import instantiate  # noqa: E402
 
 from benchmarks.common import compose, print_table  # noqa: E402
-from rpn_exp.diagnostics import layer_statistics, spread  # noqa: E402
+from rpn_exp.nn.diagnostics import layer_statistics, spread  # noqa: E402
 
 FIXED = {"zero", "one", "constant", "constant_eye"}  # no parameters: W is fixed, there is nothing to initialize
 
 
 def families() -> list[tuple[str, list[str]]]:
-    from rpn_exp.config_path import config_dir
+    from rpn_exp.config.location import config_dir
 
     names = sorted(p.stem for p in (Path(config_dir()) / "reconciliation").glob("*.yaml") if p.stem not in FIXED)
     out = [(name, []) for name in names]

@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.common import print_table  # noqa: E402
 from rpn_exp.functions import expansion as E  # noqa: E402
 from rpn_exp.functions import reconciliation as R  # noqa: E402
-from rpn_exp.layers import RPNLayer  # noqa: E402
+from rpn_exp.nn import RPNLayer  # noqa: E402
 
 RECONCILIATIONS = {
     "identity": R.IdentityReconciliation,

@@ -45,8 +45,8 @@ def measure(run: str, steps: int, dataset: str, accelerator: str, more: list[str
     import torch.nn.functional as F
     from hydra.utils import instantiate
 
-    from rpn_exp.build import build_datamodule, build_network
-    from rpn_exp.module import RPNClassifier
+    from rpn_exp.config.build import build_datamodule, build_network
+    from rpn_exp.run.module import RPNClassifier
 
     class StepTimer(L.Callback):
         def __init__(self):

@@ -22,8 +22,9 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 from benchmarks.common import compose, print_table, timed  # noqa: E402
-from rpn_exp.build import build_network, instantiate_node  # noqa: E402
-from rpn_exp.members import MemberOptimizers, MemberStack, member_losses  # noqa: E402
+from rpn_exp.config.build import build_network, instantiate_node  # noqa: E402
+from rpn_exp.nn.members import MemberStack, member_losses  # noqa: E402
+from rpn_exp.run.members import MemberOptimizers  # noqa: E402
 
 OVERRIDES = ["experiment=paper_mnist", "reconciliation=dual_lphm", "reconciliation.r=5"]
 

@@ -1,10 +1,10 @@
 """rpn_exp: Hydra + Lightning experiments with Reconciled Polynomial Networks.
 
-``rpn_exp.functions`` holds the pure PyTorch component functions, ``rpn_exp.layers`` the RPN modules;
+``rpn_exp.functions`` holds the pure PyTorch component functions, ``rpn_exp.nn`` the RPN modules;
 ``build_model(cfg)`` turns a composed Hydra config into the network.
 """
 
-from .naming import register_resolvers
+from rpn_exp.config.naming import register_resolvers
 
 __version__ = "0.1.0"
 
@@ -15,7 +15,7 @@ register_resolvers()
 
 def build_model(cfg):
     """The ``torch.nn.Module`` for a composed config: (batch, num_features) -> class logits."""
-    from .build import build_model as _build_model
+    from rpn_exp.config.build import build_model as _build_model
 
     return _build_model(cfg)
 

@@ -6,15 +6,15 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
-from .config_path import config_dir
+from rpn_exp.config.location import config_dir
 
 
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="config")
 def main(cfg: DictConfig) -> float | tuple[float, ...] | None:
     """Train (or, with ``-m``, each job of a sweep). A refused setting ends a single run with one line on stderr
     and exit status 1 (``HYDRA_FULL_ERROR=1`` shows the traceback)."""
-    from .build import ConfigError
-    from .train import train
+    from rpn_exp.config.build import ConfigError
+    from rpn_exp.run.task import train
 
     try:
         return train(cfg)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from .record import write_json
+from rpn_exp.run.record import write_json
 
 EVAL_FILE = "eval.json"
 SPLITS = ("test", "val")
@@ -65,10 +65,10 @@ def evaluate(path: str | Path, split: str = "test", overrides: list[str] | tuple
     import lightning as L
     import torch
 
-    from .build import build_datamodule
-    from .console import configure_console
-    from .module import RPNClassifier
-    from .provenance import provenance
+    from rpn_exp.config.build import build_datamodule
+    from rpn_exp.run.console import configure_console
+    from rpn_exp.run.module import RPNClassifier
+    from rpn_exp.run.provenance import provenance
 
     path = Path(path)
     configure_console(sweep=False)

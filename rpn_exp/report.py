@@ -11,7 +11,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from .summary import default_title, summarize, write_summary
+from rpn_exp.sweep.rows import summarize
+from rpn_exp.sweep.summary import default_title, write_summary
 
 
 def parse_args(argv=None) -> argparse.Namespace:

@@ -25,7 +25,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from rpn_exp.provenance import provenance  # noqa: E402
+from rpn_exp.run.provenance import provenance  # noqa: E402
 
 COMMAND = ["-m", "hparams_search=rank", "task_name=rank_digits"]
 EXAMPLE = ROOT / "outputs" / "examples" / "rank_digits"

@@ -27,7 +27,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from rpn_exp.provenance import provenance  # noqa: E402
+from rpn_exp.run.provenance import provenance  # noqa: E402
 
 COMMON = ["dataset=fashion_mnist", "seed=1,2,3", "launcher=joblib"]
 SWEEPS = {

@@ -9,7 +9,7 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import open_dict
 
-from rpn_exp.config_path import config_dir
+from rpn_exp.config.location import config_dir
 
 CONF = Path(config_dir())
 

@@ -3,9 +3,9 @@
 from lightning.pytorch.callbacks import EarlyStopping, RichProgressBar
 from PIL import Image
 
-from rpn_exp.build import instantiate_node
-from rpn_exp.record import read_record
-from rpn_exp.train import train
+from rpn_exp.config.build import instantiate_node
+from rpn_exp.run.record import read_record
+from rpn_exp.run.task import train
 from tests.test_train import FAST, load_events
 
 

@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from rpn_exp.checkpointing import atomic_torch_save
-from rpn_exp.record import read_record, write_json
-from rpn_exp.summary import read_csv
-from rpn_exp.train import train
+from rpn_exp.run.checkpointing import atomic_torch_save
+from rpn_exp.run.record import read_record, write_json
+from rpn_exp.run.task import train
+from rpn_exp.sweep.summary import read_csv
 from tests.test_train import FAST, run_cli
 
 SIGNAL = "+callbacks.signal._target_=tests.callbacks.SignalFromEnv"

@@ -176,7 +176,7 @@ def postgres():
 def test_two_sweep_processes_share_one_optuna_study_in_postgresql(postgres, tmp_path):
     import optuna
 
-    from rpn_exp.summary import summarize
+    from rpn_exp.sweep.rows import summarize
 
     # the study is made once, before the workers start (two processes creating its tables at once would race)
     made = subprocess.run([str(Path(sys.executable).parent / "optuna"), "create-study", "--storage", postgres,

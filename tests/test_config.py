@@ -10,7 +10,7 @@ from hydra.utils import get_class, instantiate
 from omegaconf import OmegaConf
 
 from rpn_exp import build_model
-from rpn_exp.build import FUNCTION_GROUPS
+from rpn_exp.config.build import FUNCTION_GROUPS
 from tests.conftest import CONF, compose_config, options
 
 GROUPS = ["dataset", *FUNCTION_GROUPS, "model", "optimizer", "scheduler", "trainer", "logger", "callbacks", "experiment", "debug"]
@@ -134,7 +134,7 @@ def test_launcher_presets_select_hydras_launchers(launcher, target):
 
 
 def test_model_yaml_states_the_layer_defaults():
-    from rpn_exp.layers import RPNLayer
+    from rpn_exp.nn import RPNLayer
 
     node = OmegaConf.load(CONF / "model" / "rpn.yaml")
     params = inspect.signature(RPNLayer).parameters

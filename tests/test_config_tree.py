@@ -1,6 +1,6 @@
 """The config tree printed when a run starts: each group with its option and values, on one screen."""
 
-from rpn_exp.config_tree import format_config_tree
+from rpn_exp.config.tree import format_config_tree
 from tests.conftest import compose_config
 
 

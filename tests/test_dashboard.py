@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from rpn_exp.summary import read_csv
+from rpn_exp.sweep.summary import read_csv
 from scripts.example_sweep import free_port
 from tests.test_sweep import multirun
 

@@ -132,8 +132,8 @@ def test_bad_dataset_arguments_list_the_valid_choices():
 def test_real_fashion_mnist_trains_for_a_few_batches(tmp_path):
     from rpn_exp.functions.expansion import TaylorExpansion
     from rpn_exp.functions.reconciliation import DualLPHMReconciliation
-    from rpn_exp.layers import RPNNetwork
-    from rpn_exp.module import RPNClassifier
+    from rpn_exp.nn import RPNNetwork
+    from rpn_exp.run.module import RPNClassifier
 
     L.seed_everything(0)
     dm = VisionDataModule("fashion_mnist", cache_dir=str(tmp_path / "data"), batch_size=64)

@@ -1,6 +1,6 @@
 """Initialization: every family, head count and channel count starts as hot as a dense layer, steadily over seeds.
 
-Measured with ``rpn_exp.diagnostics`` as ``benchmarks/init_variance.py`` does: an RPN layer 16 → 16 (Taylor d=2 +
+Measured with ``rpn_exp.nn.diagnostics`` as ``benchmarks/init_variance.py`` does: an RPN layer 16 → 16 (Taylor d=2 +
 layer norm), x ~ N(0, 1), 20 seeds, float64; the dense reference is identity reconciliation with C = H = 1.
 """
 
@@ -11,10 +11,10 @@ import pytest
 import torch
 from hydra.utils import instantiate
 
-from rpn_exp.diagnostics import initial_output_variances, layer_statistics, quantiles, spread
 from rpn_exp.functions import interdependence as I
 from rpn_exp.functions import reconciliation as R
-from rpn_exp.layers import RPNHead
+from rpn_exp.nn import RPNHead
+from rpn_exp.nn.diagnostics import initial_output_variances, layer_statistics, quantiles, spread
 from tests.conftest import compose_config, options
 
 FIXED = {"zero", "one", "constant", "constant_eye"}  # no parameters: W is fixed, nothing to initialize

@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from rpn_exp.eval import EVAL_FILE, main
-from rpn_exp.module import RPNClassifier
-from rpn_exp.record import read_record
-from rpn_exp.train import train
+from rpn_exp.run.module import RPNClassifier
+from rpn_exp.run.record import read_record
+from rpn_exp.run.task import train
 from tests.test_train import FAST
 
 

@@ -6,9 +6,9 @@ import shutil
 
 import pytest
 
-from rpn_exp.grouping import config_of, group_by_config, interval
 from rpn_exp.report import main as report
-from rpn_exp.summary import read_csv
+from rpn_exp.sweep.grouping import config_of, group_by_config, interval
+from rpn_exp.sweep.summary import read_csv
 from tests.test_sweep import multirun
 
 

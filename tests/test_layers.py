@@ -8,7 +8,7 @@ from rpn_exp.functions import interdependence as I
 from rpn_exp.functions import reconciliation as R
 from rpn_exp.functions import remainder as P
 from rpn_exp.functions.shapes import auto_factor
-from rpn_exp.layers import RPNLayer, RPNNetwork, count_frozen, count_learnable
+from rpn_exp.nn import RPNLayer, RPNNetwork, count_frozen, count_learnable
 
 PAPER_WIDTHS = [784, 64, 64, 10]
 
@@ -155,7 +155,7 @@ def assert_same_function(fast: RPNLayer, slow: RPNLayer, batch: int):
 @pytest.mark.parametrize("norm", [None, ["layer_norm"]])
 @pytest.mark.parametrize("d,m,n,batch", [(2, 6, 4, 1), (2, 10, 6, 7), (3, 5, 3, 4)])
 def test_bilinear_path_equals_materialized_in_outputs_and_gradients(psi, norm, d, m, n, batch, monkeypatch):
-    monkeypatch.setattr("rpn_exp.layers.BILINEAR_MIN_D", 1)  # dense W takes the path at any width here
+    monkeypatch.setattr("rpn_exp.nn.head.BILINEAR_MIN_D", 1)  # dense W takes the path at any width here
     torch.manual_seed(0)
     kwargs = dict(expansion=E.TaylorExpansion(d=d, postprocess=norm), reconciliation=psi, channels=2)
     fast, slow = RPNLayer(m, n, **kwargs), RPNLayer(m, n, materialize=True, **kwargs)
@@ -173,16 +173,16 @@ def test_bilinear_path_at_the_paper_first_layer(psi):
 
 
 def count_checkpoints(monkeypatch) -> list:
-    import rpn_exp.layers
+    import rpn_exp.nn.head
 
     calls = []
-    real = rpn_exp.layers.checkpoint
+    real = rpn_exp.nn.head.checkpoint
 
     def counting(fn, *args, **kwargs):
         calls.append(args[0].shape[0])
         return real(fn, *args, **kwargs)
 
-    monkeypatch.setattr(rpn_exp.layers, "checkpoint", counting)
+    monkeypatch.setattr(rpn_exp.nn.head, "checkpoint", counting)
     return calls
 
 
@@ -196,7 +196,7 @@ def count_checkpoints(monkeypatch) -> list:
     ],
 )
 def test_chunked_dense_paths_equal_the_whole_batch(expansion, psi, materialize, path, monkeypatch):
-    monkeypatch.setattr("rpn_exp.layers.BILINEAR_MIN_D", 1)
+    monkeypatch.setattr("rpn_exp.nn.head.BILINEAR_MIN_D", 1)
     torch.manual_seed(0)
     kwargs = dict(expansion=expansion, reconciliation=psi, materialize=materialize)
     whole = RPNLayer(7, 5, **kwargs)
@@ -280,7 +280,7 @@ def test_a_compiled_network_computes_what_the_eager_one_does(tmp_path):
 
 def test_an_unknown_compile_mode_lists_the_valid_ones():
     from rpn_exp import build_model
-    from rpn_exp.build import ConfigError
+    from rpn_exp.config.build import ConfigError
     from tests.conftest import compose_config
 
     with pytest.raises(ConfigError, match=r"model.compile='fast' is invalid; valid choices: null \(eager\), default, reduce-overhead"):

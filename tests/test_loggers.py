@@ -3,9 +3,9 @@
 import pytest
 from tensorboard.plugins.hparams import api_pb2
 
-from rpn_exp.module import DivergenceError
-from rpn_exp.record import read_record
-from rpn_exp.train import train
+from rpn_exp.run.module import DivergenceError
+from rpn_exp.run.record import read_record
+from rpn_exp.run.task import train
 from tests.test_train import FAST, hparams_plugin, load_events
 
 #: Every scalar series a run writes: each once (no hp/ copies, no placeholder metric).

@@ -6,10 +6,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from rpn_exp.build import build_network
+from rpn_exp.config.build import build_network
 from rpn_exp.data.base import TensorBatches, standardize
 from rpn_exp.functions.factors import kron_taylor
-from rpn_exp.members import MemberBatches, MemberStack, member_losses
+from rpn_exp.nn.members import MemberStack, member_losses
+from rpn_exp.run.members import MemberBatches
 from tests.conftest import compose_config
 
 #: One network per compute path (and the pieces around it: heads, channels, ξ, π, bias, chunked rows).
@@ -57,7 +58,7 @@ def test_a_stack_computes_what_each_member_computes_forward_and_backward(name):
 
 
 def test_the_networks_cover_every_compute_path_and_row_chunks():
-    from rpn_exp.layers import PATHS
+    from rpn_exp.nn.head import PATHS
 
     built = {name: networks(overrides)[0] for name, overrides in NETWORKS.items()}
     assert {layer.path for net in built.values() for layer in net.layers} == set(PATHS)
@@ -124,7 +125,7 @@ def test_members_of_other_shapes_are_refused():
     lambda params: torch.optim.SGD(params, lr=0.05, momentum=0.9),
 ])
 def test_members_with_equal_settings_share_an_optimizer_that_computes_what_each_ones_own_does(optimizer):
-    from rpn_exp.members import MemberOptimizers
+    from rpn_exp.run.members import MemberOptimizers
 
     nets = networks(NETWORKS["product"])
     solo = [copy.deepcopy(net) for net in nets]

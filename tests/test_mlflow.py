@@ -2,8 +2,8 @@
 
 import pytest
 
-from rpn_exp.record import read_record
-from rpn_exp.train import train
+from rpn_exp.run.record import read_record
+from rpn_exp.run.task import train
 from tests.test_train import FAST
 
 mlflow = pytest.importorskip("mlflow", reason="the mlflow extra is not installed (pip install -e '.[mlflow]')")

@@ -2,7 +2,7 @@
 
 import pytest
 
-from rpn_exp.naming import comparable_overrides, job_dir, job_label, job_number, run_suffix
+from rpn_exp.config.naming import comparable_overrides, job_dir, job_label, job_number, run_suffix
 
 
 @pytest.mark.parametrize("overrides, label", [

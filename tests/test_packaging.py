@@ -31,7 +31,7 @@ def test_wheel_installs_into_a_clean_venv_and_runs_elsewhere(tmp_path):
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "rpn_exp [dry_run]" in done.stdout
-    located = subprocess.run([str(python), "-c", "import rpn_exp.config_path as c; print(c.config_dir())"],
+    located = subprocess.run([str(python), "-c", "import rpn_exp.config.location as c; print(c.config_dir())"],
                              cwd=elsewhere, capture_output=True, text=True, check=True).stdout.strip()
     assert located.startswith(str(purelib)) and Path(located, "config.yaml").is_file()
     assert list((elsewhere / "outputs").rglob("result.json"))

@@ -6,9 +6,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from rpn_exp.build import build_network
-from rpn_exp.members import MemberOptimizers, MemberStack, member_losses
-from rpn_exp.padding import RankPadding
+from rpn_exp.config.build import build_network
+from rpn_exp.nn.members import MemberStack, member_losses
+from rpn_exp.nn.padding import RankPadding
+from rpn_exp.run.members import MemberOptimizers
 from tests.conftest import compose_config
 
 #: Networks of a family with a rank, one per compute path it takes.

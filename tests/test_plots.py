@@ -4,7 +4,8 @@ import matplotlib.figure
 import torch
 
 from rpn_exp.functions import reconciliation
-from rpn_exp.plots import family_colour, pareto_plot, point_label, weight_figure
+from rpn_exp.run.snapshots import weight_figure
+from rpn_exp.sweep.plots import family_colour, pareto_plot, point_label
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -41,7 +42,7 @@ def test_the_pareto_plot_is_a_png_with_a_chance_line(tmp_path):
 
 
 def test_baselines_are_dashed_curves_with_their_own_legend_entries(tmp_path):
-    from rpn_exp.plots import pareto_figure
+    from rpn_exp.sweep.plots import pareto_figure
 
     rpn = {"status": "completed", "model": "rpn", "reconciliation": "dual_lphm", "pareto": True, "widths": "784-64-10"}
     mlp = {**rpn, "model": "mlp", "reconciliation": "identity", "pareto": False}

@@ -6,7 +6,7 @@ from importlib import metadata
 
 import pytest
 
-from rpn_exp.provenance import PACKAGES, git_state, provenance, versions
+from rpn_exp.run.provenance import PACKAGES, git_state, provenance, versions
 
 
 def git(folder, *args):

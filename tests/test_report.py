@@ -1,8 +1,8 @@
 """``python -m rpn_exp.report``: rebuilds the summary files from the records on disk."""
 
-from rpn_exp.record import write_record
 from rpn_exp.report import main
-from rpn_exp.summary import read_csv
+from rpn_exp.run.record import write_record
+from rpn_exp.sweep.summary import read_csv
 from tests.test_summary import record
 
 

@@ -5,8 +5,8 @@ import json
 import pytest
 import torch
 
-from rpn_exp.module import RPNClassifier
-from rpn_exp.summary import read_csv
+from rpn_exp.run.module import RPNClassifier
+from rpn_exp.sweep.summary import read_csv
 from tests.test_train import hparams_plugin, load_events, run_cli
 
 pytestmark = pytest.mark.slow

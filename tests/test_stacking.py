@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from rpn_exp.stacking import signature, solo_reason, stack_groups
+from rpn_exp.sweep.stacking import signature, solo_reason, stack_groups
 from tests.conftest import compose_config
 
 
@@ -28,7 +28,7 @@ def test_what_changes_a_shape_or_the_batches_changes_the_signature(shape_key):
 @pytest.mark.parametrize(("family", "pads"), [("dual_lphm", True), ("lphm", True), ("lorr", True),
                                               ("random_matrix_adaption", False)])
 def test_the_rank_is_set_aside_only_for_a_family_that_pads_it(family, pads):
-    """Jobs that differ only in r stack when ψ zero-pads its rank (rpn_exp.padding)."""
+    """Jobs that differ only in r stack when ψ zero-pads its rank (rpn_exp.nn.padding)."""
     assert (signature(job(f"reconciliation={family}", "reconciliation.r=2"))
             == signature(job(f"reconciliation={family}", "reconciliation.r=3"))) == pads
 

@@ -4,18 +4,9 @@ import math
 
 import pytest
 
-from rpn_exp.record import write_record
-from rpn_exp.summary import (
-    COLUMNS,
-    default_title,
-    find_jobs,
-    format_markdown,
-    job_row,
-    pareto_front,
-    read_csv,
-    summarize,
-    write_summary,
-)
+from rpn_exp.run.record import write_record
+from rpn_exp.sweep.rows import COLUMNS, find_jobs, job_row, pareto_front, summarize
+from rpn_exp.sweep.summary import default_title, format_markdown, read_csv, write_summary
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 

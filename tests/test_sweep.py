@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from rpn_exp.report import main as report
-from rpn_exp.summary import read_csv
+from rpn_exp.sweep.summary import read_csv
 from tests.test_train import FAST, hparams_plugin, load_events, run_cli
 
 pytestmark = pytest.mark.slow

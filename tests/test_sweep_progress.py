@@ -2,8 +2,8 @@
 
 import pytest
 
-from rpn_exp.record import write_record
-from rpn_exp.sweep_progress import SweepProgress, planned_jobs
+from rpn_exp.run.record import write_record
+from rpn_exp.sweep.progress import SweepProgress, planned_jobs
 
 
 @pytest.mark.parametrize("params, overrides, n_trials, total", [

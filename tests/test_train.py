@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from rpn_exp.build import ConfigError
-from rpn_exp.module import DivergenceError
-from rpn_exp.record import read_record
-from rpn_exp.train import train
+from rpn_exp.config.build import ConfigError
+from rpn_exp.run.module import DivergenceError
+from rpn_exp.run.record import read_record
+from rpn_exp.run.task import train
 
 FAST = ["debug=limit", "callbacks.progress_bar.refresh_rate=0"]
 

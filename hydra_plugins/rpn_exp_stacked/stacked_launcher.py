@@ -1,8 +1,8 @@
 """``launcher=stacked``: a Hydra launcher that trains the jobs of a sweep that share every shape as one model (jobs
 that differ only in the rank r of lorr, lphm or dual_lphm too, zero-padded to the group's largest r).
 
-Jobs are grouped by :func:`rpn_exp.stacking.stack_groups` (at most ``max_members`` per group); each group of
-several jobs is trained by :func:`rpn_exp.stacked_train.train_group` in this process, each job of its own (a job
+Jobs are grouped by :func:`rpn_exp.sweep.stacking.stack_groups` (at most ``max_members`` per group); each group of
+several jobs is trained by :func:`rpn_exp.run.stacked.train_group` in this process, each job of its own (a job
 that stacks with nothing, or one the stacked loop does not implement) runs as the basic launcher runs it. Every
 job gets its own folder with ``.hydra/``, log file, ``result.json`` and TensorBoard run, as under any launcher.
 """
@@ -39,7 +39,7 @@ class StackedLauncher(Launcher):
         self.config, self.hydra_context, self.task_function = config, hydra_context, task_function
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
-        from rpn_exp.stacking import solo_reason, stack_groups
+        from rpn_exp.sweep.stacking import solo_reason, stack_groups
 
         setup_globals()
         configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
@@ -82,7 +82,7 @@ class StackedLauncher(Launcher):
                        job_dir_key="hydra.sweep.dir", job_subdir_key="hydra.sweep.subdir")
 
     def _train_group(self, jobs, logs) -> list:
-        from rpn_exp.stacked_train import train_group
+        from rpn_exp.run.stacked import train_group
 
         folders = [Path(cfg.paths.output_dir) for cfg, _ in jobs]
         name = f"{folders[0].parent.name}/" + "+".join(f.name.split("_")[0] for f in folders)
@@ -93,13 +93,13 @@ class StackedLauncher(Launcher):
 
 def _prepare(cfg: DictConfig):
     """The job's config resolved in its own Hydra context (its folder, its overrides) and that context."""
-    from rpn_exp.train import hydra_context
+    from rpn_exp.run.task import hydra_context
 
     return OmegaConf.create(OmegaConf.to_container(cfg, resolve=True)), hydra_context()
 
 
 def _already_completed(cfg: DictConfig, context: dict) -> bool:
-    from rpn_exp.train import completed_record
+    from rpn_exp.run.task import completed_record
 
     if not cfg.get("skip_completed", False):
         return False

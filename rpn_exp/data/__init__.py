@@ -1,9 +1,9 @@
 """Lightning data modules over preloaded tensors."""
 
-from .base import TensorBatches, TensorDataModule
-from .digits import DigitsDataModule
-from .vision import SPECS as VISION_DATASETS
-from .vision import DatasetError, VisionDataModule
+from rpn_exp.data.base import TensorBatches, TensorDataModule
+from rpn_exp.data.digits import DigitsDataModule
+from rpn_exp.data.vision import SPECS as VISION_DATASETS
+from rpn_exp.data.vision import DatasetError, VisionDataModule
 
 __all__ = ["DatasetError", "TensorBatches", "TensorDataModule", "DigitsDataModule", "VisionDataModule",
            "VISION_DATASETS"]

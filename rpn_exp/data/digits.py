@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from .base import TensorDataModule, split_off
+from rpn_exp.data.base import TensorDataModule, split_off
 
 
 class DigitsDataModule(TensorDataModule):

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from .base import TensorDataModule, split_off
+from rpn_exp.data.base import TensorDataModule, split_off
 
 EMNIST_CLASSES = {"byclass": 62, "bymerge": 47, "balanced": 47, "letters": 26, "digits": 10, "mnist": 10}
 

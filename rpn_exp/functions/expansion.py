@@ -13,9 +13,9 @@ from collections.abc import Sequence
 
 import torch
 
-from .base import Function
-from .processing import build_processing
-from .shapes import check_positive_int
+from rpn_exp.functions.base import Function
+from rpn_exp.functions.processing import build_processing
+from rpn_exp.functions.shapes import check_positive_int
 
 __all__ = [
     "Expansion",

@@ -25,7 +25,7 @@ Factor = torch.Tensor | LowRank
 
 
 def batched(x: torch.Tensor) -> bool:
-    """Whether ``x`` is one member's view inside ``torch.func.vmap`` (a stacked run, ``rpn_exp.members``)."""
+    """Whether ``x`` is one member's view inside ``torch.func.vmap`` (a stacked run, ``rpn_exp.nn.members``)."""
     return torch._C._functorch.is_batchedtensor(x)
 
 

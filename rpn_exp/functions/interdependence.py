@@ -17,9 +17,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .base import Function
-from .reconciliation import Reconciliation
-from .shapes import check_positive_int
+from rpn_exp.functions.base import Function
+from rpn_exp.functions.reconciliation import Reconciliation
+from rpn_exp.functions.shapes import check_positive_int
 
 __all__ = [
     "Interdependence",

@@ -38,9 +38,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import Function
-from .factors import Factor, LowRank, dense, kron_linear, outer_dense, outer_linear
-from .shapes import check_positive_int, resolve_factor
+from rpn_exp.functions.base import Function
+from rpn_exp.functions.factors import Factor, LowRank, dense, kron_linear, outer_dense, outer_linear
+from rpn_exp.functions.shapes import check_positive_int, resolve_factor
 
 #: Exported in a fixed order (the low-parameter families first): plots give families colours in this order.
 __all__ = [
@@ -541,7 +541,7 @@ class _KroneckerReconciliation(Reconciliation):
         combination of the β·(segments) vectors of b read per row class and segment
         (:func:`~rpn_exp.functions.factors.outer_linear`)."""
         if self.reference:
-            from .factors import outer_segments
+            from rpn_exp.functions.factors import outer_segments
 
             p, q, s, t = self.dims(n, D)
             beta, _, segments = outer_segments(n, D, p * q, s * t)

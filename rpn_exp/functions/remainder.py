@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import Function
+from rpn_exp.functions.base import Function
 
 __all__ = ["Remainder", "ZeroRemainder", "IdentityRemainder", "LinearRemainder", "ConstantRemainder"]
 

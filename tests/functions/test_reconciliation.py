@@ -197,7 +197,7 @@ def test_a_frozen_matrix_beyond_the_limit_is_refused_before_it_is_allocated():
 
 def test_the_paper_first_layer_with_a_hypernet_is_a_config_error_naming_the_layer():
     from rpn_exp import build_model
-    from rpn_exp.build import ConfigError
+    from rpn_exp.config.build import ConfigError
 
     with pytest.raises(ConfigError, match=r"layer 0 \(m=784 -> n=64, D=615440\): hypernet reconciliation"):
         build_model(compose_config(["experiment=paper_mnist", "reconciliation=hypernet"]))

@@ -4,7 +4,7 @@ Two jobs stack when their composed configs are equal once the member keys are se
 stacked run keeps for itself (seed, optimizer, scheduler, initialization, epochs, tags) and the paths that name its
 own folder. What is left fixes every parameter shape, the data and the batching, so the members step together.
 The rank ``reconciliation.r`` of a ψ that pads its rank (``Reconciliation.rank_pads``: lorr, lphm, dual_lphm) is set
-aside too: its members train in the shape of the group's largest r, the others zero-padded (``rpn_exp.padding``).
+aside too: its members train in the shape of the group's largest r, the others zero-padded (``rpn_exp.nn.padding``).
 A job that the stacked loop cannot reproduce (a callback, trainer setting or logger it does not implement) runs
 solo, with the reason said in :func:`solo_reason`.
 """

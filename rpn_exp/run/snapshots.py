@@ -1,9 +1,11 @@
-"""Lightning callbacks of the train task (module-level classes, so ``ddp_spawn`` can pickle them); the checkpoint
-callbacks are in ``rpn_exp.checkpointing``."""
+"""Heatmaps of every layer's fabricated W in TensorBoard: the Lightning callback of a solo run, and the function
+the stacked task calls for each member (module-level classes, so ``ddp_spawn`` can pickle them)."""
 
 from __future__ import annotations
 
 import lightning as L
+import numpy as np
+import torch
 
 
 class WeightSnapshots(L.Callback):
@@ -40,11 +42,36 @@ class WeightSnapshots(L.Callback):
 
 def write_weight_snapshots(writers, net, step: int, rows: int, cols: int) -> None:
     """One ``weights/<layer>`` image per layer of ``net`` at ``step`` to each TensorBoard ``SummaryWriter``."""
-    from .plots import weight_figure
-
     for layer in net.layers:
         head = layer.heads[0]
         window = head.weight_window(rows, cols)
         for writer in writers:
             figure = weight_figure(window, f"{layer.name} W, step {step}", (head.n, head.D))
             writer.add_figure(f"weights/{layer.name}", figure, step)
+
+
+def weight_figure(W: torch.Tensor, title: str, full_shape: tuple[int, int] | None = None):
+    """A heatmap of a weight matrix: diverging colour map centred on 0 (blue < 0 < red) with a colour bar.
+
+    ``W`` is drawn one cell per weight; ``full_shape`` (n, D) says, in the title, which part of a larger W it is.
+    Returns a matplotlib Figure (the caller closes it, e.g. ``SummaryWriter.add_figure`` does).
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    W = W.detach().float().cpu().numpy()
+    limit = float(np.abs(W).max()) or 1.0
+    rows, cols = W.shape
+    fig, ax = plt.subplots(figsize=(9, 1.6 + 4.4 * min(1.0, rows / 128)), dpi=100)
+    image = ax.imshow(W, cmap="RdBu_r", vmin=-limit, vmax=limit, aspect="auto", interpolation="nearest")
+    fig.colorbar(image, ax=ax, fraction=0.04, pad=0.02)
+    shown = ""
+    if full_shape is not None and tuple(full_shape) != (rows, cols):
+        shown = f": rows 0-{rows - 1}, columns 0-{cols - 1} of {full_shape[0]} x {full_shape[1]}"
+    ax.set_title(f"{title} ({rows} x {cols}{shown})", fontsize=9)
+    ax.set_xlabel("column (feature of kappa)")
+    ax.set_ylabel("row (output)")
+    fig.tight_layout()
+    return fig

@@ -1,7 +1,7 @@
 """Jobs that differ only in ``seed`` form one configuration: its mean, standard deviation and 95% interval.
 
 A sweep over seeds (``python -m rpn_exp -m hparams_search=rank seed=1,2,3``) measures how much of a difference
-between configurations is noise. Rows are the per-job summary rows of ``rpn_exp.summary``; the configuration of
+between configurations is noise. Rows are the per-job summary rows of ``rpn_exp.sweep.summary``; the configuration of
 a job is its overrides without ``seed`` and without the switches and paths that do not change what it computes.
 """
 
@@ -11,7 +11,8 @@ import math
 import statistics
 from collections.abc import Sequence
 
-from .naming import comparable_overrides
+from rpn_exp.config.naming import comparable_overrides
+from rpn_exp.sweep.rows import RANK_MARK, accuracy, pareto_front
 
 #: The columns of ``summary_by_config.csv`` in order.
 GROUP_COLUMNS = (
@@ -52,8 +53,6 @@ def group_by_config(rows: Sequence[dict]) -> list[dict]:
     """One row per configuration of the completed jobs that have a test accuracy, in order of first appearance,
     with n, the seeds, and mean/std/ci95 of test and best validation accuracy; ``pareto`` marks the front chosen
     by mean validation accuracy (the test accuracy is reported, never used to choose)."""
-    from .summary import accuracy, pareto_front
-
     groups: dict[tuple[str, str], list[dict]] = {}
     for row in rows:
         if row["status"] == "completed" and not math.isnan(accuracy(row, "test_acc")):
@@ -77,9 +76,7 @@ def group_by_config(rows: Sequence[dict]) -> list[dict]:
 
 def format_group_table(groups: Sequence[dict]) -> str:
     """Markdown: one line per configuration, sorted by learnable parameters, mean ± std [95% interval]; a
-    configuration whose output layer cannot reach rank classes − 1 is marked (``rpn_exp.summary.RANK_MARK``)."""
-    from .summary import RANK_MARK
-
+    configuration whose output layer cannot reach rank classes − 1 is marked (``rpn_exp.sweep.summary.RANK_MARK``)."""
     def stat(group: dict, metric: str) -> str:
         mean, std, half = (group[f"{metric}_{k}"] for k in ("mean", "std", "ci95"))
         if math.isnan(std):

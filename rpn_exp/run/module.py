@@ -42,7 +42,7 @@ class RPNClassifier(L.LightningModule):
                 raise ValueError("RPNClassifier needs a network or the config to build it from")
             from omegaconf import OmegaConf
 
-            from .build import build_model
+            from rpn_exp.config.build import build_model
 
             net = build_model(OmegaConf.create(config))
         self.net = net
@@ -107,13 +107,13 @@ class RPNClassifier(L.LightningModule):
     def on_save_checkpoint(self, checkpoint):
         """Besides what Lightning saves: the best validation accuracy so far and every RNG's state (torch, CUDA,
         numpy, python), so that a resumed run draws the same random numbers as an uninterrupted one."""
-        from .checkpointing import rng_states
+        from rpn_exp.run.checkpointing import rng_states
 
         checkpoint["val_acc_best"] = self.val_acc_best
         checkpoint["rng_states"] = rng_states()
 
     def on_load_checkpoint(self, checkpoint):
-        from .checkpointing import restore_rng_states
+        from rpn_exp.run.checkpointing import restore_rng_states
 
         self.val_acc_best = checkpoint.get("val_acc_best", 0.0)
         if "rng_states" in checkpoint and self._trainer is not None:  # resuming training, not loading for eval

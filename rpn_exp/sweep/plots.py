@@ -1,4 +1,4 @@
-"""Images for people: fabricated weight matrices as colour heatmaps, sweeps as accuracy-per-parameter plots."""
+"""Sweeps as pictures: accuracy against learnable parameters, with the Pareto front."""
 
 from __future__ import annotations
 
@@ -6,36 +6,7 @@ import math
 from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
-import torch
-
-
-def weight_figure(W: torch.Tensor, title: str, full_shape: tuple[int, int] | None = None):
-    """A heatmap of a weight matrix: diverging colour map centred on 0 (blue < 0 < red) with a colour bar.
-
-    ``W`` is drawn one cell per weight; ``full_shape`` (n, D) says, in the title, which part of a larger W it is.
-    Returns a matplotlib Figure (the caller closes it, e.g. ``SummaryWriter.add_figure`` does).
-    """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    W = W.detach().float().cpu().numpy()
-    limit = float(np.abs(W).max()) or 1.0
-    rows, cols = W.shape
-    fig, ax = plt.subplots(figsize=(9, 1.6 + 4.4 * min(1.0, rows / 128)), dpi=100)
-    image = ax.imshow(W, cmap="RdBu_r", vmin=-limit, vmax=limit, aspect="auto", interpolation="nearest")
-    fig.colorbar(image, ax=ax, fraction=0.04, pad=0.02)
-    shown = ""
-    if full_shape is not None and tuple(full_shape) != (rows, cols):
-        shown = f": rows 0-{rows - 1}, columns 0-{cols - 1} of {full_shape[0]} x {full_shape[1]}"
-    ax.set_title(f"{title} ({rows} x {cols}{shown})", fontsize=9)
-    ax.set_xlabel("column (feature of kappa)")
-    ax.set_ylabel("row (output)")
-    fig.tight_layout()
-    return fig
-
+from rpn_exp.sweep.rows import chance, family, is_baseline
 
 #: Columns whose values tell the points of a sweep apart (labelled on the plot when they vary).
 LABEL_COLUMNS = ("r", "p", "q", "seed", "lr", "epochs", "expansion", "interdependence", "remainder", "widths",
@@ -57,7 +28,7 @@ def family_colour(family: str):
 
     from matplotlib import colormaps
 
-    from .functions import reconciliation
+    from rpn_exp.functions import reconciliation
 
     if family in BASELINE_COLOURS:
         return BASELINE_COLOURS[family]
@@ -103,7 +74,7 @@ def pareto_figure(rows: Sequence[dict], title: str = ""):
     """Test accuracy against learnable parameters (log axis), one colour per reconciliation family, front drawn;
     dense baselines (``model=mlp``: ``mlp``, ``linear``) as dashed curves with their own legend entries.
 
-    ``rows`` are summary rows (``rpn_exp.summary``); completed rows with a test accuracy are plotted, each
+    ``rows`` are summary rows (``rpn_exp.sweep.summary``); completed rows with a test accuracy are plotted, each
     labelled with what tells it from the other points of its family, and those with ``pareto`` set are joined by
     the front's step line. A family keeps its colour across plots (:func:`family_colour`; a layout variant is drawn
     as diamonds); chance accuracy (1 / classes) is a grey line; the legend sits outside the axes. When some points
@@ -115,9 +86,7 @@ def pareto_figure(rows: Sequence[dict], title: str = ""):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from .summary import family
-
-    grouped = bool(rows) and "test_acc_mean" in rows[0]  # configurations pooled over seeds (rpn_exp.grouping)
+    grouped = bool(rows) and "test_acc_mean" in rows[0]  # configurations pooled over seeds (rpn_exp.sweep.grouping)
     y_key = "test_acc_mean" if grouped else "test_acc"
     done = [r for r in rows if r["status"] == "completed" and r[y_key] != "" and r["learnable_params"] != ""]
     done = [r for r in done if not math.isnan(float(r[y_key]))]
@@ -146,8 +115,6 @@ def pareto_figure(rows: Sequence[dict], title: str = ""):
 
 def _draw(ax, done: Sequence[dict], y_key: str, grouped: bool, several: bool) -> None:
     """The families, baselines, front and chance line of :func:`pareto_figure` on one axes."""
-    from .summary import chance, family, is_baseline
-
     for name in sorted({family(r) for r in done}, key=lambda f: (f not in ("linear", "mlp"), f)):
         series = sorted((r for r in done if family(r) == name), key=lambda r: int(r["learnable_params"]))
         xs, ys = [int(r["learnable_params"]) for r in series], [float(r[y_key]) for r in series]

@@ -36,8 +36,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from .functions.expansion import Expansion, TaylorExpansion
-from .functions.factors import (
+from rpn_exp.functions.expansion import Expansion, TaylorExpansion
+from rpn_exp.functions.factors import (
     batched,
     bilinear,
     bilinear_columns,
@@ -48,10 +48,9 @@ from .functions.factors import (
     outer_bilinear_plan,
     shape,
 )
-from .functions.interdependence import Interdependence, NoInterdependence
-from .functions.processing import build_processing, is_plain_layer_norm
-from .functions.reconciliation import Reconciliation, dense_variance
-from .functions.remainder import Remainder, ZeroRemainder
+from rpn_exp.functions.interdependence import Interdependence, NoInterdependence
+from rpn_exp.functions.processing import is_plain_layer_norm
+from rpn_exp.functions.reconciliation import Reconciliation, dense_variance
 
 PATHS = ("product", "bilinear", "structured", "materialized")
 #: A dense W multiplies κ through the bilinear form (never building κ) from this width of κ up (benchmarks/layers.py).
@@ -287,180 +286,3 @@ class RPNHead(nn.Module):
             U, V = thin
             return U[:rows] @ V[:cols].T
         return self.reconciliation(w, self.n, self.D, **state)[:rows, :cols]
-
-
-class RPNLayer(nn.Module):
-    """An RPN layer R^m → R^n: H heads averaged, plus remainder π(x), optional bias and output processing."""
-
-    def __init__(
-        self,
-        m: int,
-        n: int,
-        *,
-        expansion: Expansion,
-        reconciliation: Reconciliation,
-        remainder: Remainder | None = None,
-        interdependence: Interdependence | None = None,
-        heads: int = 1,
-        channels: int = 1,
-        bias: bool = False,
-        output_processing=None,
-        materialize: bool = False,
-        chunk_elements: int = CHUNK_ELEMENTS,
-        init: str = "variance",
-        name: str = "layer",
-        index: int = 0,
-    ):
-        super().__init__()
-        self.m, self.n, self.name = m, n, name
-        self.remainder = remainder or ZeroRemainder()
-        try:
-            for key, value in (("heads", heads), ("channels", channels)):
-                if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                    raise ValueError(f"{key}={value!r} is invalid; it must be an integer >= 1")
-            self.heads = nn.ModuleList(
-                RPNHead(
-                    m,
-                    n,
-                    expansion=expansion,
-                    reconciliation=reconciliation,
-                    interdependence=interdependence,
-                    channels=channels,
-                    materialize=materialize,
-                    chunk_elements=chunk_elements,
-                    state_seed=reconciliation.seed + 1000 * index + head,  # each layer and head its own matrices
-                    init=init,
-                    heads=heads,
-                )
-                for head in range(heads)
-            )
-            self.remainder.check(m, n)
-        except ValueError as error:
-            D = _safe_D(expansion, interdependence, m)
-            raise ValueError(f"{name} (m={m} -> n={n}, D={D}): {error}") from error
-        self._pi_keys = _register_state(self, "pi_", self.remainder.create_state(m, n))
-        self.bias = nn.Parameter(torch.zeros(n)) if bias else None
-        self.output_processing = build_processing(output_processing, n)
-
-    @property
-    def D(self) -> int:
-        return self.heads[0].D
-
-    @property
-    def l(self) -> int:
-        return self.heads[0].l
-
-    @property
-    def path(self) -> str:
-        return self.heads[0].path
-
-    @property
-    def rank_bound(self) -> int:
-        """An upper bound on the rank of the layer's map into R^n, from its structure alone:
-        min(n, H·C·rank_bound(ψ) + rank_bound(π)), since an average of H·C matrices of rank ≤ k has rank ≤ H·C·k.
-
-        When the output layer's bound is below classes − 1, some classes can never be predicted (the logits lie in
-        a subspace that cannot order every class first).
-        """
-        head = self.heads[0]
-        structured = len(self.heads) * head.channels * head.reconciliation.rank_bound(self.n, self.D)
-        return min(self.n, structured + self.remainder.rank_bound(self.m, self.n))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = _mean([head(x) for head in self.heads])
-        rest = self.remainder(x, self.n, **_gather(self, "pi_", self._pi_keys))
-        if rest is not None:
-            y = y + rest
-        if self.bias is not None:
-            y = y + self.bias
-        return self.output_processing(y)
-
-    def describe(self) -> dict:
-        """m, n, D, l, parameter counts, compute path and the reconciliation's resolved hyper-parameters."""
-        head = self.heads[0]
-        return {
-            "layer": self.name,
-            "m": self.m,
-            "n": self.n,
-            "D": self.D,
-            "l": self.l,
-            "learnable": count_learnable(self),
-            "frozen": count_frozen(self),
-            "path": self.path,
-            "rank_bound": self.rank_bound,
-            **head.reconciliation.hparams(self.n, self.D),
-        }
-
-    def identity_learnable(self) -> int:
-        """Learnable parameters this layer would have with identity reconciliation (l = nD per channel)."""
-        structured = sum(
-            p.numel()
-            for head in self.heads
-            for name, p in head.named_parameters()
-            if p.requires_grad and (name == "w" or name.startswith("psi_"))
-        )
-        dense = sum(head.channels * self.n * head.D for head in self.heads)
-        return count_learnable(self) - structured + dense
-
-    def extra_repr(self) -> str:
-        d = self.describe()
-        return ", ".join(f"{k}={d[k]}" for k in ("m", "n", "D", "l", "learnable", "frozen", "path"))
-
-
-def _safe_D(expansion: Expansion, interdependence: Interdependence | None, m: int):
-    try:
-        return expansion.calculate_D((interdependence or NoInterdependence()).output_dim(m))
-    except Exception:  # the width itself may be what is invalid
-        return "?"
-
-
-def count_learnable(module: nn.Module) -> int:
-    """Parameters that receive gradients."""
-    return sum(p.numel() for p in module.parameters() if p.requires_grad)
-
-
-def count_frozen(module: nn.Module) -> int:
-    """Buffers plus parameters that do not receive gradients (random matrices, masks, frozen hypernets)."""
-    return sum(b.numel() for b in module.buffers()) + sum(
-        p.numel() for p in module.parameters() if not p.requires_grad
-    )
-
-
-class RPNNetwork(nn.Module):
-    """A stack of RPN layers over ``widths`` = [m, h_1, ..., n] (e.g. [784, 64, 64, 10]).
-
-    ``layer_overrides`` maps a layer index (0-based) to keyword arguments of :class:`RPNLayer` that
-    replace the shared ones for that layer (e.g. ``{2: {"reconciliation": IdentityReconciliation()}}``).
-    ``activation`` (a processing spec, e.g. ``"relu"``) is applied between layers, not after the last: with identity
-    expansion and reconciliation and a bias, that is a dense multilayer perceptron.
-    """
-
-    def __init__(self, widths: Sequence[int], *, layer_overrides: Mapping[int, Mapping] | None = None,
-                 activation=None, **shared):
-        super().__init__()
-        widths = list(widths)
-        if len(widths) < 2 or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in widths):
-            raise ValueError(f"widths={widths} is invalid; give at least two positive integers, e.g. [64, 32, 10]")
-        overrides = {int(k): dict(v) for k, v in (layer_overrides or {}).items()}
-        bad = sorted(set(overrides) - set(range(len(widths) - 1)))
-        if bad:
-            raise ValueError(
-                f"layer_overrides names layers {bad}, but the network has layers 0..{len(widths) - 2}"
-            )
-        self.widths = widths
-        self.layers = nn.ModuleList(
-            RPNLayer(m, n, name=f"layer {i}", index=i, **{**shared, **overrides.get(i, {})})
-            for i, (m, n) in enumerate(zip(widths[:-1], widths[1:]))
-        )
-        self.activations = nn.ModuleList(build_processing(activation, n) for n in widths[1:-1])
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        for layer, activation in zip(self.layers, [*self.activations, None]):
-            x = layer(x)
-            if activation is not None:
-                x = activation(x)
-        return x
-
-    def describe(self) -> list[dict]:
-        """One row per layer (see :meth:`RPNLayer.describe`)."""
-        return [layer.describe() for layer in self.layers]

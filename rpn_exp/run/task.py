@@ -18,17 +18,33 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from .build import ConfigError, build_datamodule, build_network, function_configs, instantiate_node, model_name
-from .checkpointing import INTERRUPTED, LAST, AtomicCheckpointIO, LastCheckpoint, SaveOnInterrupt, check_resumable
-from .checks import check_added_keys, check_settings
-from .config_tree import format_config_tree
-from .console import configure_console
-from .data import DatasetError
-from .loggers import TensorBoardLogger
-from .module import DivergenceError, RPNClassifier
-from .naming import comparable_overrides
-from .provenance import provenance
-from .record import format_layer_table, model_record, per_layer, read_record, summary_line, write_record
+from rpn_exp.config.build import (
+    ConfigError,
+    build_datamodule,
+    build_network,
+    function_configs,
+    instantiate_node,
+    model_name,
+)
+from rpn_exp.config.checks import check_added_keys, check_settings
+from rpn_exp.config.naming import comparable_overrides
+from rpn_exp.config.sweep_definition import read_definition, swept_keys
+from rpn_exp.config.tree import format_config_tree
+from rpn_exp.data import DatasetError
+from rpn_exp.nn.describe import format_layer_table, model_record, per_layer
+from rpn_exp.run.checkpointing import (
+    INTERRUPTED,
+    LAST,
+    AtomicCheckpointIO,
+    LastCheckpoint,
+    SaveOnInterrupt,
+    check_resumable,
+)
+from rpn_exp.run.console import configure_console
+from rpn_exp.run.loggers import TensorBoardLogger
+from rpn_exp.run.module import DivergenceError, RPNClassifier
+from rpn_exp.run.provenance import provenance
+from rpn_exp.run.record import read_record, summary_line, write_record
 
 log = logging.getLogger("rpn_exp")
 
@@ -250,8 +266,6 @@ def check_checkpoint(path: str | None, net) -> None:
 
 def sweep_keys(context: dict) -> set[str] | None:
     """The config keys the running sweep varies (None outside a sweep, or for a sweep without ``sweep.json``)."""
-    from .sweep import read_definition, swept_keys
-
     definition = read_definition(context["sweep_dir"]) if context["multirun"] else None
     return swept_keys(definition) if definition is not None else None
 

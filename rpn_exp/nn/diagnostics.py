@@ -1,7 +1,7 @@
 """How hot a layer starts: its initial output variance over seeds, and how much that varies from seed to seed.
 
 The initialization of every reconciliation family aims at the output variance of a dense ``nn.Linear`` layer
-(``rpn_exp.functions.reconciliation``, ``rpn_exp.layers.RPNHead``). These helpers measure it; the tests hold
+(``rpn_exp.functions.reconciliation``, ``rpn_exp.nn.head.RPNHead``). These helpers measure it; the tests hold
 every family to it and ``benchmarks/init_variance.py`` prints the table.
 """
 
@@ -46,8 +46,8 @@ def layer_statistics(make_reconciliation: Callable[[int], object], *, channels: 
     """The initial output variances over ``seeds`` of an RPN layer R^m → R^n with the default expansion (Taylor
     d = 2 + layer norm) and the reconciliation ``make_reconciliation(seed)`` (whose own seed draws its frozen
     matrices; offset from the global seed so the two streams differ), in float64, on x ~ N(0, 1) (batch × m)."""
-    from .functions.expansion import TaylorExpansion
-    from .layers import RPNLayer
+    from rpn_exp.functions.expansion import TaylorExpansion
+    from rpn_exp.nn.layer import RPNLayer
 
     x = torch.randn(batch, m, generator=torch.Generator().manual_seed(1234), dtype=torch.float64)
 

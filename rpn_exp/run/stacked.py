@@ -3,14 +3,14 @@
 Each member is set up as its solo run sets itself up (record, seed, data split, network, optimizer, scheduler,
 loggers) and ends as a solo run ends: its own ``result.json`` (plus ``stacked_group``), TensorBoard run,
 ``best-epochNNN.ckpt`` and ``last.ckpt``. In between, the members' steps are one: their batches (each from its own
-split, in its own seed's order) go through a :class:`~rpn_exp.members.MemberStack` together, the sum of their
+split, in its own seed's order) go through a :class:`~rpn_exp.nn.members.MemberStack` together, the sum of their
 losses is differentiated once, and each member's optimizer steps its own parameters. What Lightning does for a
 solo run is reproduced here for each member: the logged series and their steps, validation after every epoch,
 the best checkpoint on the monitored metric (strictly better only), test on the best weights.
 
 A member whose loss becomes NaN or infinite is recorded ``diverged`` and leaves the stack; so does a member that
 reached its ``max_epochs``; the others go on. Members that differ only in the rank r of their ψ train in the shape of
-the largest r, the smaller ones zero-padded (``rpn_exp.padding``); each one's checkpoints keep its own shapes.
+the largest r, the smaller ones zero-padded (``rpn_exp.nn.padding``); each one's checkpoints keep its own shapes.
 """
 
 from __future__ import annotations
@@ -27,15 +27,16 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from .build import ConfigError, instantiate_node
-from .callbacks import write_weight_snapshots
-from .checkpointing import LAST, atomic_torch_save
-from .checks import check_added_keys, check_settings
-from .loggers import TensorBoardLogger
-from .members import PER_PARAMETER_OPTIMIZERS, MemberBatches, MemberOptimizers, MemberStack, member_losses
-from .padding import RankPadding
-from .record import summary_line
-from .train import (
+from rpn_exp.config.build import ConfigError, instantiate_node
+from rpn_exp.config.checks import check_added_keys, check_settings
+from rpn_exp.nn.members import MemberStack, member_losses
+from rpn_exp.nn.padding import RankPadding
+from rpn_exp.run.checkpointing import LAST, atomic_torch_save
+from rpn_exp.run.loggers import TensorBoardLogger
+from rpn_exp.run.members import PER_PARAMETER_OPTIMIZERS, MemberBatches, MemberOptimizers
+from rpn_exp.run.record import summary_line
+from rpn_exp.run.snapshots import write_weight_snapshots
+from rpn_exp.run.task import (
     SIGTERM_EXIT,
     build_experiment,
     clear_attempt,
@@ -114,7 +115,7 @@ class Member:
 
 def stack_nets(members: list[Member]) -> None:
     """The network each member trains as: its own, or, for a smaller rank r than the group's largest, a copy of the
-    largest one holding its weights zero-padded (``rpn_exp.padding``)."""
+    largest one holding its weights zero-padded (``rpn_exp.nn.padding``)."""
     built = [m for m in members if m.net is not None]
     if not built:
         return

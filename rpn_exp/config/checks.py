@@ -2,7 +2,7 @@
 
 These are the run's scalar settings (optimizer, scheduler, data batching, epochs, seed) and overrides that add
 keys nothing reads. Hyper-parameters of the component functions are checked where they are used (the functions
-raise plain ``ValueError``s, which ``rpn_exp.build`` turns into ``ConfigError``s).
+raise plain ``ValueError``s, which ``rpn_exp.config.build`` turns into ``ConfigError``s).
 """
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ import math
 
 from omegaconf import DictConfig, OmegaConf
 
-from .build import ConfigError
+from rpn_exp.config.build import ConfigError
 
-#: Keys of the model node that ``rpn_exp.build.build_network`` reads.
+#: Keys of the model node that ``rpn_exp.config.build.build_network`` reads.
 MODEL_KEYS = ("hidden", "heads", "channels", "bias", "output_processing", "materialize", "compile", "chunk_elements",
               "layer_overrides")
 

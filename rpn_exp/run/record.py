@@ -3,48 +3,12 @@
 from __future__ import annotations
 
 import json
-import math
 import os
 import socket
 from pathlib import Path
 
-from .layers import RPNNetwork, count_frozen, count_learnable
-
 RECORD_FILE = "result.json"
 STATUSES = ("completed", "dry_run", "diverged", "interrupted", "failed", "running")
-
-
-def model_record(net: RPNNetwork) -> dict:
-    """Parameter counts, per-layer shapes and compression against identity reconciliation."""
-    learnable = count_learnable(net)
-    identity = sum(layer.identity_learnable() for layer in net.layers)
-    return {
-        "widths": list(net.widths),
-        "learnable_params": learnable,
-        "frozen_params": count_frozen(net),
-        "identity_params": identity,
-        "compression_vs_identity": identity / learnable if learnable else math.inf,
-        "layers": net.describe(),
-    }
-
-
-def output_rank_limit(layers: list[dict]) -> tuple[int, int] | None:
-    """(rank bound, classes) when the output layer's rank bound is below classes − 1, the dimension of the logit
-    differences softmax reads; None otherwise. Its logits then lie in a smaller subspace (at rank 1 they are
-    multiples of one vector, and at most two classes can ever be predicted).
-    ``layers`` are the rows of ``RPNNetwork.describe()``."""
-    if not layers or "rank_bound" not in layers[-1]:
-        return None
-    bound, classes = int(layers[-1]["rank_bound"]), int(layers[-1]["n"])
-    return (bound, classes) if bound < classes - 1 else None
-
-
-def per_layer(layers: list[dict], key: str) -> str | int:
-    """A hyper-parameter as resolved in each layer: one value if all layers agree, else ``a/b/c`` ("" if none)."""
-    values = [row[key] for row in layers if key in row]
-    if not values:
-        return ""
-    return values[0] if len(set(values)) == 1 else "/".join(map(str, values))
 
 
 def process_alive(record: dict) -> bool:
@@ -97,19 +61,6 @@ def _jsonable(value):
     if hasattr(value, "item"):
         return value.item()
     return str(value)
-
-
-def format_layer_table(layers: list[dict]) -> str:
-    """A fixed-width text table of the per-layer description rows."""
-    columns = ["layer", "m", "n", "D", "l", "learnable", "frozen", "path", "rank_bound", "hparams"]
-    known = set(columns)
-    rows = []
-    for row in layers:
-        hp = " ".join(f"{k}={v}" for k, v in row.items() if k not in known)
-        rows.append([str(row.get(c, "")) if c != "hparams" else hp for c in columns])
-    widths = [max(len(c), *(len(r[i]) for r in rows)) for i, c in enumerate(columns)]
-    line = lambda cells: "  ".join(c.rjust(w) if c.isdigit() else c.ljust(w) for c, w in zip(cells, widths))  # noqa: E731
-    return "\n".join([line(columns), line(["-" * w for w in widths]), *(line(r) for r in rows)])
 
 
 def summary_line(record: dict) -> str:

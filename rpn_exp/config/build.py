@@ -10,8 +10,9 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from .layers import INITS, RPNNetwork
-from .record import output_rank_limit
+from rpn_exp.nn import RPNNetwork
+from rpn_exp.nn.describe import output_rank_limit
+from rpn_exp.nn.head import INITS
 
 log = logging.getLogger("rpn_exp")
 
@@ -130,9 +131,9 @@ def check_degenerate(net: RPNNetwork) -> None:
     """Refuse a layer whose output is 0 for every input: ψ gives W = 0 (``zero``), or rows of W that are constant
     (``one``, ``constant``) against a κ whose layer norm makes each row sum to 0, with no remainder or bias to
     add anything."""
-    from .functions.processing import is_plain_layer_norm
-    from .functions.reconciliation import ConstantReconciliation, ZeroReconciliation
-    from .functions.remainder import ZeroRemainder
+    from rpn_exp.functions.processing import is_plain_layer_norm
+    from rpn_exp.functions.reconciliation import ConstantReconciliation, ZeroReconciliation
+    from rpn_exp.functions.remainder import ZeroRemainder
 
     for layer in net.layers:
         head = layer.heads[0]
@@ -174,7 +175,7 @@ def check_ranks(net: RPNNetwork) -> None:
 
 
 def warn_rank_limit(net: RPNNetwork) -> None:
-    """Warn when the output layer's W cannot reach rank classes − 1 (``rpn_exp.record.output_rank_limit``): the run
+    """Warn when the output layer's W cannot reach rank classes − 1 (``rpn_exp.run.record.output_rank_limit``): the run
     still trains, but its structure, not its training, limits how well the classes can be separated."""
     limit = output_rank_limit(net.describe())
     if limit is None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .layers import RPNHead
+from rpn_exp.nn.head import RPNHead
 
 
 def rank_embeddings(small: nn.Module, large: nn.Module) -> dict[str, torch.Tensor]:

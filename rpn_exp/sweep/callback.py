@@ -15,55 +15,20 @@ from pathlib import Path
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from .naming import comparable_overrides
-from .record import RECORD_FILE, process_alive, write_json
-from .summary import default_title, status_counts, summarize, write_summary
-from .sweep_progress import SweepProgress, planned_jobs
+from rpn_exp.config.sweep_definition import SWEEP_FILE, sweep_definition, sweep_plan
+from rpn_exp.run.record import RECORD_FILE, process_alive, write_json
+from rpn_exp.sweep.progress import SweepProgress, planned_jobs
+from rpn_exp.sweep.rows import summarize
+from rpn_exp.sweep.summary import default_title, status_counts, write_summary
 
 log = logging.getLogger("rpn_exp")
 
-#: The sweep's definition, written into its folder when it starts: what makes the folder this sweep's.
-SWEEP_FILE = "sweep.json"
 #: Held by the sweep that runs in a folder (its pid and host), from its start until its summary is written.
 LOCK_FILE = "sweep.lock"
 
 
 class SweepFolderError(ValueError):
     """A sweep folder that belongs to another sweep, or that holds this sweep's jobs without the resume switch."""
-
-
-def sweep_definition(config: DictConfig) -> dict:
-    """What a sweep runs: the sweeper's parameters and the command's overrides (paths and switches left out)."""
-    sweeper = config.hydra.sweeper
-    params = OmegaConf.to_container(sweeper.params) if sweeper.get("params") else {}
-    return {"params": params, "overrides": comparable_overrides(config.hydra.overrides.task)}
-
-
-def swept_keys(definition: dict) -> set[str]:
-    """The config keys a sweep varies: those its parameters or command give several values (``a,b``, ``range``,
-    ``choice``, ``interval``), without a leading ``+``/``~``."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
-    texts = [f"{key}={value}" for key, value in definition.get("params", {}).items()]
-    texts += list(definition.get("overrides", []))
-    return {o.get_key_element().lstrip("+~") for o in OverridesParser.create().parse_overrides(texts)
-            if o.is_sweep_override()}
-
-
-def read_definition(folder: str | Path) -> dict | None:
-    """The definition in a sweep folder's ``sweep.json`` (None when there is none)."""
-    path = Path(folder) / SWEEP_FILE
-    return json.loads(path.read_text()).get("definition") if path.is_file() else None
-
-
-def sweep_plan(config: DictConfig) -> dict | None:
-    """What expands into the sweep's jobs, in Hydra's order, for the basic (grid) sweeper; None for a search
-    sweeper (Optuna), whose trials are sampled as it goes."""
-    sweeper = config.hydra.sweeper
-    if not str(sweeper.get("_target_", "")).endswith("BasicSweeper"):
-        return None
-    params = OmegaConf.to_container(sweeper.params) if sweeper.get("params") else {}
-    return {"params": params, "overrides": list(config.hydra.overrides.task)}
 
 
 def lock_folder(folder: str | Path) -> Path:

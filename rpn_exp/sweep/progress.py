@@ -16,8 +16,8 @@ import time
 from datetime import timedelta
 from pathlib import Path
 
-from .naming import job_number
-from .record import RECORD_FILE
+from rpn_exp.config.naming import job_number
+from rpn_exp.run.record import RECORD_FILE
 
 #: Statuses after which a job does not change any more.
 FINAL = ("completed", "dry_run", "diverged", "interrupted", "failed")

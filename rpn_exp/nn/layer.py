@@ -1,0 +1,142 @@
+"""An RPN layer R^m → R^n: H heads averaged, plus the remainder π(x), an optional bias and output processing.
+
+    y = mean_h head_h(x) + π(x) (+ b)
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from rpn_exp.functions.expansion import Expansion
+from rpn_exp.functions.interdependence import Interdependence, NoInterdependence
+from rpn_exp.functions.processing import build_processing
+from rpn_exp.functions.reconciliation import Reconciliation
+from rpn_exp.functions.remainder import Remainder, ZeroRemainder
+from rpn_exp.nn.describe import count_frozen, count_learnable
+from rpn_exp.nn.head import CHUNK_ELEMENTS, RPNHead, _gather, _mean, _register_state
+
+
+class RPNLayer(nn.Module):
+    """An RPN layer R^m → R^n: H heads averaged, plus remainder π(x), optional bias and output processing."""
+
+    def __init__(
+        self,
+        m: int,
+        n: int,
+        *,
+        expansion: Expansion,
+        reconciliation: Reconciliation,
+        remainder: Remainder | None = None,
+        interdependence: Interdependence | None = None,
+        heads: int = 1,
+        channels: int = 1,
+        bias: bool = False,
+        output_processing=None,
+        materialize: bool = False,
+        chunk_elements: int = CHUNK_ELEMENTS,
+        init: str = "variance",
+        name: str = "layer",
+        index: int = 0,
+    ):
+        super().__init__()
+        self.m, self.n, self.name = m, n, name
+        self.remainder = remainder or ZeroRemainder()
+        try:
+            for key, value in (("heads", heads), ("channels", channels)):
+                if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                    raise ValueError(f"{key}={value!r} is invalid; it must be an integer >= 1")
+            self.heads = nn.ModuleList(
+                RPNHead(
+                    m,
+                    n,
+                    expansion=expansion,
+                    reconciliation=reconciliation,
+                    interdependence=interdependence,
+                    channels=channels,
+                    materialize=materialize,
+                    chunk_elements=chunk_elements,
+                    state_seed=reconciliation.seed + 1000 * index + head,  # each layer and head its own matrices
+                    init=init,
+                    heads=heads,
+                )
+                for head in range(heads)
+            )
+            self.remainder.check(m, n)
+        except ValueError as error:
+            D = _safe_D(expansion, interdependence, m)
+            raise ValueError(f"{name} (m={m} -> n={n}, D={D}): {error}") from error
+        self._pi_keys = _register_state(self, "pi_", self.remainder.create_state(m, n))
+        self.bias = nn.Parameter(torch.zeros(n)) if bias else None
+        self.output_processing = build_processing(output_processing, n)
+
+    @property
+    def D(self) -> int:
+        return self.heads[0].D
+
+    @property
+    def l(self) -> int:
+        return self.heads[0].l
+
+    @property
+    def path(self) -> str:
+        return self.heads[0].path
+
+    @property
+    def rank_bound(self) -> int:
+        """An upper bound on the rank of the layer's map into R^n, from its structure alone:
+        min(n, H·C·rank_bound(ψ) + rank_bound(π)), since an average of H·C matrices of rank ≤ k has rank ≤ H·C·k.
+
+        When the output layer's bound is below classes − 1, some classes can never be predicted (the logits lie in
+        a subspace that cannot order every class first).
+        """
+        head = self.heads[0]
+        structured = len(self.heads) * head.channels * head.reconciliation.rank_bound(self.n, self.D)
+        return min(self.n, structured + self.remainder.rank_bound(self.m, self.n))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = _mean([head(x) for head in self.heads])
+        rest = self.remainder(x, self.n, **_gather(self, "pi_", self._pi_keys))
+        if rest is not None:
+            y = y + rest
+        if self.bias is not None:
+            y = y + self.bias
+        return self.output_processing(y)
+
+    def describe(self) -> dict:
+        """m, n, D, l, parameter counts, compute path and the reconciliation's resolved hyper-parameters."""
+        head = self.heads[0]
+        return {
+            "layer": self.name,
+            "m": self.m,
+            "n": self.n,
+            "D": self.D,
+            "l": self.l,
+            "learnable": count_learnable(self),
+            "frozen": count_frozen(self),
+            "path": self.path,
+            "rank_bound": self.rank_bound,
+            **head.reconciliation.hparams(self.n, self.D),
+        }
+
+    def identity_learnable(self) -> int:
+        """Learnable parameters this layer would have with identity reconciliation (l = nD per channel)."""
+        structured = sum(
+            p.numel()
+            for head in self.heads
+            for name, p in head.named_parameters()
+            if p.requires_grad and (name == "w" or name.startswith("psi_"))
+        )
+        dense = sum(head.channels * self.n * head.D for head in self.heads)
+        return count_learnable(self) - structured + dense
+
+    def extra_repr(self) -> str:
+        d = self.describe()
+        return ", ".join(f"{k}={d[k]}" for k in ("m", "n", "D", "l", "learnable", "frozen", "path"))
+
+
+def _safe_D(expansion: Expansion, interdependence: Interdependence | None, m: int):
+    try:
+        return expansion.calculate_D((interdependence or NoInterdependence()).output_dim(m))
+    except Exception:  # the width itself may be what is invalid
+        return "?"

@@ -1,0 +1,96 @@
+"""K networks of one shape trained as one: every tensor gets a leading member dimension.
+
+A stacked run (``launcher=stacked``) trains the members of a group (jobs that differ in seed, optimizer,
+scheduler, initialization or epochs, not in any shape) in one process. Each member is an ordinary network, built
+as its solo run builds it; :class:`MemberStack` keeps all their parameters in stacked tensors of shape (K, ...),
+the members' own parameters being views of them, and computes
+
+    y[k] = net_k(x[k]),   x (K, b, m) -> y (K, b, n)
+
+with ``torch.func.vmap`` over a ``functional_call`` of one member's module, so every compute path (the fused
+Kronecker × Taylor node through its own vmap rule) runs once for all members. Gradients land in the stacked
+tensors; :meth:`MemberStack.member_grads` hands each member its slice, so each member's own optimizer (its own
+hyper-parameters and state) steps it exactly as in a solo run.
+
+The members' batches and optimizers are in :mod:`rpn_exp.run.members`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.func import functional_call, vmap
+
+
+class MemberStack(nn.Module):
+    """The networks ``members`` (same class and shapes) as one batched model.
+
+    ``forward(x)``: x (K, b, m) -> logits (K, b, n), member k's rows through member k's parameters and buffers.
+    ``masks[k]`` (optional) maps parameter names to member k's gradient mask of the parameter's shape.
+    After ``loss.backward()``, :meth:`member_grads` sets each member parameter's ``.grad`` (a view of the stacked
+    gradient). Updating a member's parameter in place (its optimizer) updates the stacked tensor: they share memory.
+    """
+
+    def __init__(self, members: Sequence[nn.Module], masks: Sequence[dict[str, torch.Tensor]] | None = None):
+        super().__init__()
+        if not members:
+            raise ValueError("a member stack needs at least one network")
+        shapes = [[(name, tuple(p.shape)) for name, p in m.named_parameters()] for m in members]
+        if any(s != shapes[0] for s in shapes[1:]):
+            raise ValueError("the members of a stack must have the same parameter names and shapes")
+        self.members = list(members)
+        self.template = members[0]
+        self.stacked: dict[str, torch.Tensor] = {}
+        self.views: dict[str, list[nn.Parameter]] = {}  # each member's parameter of that name
+        for name, _ in members[0].named_parameters():
+            views = [m.get_parameter(name) for m in members]
+            stacked = torch.stack([v.detach() for v in views]).requires_grad_(views[0].requires_grad)
+            for k, parameter in enumerate(views):
+                parameter.data = stacked.data[k]  # the member's parameter is a view: its optimizer updates the stack
+            self.stacked[name], self.views[name] = stacked, views
+        self.buffers_ = {name: torch.stack([dict(m.named_buffers())[name] for m in members])
+                         for name, _ in members[0].named_buffers()}
+        masks = masks or [{} for _ in members]
+        self.masks = {name: torch.stack([mask.get(name, torch.ones_like(self.stacked[name][0])) for mask in masks])
+                      for name in dict.fromkeys(name for mask in masks for name in mask)}
+
+    def __len__(self) -> int:
+        return len(self.members)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        def one(params, buffers, rows):
+            return functional_call(self.template, (params, buffers), (rows,))
+
+        return vmap(one)(self.stacked, self.buffers_, x)
+
+    def train(self, mode: bool = True):
+        for member in self.members:
+            member.train(mode)
+        return self
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        """No gradient in the stack or in any member (``set_to_none`` only: the members' are views)."""
+        for name, stacked in self.stacked.items():
+            stacked.grad = None
+            for parameter in self.views[name]:
+                parameter.grad = None
+
+    def member_grads(self, skip: Sequence[int] = ()) -> None:
+        """Each member parameter's ``.grad``: its slice of the stacked gradient, times its mask where it has one
+        (zero at a padded rank, ``rpn_exp.nn.padding``); None where there is none, and for the members at the positions
+        ``skip``, which their optimizers then leave alone."""
+        for name, stacked in self.stacked.items():
+            if name in self.masks and stacked.grad is not None:
+                stacked.grad.mul_(self.masks[name])
+            grads = stacked.grad.unbind() if stacked.grad is not None else [None] * len(self.members)
+            for k, parameter in enumerate(self.views[name]):
+                parameter.grad = None if k in skip else grads[k]
+
+
+def member_losses(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Each member's mean cross entropy over its batch: logits (K, b, classes), y (K, b) -> (K,)."""
+    K, b = y.shape
+    return F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="none").view(K, b).mean(1)

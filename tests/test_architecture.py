@@ -1,0 +1,40 @@
+"""The package's shape: layers whose imports point one way, no import cycles, modules of a readable size."""
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGE = ROOT / "rpn_exp"
+
+
+def lint_imports() -> str:
+    found = Path(sys.executable).with_name("lint-imports")
+    return str(found) if found.is_file() else shutil.which("lint-imports") or pytest.fail(
+        "lint-imports is not installed (pip install -e '.[dev]')")
+
+
+def test_imports_keep_the_layers_and_make_no_cycle():
+    done = subprocess.run([lint_imports()], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
+    assert "2 kept, 0 broken" in done.stdout
+
+
+def test_a_broken_layer_is_caught(tmp_path):
+    """The contract is live: an upward import (the network importing the run's record) breaks it."""
+    import tomllib
+
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]
+    copy = tmp_path / "rpn_exp"
+    shutil.copytree(PACKAGE, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    (copy / "nn" / "network.py").write_text((copy / "nn" / "network.py").read_text() + "\nimport rpn_exp.run.record\n")
+    (tmp_path / ".importlinter").write_text(
+        "[importlinter]\nroot_package = rpn_exp\n\n[importlinter:contract:layers]\nname = layers\ntype = layers\n"
+        "containers = rpn_exp\nlayers =\n" + "".join(f"    {layer}\n" for layer in config["contracts"][0]["layers"]))
+    done = subprocess.run([lint_imports(), "--config", str(tmp_path / ".importlinter")], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120, env={"PYTHONPATH": str(tmp_path)})
+    assert done.returncode != 0 and "rpn_exp.nn.network -> rpn_exp.run.record" in done.stdout
+
