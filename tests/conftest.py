@@ -1,13 +1,17 @@
-"""Shared helpers: compose the real Hydra config the way ``python -m rpn_exp`` does."""
+"""Shared helpers: compose the real Hydra config the way ``python -m rpn_exp`` does, run the real command line,
+read a run's TensorBoard events back, and a job record as the summary reads it."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import open_dict
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from rpn_exp.config.location import config_dir
 
@@ -42,3 +46,53 @@ def make_config(tmp_path):
         return compose_config(overrides, output_dir=output_dir or tmp_path / "run")
 
     return make
+
+
+#: Overrides that make a run short: 2 epochs of 5 batches, no progress bar.
+FAST = ["debug=limit", "callbacks.progress_bar.refresh_rate=0"]
+
+
+def cli_command(*args) -> list[str]:
+    """``python -m rpn_exp ARGS`` as an argument list."""
+    return [sys.executable, "-m", "rpn_exp", *args]
+
+
+def run_cli(*args, cwd=None, env=None):
+    return subprocess.run(cli_command(*args), capture_output=True, text=True, cwd=cwd, timeout=300, env=env)
+
+
+def load_events(folder: Path) -> EventAccumulator:
+    """The run's event file (exactly one: fit, test and the weight images share it)."""
+    assert len(list(folder.glob("events.out.tfevents.*"))) == 1
+    return EventAccumulator(str(folder), size_guidance={"scalars": 0, "images": 0, "tensors": 0}).Reload()
+
+
+def hparams_plugin(events: EventAccumulator):
+    """The run's HPARAMS records: (hyper-parameters of the session start, session end status, has experiment)."""
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    content = events.PluginTagToContent("hparams")
+    sessions = [plugin_data_pb2.HParamsPluginData.FromString(v) for v in content.values()]
+    start = next(s.session_start_info for s in sessions if s.HasField("session_start_info"))
+    end = next(s.session_end_info for s in sessions if s.HasField("session_end_info"))
+    return start.hparams, end.status, any(s.HasField("experiment") for s in sessions)
+
+
+def multirun(log_dir, *overrides):
+    """Run a sweep into ``log_dir``; return (completed process, sweep folder)."""
+    done = run_cli("-m", *overrides, *FAST, f"paths.log_dir={log_dir}")
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    (folder,) = list((log_dir / "train" / "multiruns").iterdir())
+    return done, folder
+
+
+def record(family="lphm", params=1000, acc=0.9, status="completed", r=2, **extra):
+    layers = [{"layer": "layer 0", "n": 128, "D": 4160, "r": r, "p": 8, "q": 64},
+              {"layer": "layer 1", "n": 10, "D": 16512, "r": r, "p": 2, "q": 128}]
+    return {
+        "status": status, "dataset": "digits", "expansion": "taylor", "reconciliation": family,
+        "learnable_params": params, "frozen_params": 0, "layers": layers, "wall_time_s": 1.5,
+        "overrides": [f"reconciliation={family}", f"reconciliation.r={r}", "debug=limit"],
+        "metrics": {"test/acc": acc, "val/acc_best": acc - 0.01} if acc is not None else {},
+        **extra,
+    }

@@ -15,8 +15,8 @@ import pytest
 import torch
 
 from rpn_exp.data.vision import SPECS
+from tests.conftest import run_cli
 from tests.idx import write_dataset, write_idx
-from tests.test_train import run_cli
 
 ROOT = Path(__file__).resolve().parents[1]
 

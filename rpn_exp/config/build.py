@@ -10,6 +10,8 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from rpn_exp.functions.processing import is_plain_layer_norm
+from rpn_exp.functions.remainder import ZeroRemainder
 from rpn_exp.nn import RPNNetwork
 from rpn_exp.nn.describe import output_rank_limit
 from rpn_exp.nn.head import INITS
@@ -128,24 +130,18 @@ def build_network(cfg: DictConfig, num_features: int, num_classes: int, shapes_o
 
 
 def check_degenerate(net: RPNNetwork) -> None:
-    """Refuse a layer whose output is 0 for every input: ψ gives W = 0 (``zero``), or rows of W that are constant
-    (``one``, ``constant``) against a κ whose layer norm makes each row sum to 0, with no remainder or bias to
-    add anything."""
-    from rpn_exp.functions.processing import is_plain_layer_norm
-    from rpn_exp.functions.reconciliation import ConstantReconciliation, ZeroReconciliation
-    from rpn_exp.functions.remainder import ZeroRemainder
-
+    """Refuse a layer whose output is 0 for every input: ψ gives W = 0 (rank bound 0, ``zero``), or rows of W that
+    are constant (``ψ.constant_rows``: one, constant) against a κ whose layer norm makes each row sum to 0, with no
+    remainder or bias to add anything."""
     for layer in net.layers:
         head = layer.heads[0]
         psi = head.reconciliation
-        constant_rows = isinstance(psi, ConstantReconciliation) and (
-            type(psi).constant is ConstantReconciliation.constant)  # c·1 (zero, one, constant), not constant_eye
-        if not constant_rows or not isinstance(layer.remainder, ZeroRemainder) or layer.bias is not None:
+        zero = psi.rank_bound(layer.n, layer.D) == 0
+        if not (zero or psi.constant_rows) or not isinstance(layer.remainder, ZeroRemainder) or layer.bias is not None:
             continue
         normalized = len(head.postprocess) and is_plain_layer_norm(head.postprocess)
-        if isinstance(psi, ZeroReconciliation) or normalized:
-            why = "W = 0" if isinstance(psi, ZeroReconciliation) else (
-                "every row of W is constant and the layer-normalized κ sums to 0, so W κ = 0")
+        if zero or normalized:
+            why = "W = 0" if zero else "every row of W is constant and the layer-normalized κ sums to 0, so W κ = 0"
             raise ConfigError(
                 f"{layer.name}: reconciliation={psi.name} gives an output of 0 for every input ({why}) and nothing "
                 "is added (remainder=zero, no bias): it cannot learn. Use another reconciliation, a remainder "

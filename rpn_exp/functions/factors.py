@@ -24,6 +24,21 @@ class LowRank(NamedTuple):
 Factor = torch.Tensor | LowRank
 
 
+class Kronecker(NamedTuple):
+    """The matrix ``A ⊗ B`` (``torch.kron``), each factor dense or :class:`LowRank`."""
+
+    A: Factor
+    B: Factor
+
+
+class Outer(NamedTuple):
+    """The n×D matrix ``reshape_{n×D}(a bᵀ)`` of two flat vectors with ``a.numel() · b.numel() = n · D`` (the
+    reference implementation's layout of a Kronecker family, :func:`outer_dense`)."""
+
+    a: torch.Tensor
+    b: torch.Tensor
+
+
 def batched(x: torch.Tensor) -> bool:
     """Whether ``x`` is one member's view inside ``torch.func.vmap`` (a stacked run, ``rpn_exp.nn.members``)."""
     return torch._C._functorch.is_batchedtensor(x)

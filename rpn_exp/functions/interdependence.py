@@ -9,7 +9,7 @@ Interface::
 
     m_prime = xi.output_dim(m)
     l = xi.calculate_l(m)
-    x_prime = xi(x, w)       # x (b, m) -> (b, m')
+    x_prime = xi(x, w, state)   # x (b, m) -> (b, m'); state from xi.create_state(m)
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ class Interdependence(Function):
     def create_state(self, m: int, generator: torch.Generator | None = None) -> dict:
         return {}
 
-    def __call__(self, x: torch.Tensor, w: torch.Tensor | None = None, **state) -> torch.Tensor:
+    def __call__(self, x: torch.Tensor, w: torch.Tensor | None = None, state: dict | None = None) -> torch.Tensor:
         raise NotImplementedError
 
 
@@ -61,7 +61,7 @@ class NoInterdependence(Interdependence):
 
     name = "none"
 
-    def __call__(self, x, w=None, **state):
+    def __call__(self, x, w=None, state=None):
         return x
 
 
@@ -94,12 +94,12 @@ class AttributeInterdependence(Interdependence):
     def create_state(self, m, generator=None):
         return self.reconciliation.create_state(m, self.output_dim(m), generator, variance=1.0 / m)
 
-    def matrix(self, w: torch.Tensor, m: int, **state) -> torch.Tensor:
+    def matrix(self, w: torch.Tensor, m: int, state: dict | None = None) -> torch.Tensor:
         """A = ψ(w) of shape (m, m')."""
-        return self.reconciliation(w, m, self.output_dim(m), **state)
+        return self.reconciliation(w, m, self.output_dim(m), state)
 
-    def __call__(self, x, w=None, **state):
-        return x @ self.matrix(w, x.shape[1], **state)
+    def __call__(self, x, w=None, state=None):
+        return x @ self.matrix(w, x.shape[1], state)
 
 
 class InstanceInterdependence(Interdependence):
@@ -129,8 +129,8 @@ class InstanceInterdependence(Interdependence):
     def create_state(self, m, generator=None):
         return self.reconciliation.create_state(self.b, self.b, generator, variance=1.0 / self.b)
 
-    def __call__(self, x, w=None, **state):
-        A = self.reconciliation(w, self.b, self.b, **state)
+    def __call__(self, x, w=None, state=None):
+        A = self.reconciliation(w, self.b, self.b, state)
         blocks = [A[: len(block), : len(block)].T @ block for block in x.split(self.b)]
         return blocks[0] if len(blocks) == 1 else torch.cat(blocks)
 
@@ -141,7 +141,7 @@ class CosineSimilarityInterdependence(Interdependence):
 
     name = "cosine_similarity"
 
-    def __call__(self, x, w=None, **state):
+    def __call__(self, x, w=None, state=None):
         columns = F.normalize(x, dim=0)
         return x @ (columns.T @ columns) / x.shape[1]
 
@@ -156,6 +156,6 @@ class GaussianRBFInterdependence(Interdependence):
             raise ValueError(f"gaussian_rbf interdependence: sigma={sigma!r} is invalid; it must be > 0")
         self.sigma = sigma
 
-    def __call__(self, x, w=None, **state):
+    def __call__(self, x, w=None, state=None):
         A = torch.exp(-torch.cdist(x.T, x.T).pow(2) / (2 * self.sigma**2))
         return x @ A / x.shape[1]

@@ -1,7 +1,7 @@
 """Remainder functions π: R^m → R^n, added to the RPN layer's output.
 
 Interface: ``pi.check(m, n)`` raises ValueError for shapes it cannot serve, ``pi.create_state(m, n)``
-returns its per-layer tensors (``nn.Parameter`` entries are learnable) and ``pi(x, n, **state)`` returns
+returns its per-layer tensors (``nn.Parameter`` entries are learnable) and ``pi(x, n, state)`` returns
 (batch, n), or None for the zero remainder (nothing to add).
 """
 
@@ -31,7 +31,7 @@ class Remainder(Function):
         """An upper bound on the rank π adds to the layer's linear map (min(m, n) for a matrix)."""
         return min(m, n)
 
-    def __call__(self, x: torch.Tensor, n: int, **state) -> torch.Tensor | None:
+    def __call__(self, x: torch.Tensor, n: int, state: dict | None = None) -> torch.Tensor | None:
         raise NotImplementedError
 
 
@@ -41,7 +41,7 @@ class ZeroRemainder(Remainder):
 
     name = "zero"
 
-    def __call__(self, x, n, **state):
+    def __call__(self, x, n, state=None):
         return None
 
     def rank_bound(self, m, n):
@@ -60,7 +60,7 @@ class IdentityRemainder(Remainder):
                 "use remainder=linear (or remainder=zero) for this layer"
             )
 
-    def __call__(self, x, n, **state):
+    def __call__(self, x, n, state=None):
         return x
 
 
@@ -79,7 +79,8 @@ class LinearRemainder(Remainder):
             state["bias"] = nn.Parameter((torch.rand(n, generator=generator) * 2 - 1) * bound)
         return state
 
-    def __call__(self, x, n, weight, bias=None):
+    def __call__(self, x, n, state=None):
+        weight, bias = state["weight"], state.get("bias")
         return F.linear(x, weight, bias)
 
 
@@ -91,7 +92,7 @@ class ConstantRemainder(Remainder):
     def __init__(self, c: float = 1.0):
         self.c = float(c)
 
-    def __call__(self, x, n, **state):
+    def __call__(self, x, n, state=None):
         return x.new_full((x.shape[0], n), self.c)
 
     def rank_bound(self, m, n):

@@ -1,23 +1,19 @@
-"""RPN heads, layers and networks as ``torch.nn.Module``s.
+"""An RPN head: ``y = mean_c ψ(w_c) κ(ξ(x))`` over its C channels (w has shape (C, l)), x (b, m) -> (b, n).
 
-A head computes ``y = ψ(w) κ(ξ(x))`` averaged over its C channels (w has shape (C, l)); a layer averages
-H heads and adds the remainder π(x) and an optional bias, then applies its output processing:
-
-    y = mean_h mean_c  ψ(w_{h,c}) κ(ξ_h(x))  + π(x) (+ b)
-
-Every tensor a layer needs (parameter vectors, frozen random matrices, masks, hypernet weights, norms)
+Every tensor a head needs (parameter vectors, frozen random matrices, masks, hypernet weights, norms)
 is a registered parameter or buffer, so ``state_dict``, ``.to()`` and ``.train()``/``.eval()`` cover it.
 
-Compute paths of a head (``RPNHead.path``):
+Compute paths (``RPNHead.path``), chosen from ψ's declared structure (``ψ.structure(n, D)``, no weights
+needed) and the expansion:
 
-* ``product`` — κ(x) = u ⊗ v (Taylor layout) and W = A ⊗ B with A's width equal to u's: the head
+* ``product`` — κ(x) = u ⊗ v (Taylor layout) and a ``kronecker`` W = A ⊗ B with A's width equal to u's: the head
   computes (A u) ⊗ (B v), and a non-affine layer norm over κ from Σu, Σu², Σv, Σv². Neither κ nor W
   is built.
-* ``bilinear`` — κ(x) = u ⊗ v as above and W is dense (identity, masking, hypernets) or thin (W = U Vᵀ:
-  lorr, random_matrix_adaption): κ is not built; y_k = uᵀ W_k v with W viewed as (n, m, D/m), or
-  U (Vᵀ (u ⊗ v)) with V viewed as (m, D/m·k), the layer norm folded in the same way. A dense W takes this
-  path only when κ is wide (D ≥ 65,536); below that building κ is cheaper.
-* ``structured`` — κ is built and ψ applies W in factored form (``ψ.linear``: low rank, Kronecker, ...).
+* ``bilinear`` — κ(x) = u ⊗ v as above and W is ``dense`` (identity, masking, hypernets), ``low_rank`` (W = U Vᵀ:
+  lorr, random_matrix_adaption) or ``outer`` (the reference layout): κ is not built; y_k = uᵀ W_k v with W
+  viewed as (n, m, D/m), or U (Vᵀ (u ⊗ v)) with V viewed as (m, D/m·k), the layer norm folded in the same way.
+  A dense W takes this path only when κ is wide (D ≥ 65,536); below that building κ is cheaper.
+* ``structured`` — κ is built and ψ applies W in its declared form (``ψ.linear``: low rank, Kronecker, ...).
 * ``materialized`` — κ and W are built and multiplied densely (the fallback; forced by ``materialize=True``).
 
 The dense paths (``bilinear``, ``structured``, ``materialized``) split a batch into row chunks when its
@@ -38,6 +34,9 @@ from torch.utils.checkpoint import checkpoint
 
 from rpn_exp.functions.expansion import Expansion, TaylorExpansion
 from rpn_exp.functions.factors import (
+    Kronecker,
+    LowRank,
+    Outer,
     batched,
     bilinear,
     bilinear_columns,
@@ -46,11 +45,10 @@ from rpn_exp.functions.factors import (
     kron_taylor,
     outer_bilinear,
     outer_bilinear_plan,
-    shape,
 )
 from rpn_exp.functions.interdependence import Interdependence, NoInterdependence
 from rpn_exp.functions.processing import is_plain_layer_norm
-from rpn_exp.functions.reconciliation import Reconciliation, dense_variance
+from rpn_exp.functions.reconciliation import KRONECKER, LOW_RANK, OUTER, Reconciliation, dense_variance
 
 PATHS = ("product", "bilinear", "structured", "materialized")
 #: A dense W multiplies κ through the bilinear form (never building κ) from this width of κ up (benchmarks/layers.py).
@@ -138,7 +136,7 @@ class RPNHead(nn.Module):
         generator = torch.Generator().manual_seed(reconciliation.seed if state_seed is None else state_seed)
         state = reconciliation.create_state(n, self.D, generator, variance=variance)
         if init == "variance" and not w.is_meta and w.numel():  # the channel average: the variance of 1 of H heads
-            w, state = reconciliation.calibrate(w, n, self.D, heads * dense_variance(self.D), **state)
+            w, state = reconciliation.calibrate(w, n, self.D, heads * dense_variance(self.D), state)
         self.w = nn.Parameter(w)
         self._psi_keys = _register_state(self, "psi_", state)
         l_xi = self.interdependence.calculate_l(m)
@@ -147,30 +145,29 @@ class RPNHead(nn.Module):
         self.postprocess = expansion.build_postprocess(self.D)
         # batch norm over κ couples the rows of a batch: such a κ is never split into row chunks
         self._rowwise = not any(isinstance(mod, nn.modules.batchnorm._BatchNorm) for mod in self.postprocess)
+        #: ψ's declared form of W for this head's (n, D): what the compute path is chosen from
+        self.structure = reconciliation.structure(n, self.D)
         self.path = "materialized" if materialize else self._fast_path()
 
     def _fast_path(self) -> str:
-        psi, w, state = self.reconciliation, self.w[0], self.psi_state
+        """The compute path from ψ's declared structure (``ψ.structure``) and the expansion alone (no weights)."""
+        structure = self.structure
         taylor = isinstance(self.expansion, TaylorExpansion) and (
             not len(self.postprocess) or is_plain_layer_norm(self.postprocess)
         )
-        if not taylor:
-            return "structured" if psi.factored else "materialized"
-        kron = psi.kron(w, self.n, self.D, **state)
-        if kron is not None and self.expansion.order == "kronecker" and shape(kron[0])[1] == self.m_prime:
+        if taylor and structure.kind == KRONECKER and self.expansion.order == "kronecker" and (
+                structure.blocks[1] == self.m_prime):
             return "product"
-        if psi.low_rank(w, self.n, self.D, **state) is not None or psi.outer(w, self.n, self.D, **state) is not None:
+        if taylor and (structure.kind in (LOW_RANK, OUTER) or (not structure.structured and self.D >= BILINEAR_MIN_D)):
             return "bilinear"
-        if not psi.factored and self.D >= BILINEAR_MIN_D:
-            return "bilinear"
-        return "structured" if psi.factored else "materialized"
+        return "structured" if structure.structured else "materialized"
 
     @property
     def psi_state(self) -> dict[str, torch.Tensor]:
         return _gather(self, "psi_", self._psi_keys)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.interdependence(x, self.xi_w, **_gather(self, "xi_", self._xi_keys))
+        x = self.interdependence(x, self.xi_w, _gather(self, "xi_", self._xi_keys))
         if self.path == "product":
             return self._product(x)
         if self.path == "bilinear":
@@ -178,7 +175,7 @@ class RPNHead(nn.Module):
             return self._in_chunks(lambda rows: self._bilinear(rows, operators), x, width * self.m_prime)
         if self.path == "structured":
             state = self.psi_state
-            linears = [lambda kappa, w=w: self.reconciliation.linear(kappa, w, self.n, self.D, **state) for w in self.w]
+            linears = [lambda kappa, w=w: self.reconciliation.linear(kappa, w, self.n, self.D, state) for w in self.w]
         else:
             linears = [lambda kappa, W=W: F.linear(kappa, W) for W in self._weights()]
 
@@ -190,7 +187,7 @@ class RPNHead(nn.Module):
 
     def _weights(self) -> list[torch.Tensor]:
         state = self._state_for_mode()
-        return [self.reconciliation(w, self.n, self.D, **state) for w in self.w]
+        return [self.reconciliation(w, self.n, self.D, state) for w in self.w]
 
     def _state_for_mode(self) -> dict[str, torch.Tensor]:
         """ψ's state; in evaluation a stochastic ψ (masking without a fixed mask) gets its expected state."""
@@ -211,8 +208,8 @@ class RPNHead(nn.Module):
         """(A ⊗ B)(u ⊗ [1, t]) = (A u) ⊗ (B [1, t]) per channel, the layer norm over κ folded in (``kron_taylor``)."""
         u, t = self.expansion.product_factors(x)
         eps = self.postprocess[0].eps if len(self.postprocess) else None
-        factors = (self.reconciliation.kron(w, self.n, self.D, **self.psi_state) for w in self.w)
-        return _mean([kron_taylor(u, t, dense(A), dense(B), eps) for A, B in factors])
+        forms = (self.reconciliation.factors(w, self.n, self.D, self.psi_state) for w in self.w)
+        return _mean([kron_taylor(u, t, dense(A), dense(B), eps) for A, B in forms])
 
     def _bilinear_operators(self):
         """Per channel, (left, right) ↦ W (left ⊗ right): through W itself, U (Vᵀ (left ⊗ right)) for a thin
@@ -221,16 +218,17 @@ class RPNHead(nn.Module):
         Also returns the width of the largest (b, width·m) intermediate, for chunking.
         """
         psi, state, n, D = self.reconciliation, self.psi_state, self.n, self.D
-        outer = [psi.outer(w, n, D, **state) for w in self.w]
-        if outer[0] is not None:
+        kind = self.structure.kind
+        if kind == OUTER:
+            outer = [psi.factors(w, n, D, state) for w in self.w]
             a, b = outer[0]
             left_width = self.m_prime if self.expansion.order == "kronecker" else D // self.m_prime
             pieces = outer_bilinear_plan(n, D, a.numel(), b.numel(), left_width, str(a.device))[1].numel()
             return [partial(outer_bilinear, a=a, b=b, n=n) for a, b in outer], max(1, pieces // self.m_prime)
-        factors = [psi.low_rank(w, n, D, **state) for w in self.w]
-        if factors[0] is None:
+        if kind != LOW_RANK:
             return [partial(bilinear, W=W) for W in self._weights()], n
-        return [lambda u, v, U=U, V=V: bilinear_columns(u, v, V) @ U.T for U, V in factors], factors[0][1].shape[1]
+        thin = [psi.factors(w, n, D, state) for w in self.w]
+        return [lambda u, v, U=U, V=V: bilinear_columns(u, v, V) @ U.T for U, V in thin], thin[0].V.shape[1]
 
     def _bilinear(self, x: torch.Tensor, operators) -> torch.Tensor:
         """W κ(x) for κ(x) = left ⊗ right (``TaylorExpansion.kron_layout``) through the bilinear form, per channel.
@@ -268,21 +266,16 @@ class RPNHead(nn.Module):
         where pooling the whole W down to a picture would average them away.
         """
         rows, cols = min(rows, self.n), min(cols, self.D)
-        w, state = self.w[0], self.psi_state
-        kron = self.reconciliation.kron(w, self.n, self.D, **state)
-        if kron is not None:
-            A, B = (dense(f) for f in kron)
+        w = self.w[0]
+        form = self.reconciliation.factors(w, self.n, self.D, self.psi_state)
+        i, j = torch.arange(rows, device=w.device), torch.arange(cols, device=w.device)
+        if isinstance(form, Kronecker):
+            A, B = dense(form.A), dense(form.B)
             s, t = B.shape
-            i, j = torch.arange(rows, device=w.device), torch.arange(cols, device=w.device)
             return A[i // s][:, j // t] * B[i % s][:, j % t]
-        outer = self.reconciliation.outer(w, self.n, self.D, **state)
-        if outer is not None:  # W[i, j] = a[(iD + j) // Lb] · b[(iD + j) mod Lb]
-            a, b = outer
-            i, j = torch.arange(rows, device=w.device), torch.arange(cols, device=w.device)
+        if isinstance(form, Outer):  # W[i, j] = a[(iD + j) // Lb] · b[(iD + j) mod Lb]
             flat = i.unsqueeze(1) * self.D + j
-            return a[flat // b.numel()] * b[flat % b.numel()]
-        thin = self.reconciliation.low_rank(w, self.n, self.D, **state)
-        if thin is not None:
-            U, V = thin
-            return U[:rows] @ V[:cols].T
-        return self.reconciliation(w, self.n, self.D, **state)[:rows, :cols]
+            return form.a[flat // form.b.numel()] * form.b[flat % form.b.numel()]
+        if isinstance(form, LowRank):
+            return form.U[:rows] @ form.V[:cols].T
+        return form[:rows, :cols]

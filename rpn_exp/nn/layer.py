@@ -96,7 +96,7 @@ class RPNLayer(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = _mean([head(x) for head in self.heads])
-        rest = self.remainder(x, self.n, **_gather(self, "pi_", self._pi_keys))
+        rest = self.remainder(x, self.n, _gather(self, "pi_", self._pi_keys))
         if rest is not None:
             y = y + rest
         if self.bias is not None:

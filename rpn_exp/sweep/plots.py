@@ -20,7 +20,7 @@ BASELINE_COLOURS = {"mlp": "#3a3a3a", "linear": "#9a9a9a"}
 def family_colour(family: str):
     """The colour of a reconciliation family, the same in every plot.
 
-    The i-th family of ``rpn_exp.functions.reconciliation.__all__`` gets tab20's colour 2i (the ten strong
+    The i-th family of ``rpn_exp.functions.reconciliation.FAMILIES`` gets tab20's colour 2i (the ten strong
     hues first), then 2i + 1 (their light tints) from the eleventh on; the baselines are grey
     (:data:`BASELINE_COLOURS`); other names hash into the palette.
     """
@@ -32,7 +32,7 @@ def family_colour(family: str):
 
     if family in BASELINE_COLOURS:
         return BASELINE_COLOURS[family]
-    names = [getattr(reconciliation, cls).name for cls in reconciliation.__all__ if cls != "Reconciliation"]
+    names = [kind.name for kind in reconciliation.FAMILIES]
     i = names.index(family) if family in names else zlib.crc32(family.encode()) % 20
     return colormaps["tab20"]((2 * i) % 20 + (i // 10) % 2)
 

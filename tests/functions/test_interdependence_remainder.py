@@ -17,7 +17,7 @@ def test_every_interdependence_maps_a_batch(name):
     w = xi.init_w(m)
     state = xi.create_state(m)
     for rows in (8, 5):  # a full batch and a shorter last one
-        x_prime = xi(torch.randn(rows, m), w, **state)
+        x_prime = xi(torch.randn(rows, m), w, state)
         assert x_prime.shape == (rows, xi.output_dim(m))
 
 
@@ -60,7 +60,7 @@ def test_kernel_interdependences_follow_their_formulas():
 def test_every_remainder_instantiates(name):
     pi = instantiate(compose_config([f"remainder={name}"]).remainder)
     pi.check(5, 5)
-    out = pi(torch.randn(3, 5), 5, **pi.create_state(5, 5))
+    out = pi(torch.randn(3, 5), 5, pi.create_state(5, 5))
     assert out is None if name == "zero" else out.shape == (3, 5)
 
 
@@ -69,6 +69,6 @@ def test_remainder_formulas_and_errors():
     torch.testing.assert_close(P.IdentityRemainder()(x, 5), x)
     torch.testing.assert_close(P.ConstantRemainder(c=2.0)(x, 4), torch.full((3, 4), 2.0))
     state = P.LinearRemainder(bias=True).create_state(5, 2)
-    torch.testing.assert_close(P.LinearRemainder(bias=True)(x, 2, **state), x @ state["weight"].T + state["bias"])
+    torch.testing.assert_close(P.LinearRemainder(bias=True)(x, 2, state), x @ state["weight"].T + state["bias"])
     with pytest.raises(ValueError, match="m=5, n=2.*remainder=linear"):
         P.IdentityRemainder().check(5, 2)

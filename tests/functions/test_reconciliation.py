@@ -98,7 +98,7 @@ def test_random_matrix_adaption_formula():
     w = torch.randn(1, psi.calculate_l(6, 12))
     lam1, lam2 = split(w, (6,), (3,))
     expected = torch.diag(lam1) @ state["A"] @ torch.diag(lam2) @ state["B"].T
-    torch.testing.assert_close(psi(w, 6, 12, **state), expected)
+    torch.testing.assert_close(psi(w, 6, 12, state), expected)
 
 
 def test_constant_families():
@@ -116,8 +116,8 @@ def test_linear_equals_dense_product_with_the_same_gradient(name, n, D):
     state = psi.create_state(n, D)
     w = psi.init_w(n, D).requires_grad_(True)
     x = torch.randn(5, D, dtype=torch.float32)
-    fast = psi.linear(x, w, n, D, **state)
-    dense = F.linear(x, psi(w, n, D, **state))
+    fast = psi.linear(x, w, n, D, state)
+    dense = F.linear(x, psi(w, n, D, state))
     torch.testing.assert_close(fast, dense, rtol=1e-5, atol=1e-5)
     if w.numel():
         (g_fast,) = torch.autograd.grad(fast.square().sum(), w)
@@ -171,7 +171,7 @@ def test_w_of_the_wrong_length_is_rejected():
 def test_initial_W_has_the_variance_of_a_default_dense_layer(name):
     torch.manual_seed(0)
     psi, n, D = from_config(name), 64, 256
-    W = torch.stack([psi(psi.init_w(n, D), n, D, **psi.create_state(n, D)) for _ in range(8)])
+    W = torch.stack([psi(psi.init_w(n, D), n, D, psi.create_state(n, D)) for _ in range(8)])
     ratio = W.var().item() / (1 / (3 * D))
     assert 0.6 < ratio < 1.6, f"{name}: Var(W) is {ratio:.2f} x the dense 1/(3D)"
 
@@ -269,7 +269,7 @@ def test_rank_bound_is_what_the_structure_allows_and_random_W_reach_it(name, psi
     assert psi.rank_bound(n, D) == bound
     torch.manual_seed(0)
     w = torch.randn(1, psi.calculate_l(n, D), dtype=torch.float64)
-    W = psi(w, n, D, **{k: v.double() for k, v in psi.create_state(n, D).items()})
+    W = psi(w, n, D, {k: v.double() for k, v in psi.create_state(n, D).items()})
     assert torch.linalg.matrix_rank(W) == bound  # a bound a random W attains: not a loose one
 
 

@@ -7,7 +7,7 @@ import torch
 
 from rpn_exp.run.module import RPNClassifier
 from rpn_exp.sweep.summary import read_csv
-from tests.test_train import hparams_plugin, load_events, run_cli
+from tests.conftest import hparams_plugin, load_events, run_cli
 
 pytestmark = pytest.mark.slow
 SEEDS = ["seed=1,2,3,4", "trainer.max_epochs=2", "callbacks.progress_bar.refresh_rate=0"]
@@ -190,7 +190,7 @@ def stop_a_group(folder, epochs=400, jobs="seed=1,2", names=("000_seed1", "001_s
     import subprocess
     import time
 
-    from tests.test_train import cli_command
+    from tests.conftest import cli_command
 
     command = cli_command("-m", "launcher=stacked", jobs, f"trainer.max_epochs={epochs}",
                           "callbacks.progress_bar.refresh_rate=0", f"hydra.sweep.dir={folder}")

@@ -3,45 +3,15 @@
 import json
 import math
 import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from rpn_exp.config.build import ConfigError
 from rpn_exp.run.module import DivergenceError
 from rpn_exp.run.record import read_record
 from rpn_exp.run.task import train
-
-FAST = ["debug=limit", "callbacks.progress_bar.refresh_rate=0"]
-
-
-def cli_command(*args) -> list[str]:
-    """``python -m rpn_exp ARGS`` as an argument list."""
-    return [sys.executable, "-m", "rpn_exp", *args]
-
-
-def run_cli(*args, cwd=None, env=None):
-    return subprocess.run(cli_command(*args), capture_output=True, text=True, cwd=cwd, timeout=300, env=env)
-
-
-def load_events(folder: Path) -> EventAccumulator:
-    """The run's event file (exactly one: fit, test and the weight images share it)."""
-    assert len(list(folder.glob("events.out.tfevents.*"))) == 1
-    return EventAccumulator(str(folder), size_guidance={"scalars": 0, "images": 0, "tensors": 0}).Reload()
-
-
-def hparams_plugin(events: EventAccumulator):
-    """The run's HPARAMS records: (hyper-parameters of the session start, session end status, has experiment)."""
-    from tensorboard.plugins.hparams import plugin_data_pb2
-
-    content = events.PluginTagToContent("hparams")
-    sessions = [plugin_data_pb2.HParamsPluginData.FromString(v) for v in content.values()]
-    start = next(s.session_start_info for s in sessions if s.HasField("session_start_info"))
-    end = next(s.session_end_info for s in sessions if s.HasField("session_end_info"))
-    return start.hparams, end.status, any(s.HasField("experiment") for s in sessions)
+from tests.conftest import FAST, hparams_plugin, load_events, run_cli
 
 
 @pytest.mark.slow

@@ -12,7 +12,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from rpn_exp.sweep.summary import read_csv
 from scripts.example_sweep import free_port
-from tests.test_sweep import multirun
+from tests.conftest import multirun
 
 pytestmark = pytest.mark.slow
 METRICS = ("test/acc", "val/acc_best")

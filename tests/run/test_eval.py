@@ -9,7 +9,7 @@ from rpn_exp.eval import EVAL_FILE, main
 from rpn_exp.run.module import RPNClassifier
 from rpn_exp.run.record import read_record
 from rpn_exp.run.task import train
-from tests.test_train import FAST
+from tests.conftest import FAST
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ import pytest
 from rpn_exp.report import main as report
 from rpn_exp.sweep.grouping import config_of, group_by_config, interval
 from rpn_exp.sweep.summary import read_csv
-from tests.test_sweep import multirun
+from tests.conftest import multirun
 
 
 def test_the_interval_is_students_t_on_the_sample_std():

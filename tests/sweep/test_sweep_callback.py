@@ -9,20 +9,12 @@ import yaml
 
 from rpn_exp.report import main as report
 from rpn_exp.sweep.summary import read_csv
-from tests.test_train import FAST, hparams_plugin, load_events, run_cli
+from tests.conftest import FAST, hparams_plugin, load_events, multirun, run_cli
 
 pytestmark = pytest.mark.slow
 PNG = b"\x89PNG\r\n\x1a\n"
 GRID = ["reconciliation=lphm,dual_lphm", "reconciliation.r=1,2"]
 JOBS = ["000_lphm_r1", "001_lphm_r2", "002_dual_lphm_r1", "003_dual_lphm_r2"]  # numbered, named by what they set
-
-
-def multirun(log_dir, *overrides):
-    """Run a sweep into ``log_dir``; return (completed process, sweep folder)."""
-    done = run_cli("-m", *overrides, *FAST, f"paths.log_dir={log_dir}")
-    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
-    (folder,) = list((log_dir / "train" / "multiruns").iterdir())
-    return done, folder
 
 
 def sweep_again(folder, *overrides):
@@ -219,7 +211,7 @@ def test_two_sweeps_at_once_into_one_folder_the_second_is_refused(tmp_path):
     import subprocess
     import time
 
-    from tests.test_train import cli_command
+    from tests.conftest import cli_command
 
     folder = tmp_path / "shared"
     command = cli_command("-m", "reconciliation=lorr,hm", "trainer.max_epochs=30", "callbacks.progress_bar.refresh_rate=0",

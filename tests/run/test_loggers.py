@@ -6,7 +6,7 @@ from tensorboard.plugins.hparams import api_pb2
 from rpn_exp.run.module import DivergenceError
 from rpn_exp.run.record import read_record
 from rpn_exp.run.task import train
-from tests.test_train import FAST, hparams_plugin, load_events
+from tests.conftest import FAST, hparams_plugin, load_events
 
 #: Every scalar series a run writes: each once (no hp/ copies, no placeholder metric).
 SERIES = {"train/loss_step", "train/loss_epoch", "train/acc", "train/lr",

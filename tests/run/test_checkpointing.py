@@ -18,7 +18,7 @@ from rpn_exp.run.checkpointing import atomic_torch_save
 from rpn_exp.run.record import read_record, write_json
 from rpn_exp.run.task import train
 from rpn_exp.sweep.summary import read_csv
-from tests.test_train import FAST, run_cli
+from tests.conftest import FAST, run_cli
 
 SIGNAL = "+callbacks.signal._target_=tests.callbacks.SignalFromEnv"
 COMPARED = ("test/acc", "test/loss", "val/acc_best", "val/loss", "train/loss_epoch", "train/acc")

@@ -7,20 +7,9 @@ import pytest
 from rpn_exp.run.record import write_record
 from rpn_exp.sweep.rows import COLUMNS, find_jobs, job_row, pareto_front, summarize
 from rpn_exp.sweep.summary import default_title, format_markdown, read_csv, write_summary
+from tests.conftest import record
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-
-
-def record(family="lphm", params=1000, acc=0.9, status="completed", r=2, **extra):
-    layers = [{"layer": "layer 0", "n": 128, "D": 4160, "r": r, "p": 8, "q": 64},
-              {"layer": "layer 1", "n": 10, "D": 16512, "r": r, "p": 2, "q": 128}]
-    return {
-        "status": status, "dataset": "digits", "expansion": "taylor", "reconciliation": family,
-        "learnable_params": params, "frozen_params": 0, "layers": layers, "wall_time_s": 1.5,
-        "overrides": [f"reconciliation={family}", f"reconciliation.r={r}", "debug=limit"],
-        "metrics": {"test/acc": acc, "val/acc_best": acc - 0.01} if acc is not None else {},
-        **extra,
-    }
 
 
 def hydra_job(folder, overrides):

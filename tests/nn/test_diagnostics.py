@@ -99,7 +99,7 @@ def test_attribute_interdependence_keeps_the_scale_of_x_through_its_true_fan_in(
     for seed in range(5):
         torch.manual_seed(seed)
         w = xi.init_w(m)
-        ratios.append((xi(x, w, **xi.create_state(m)).square().mean() / x.square().mean()).item())
+        ratios.append((xi(x, w, xi.create_state(m)).square().mean() / x.square().mean()).item())
     assert statistics.median(ratios) == pytest.approx(1.0, rel=0.25)
 
 

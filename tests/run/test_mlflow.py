@@ -4,7 +4,7 @@ import pytest
 
 from rpn_exp.run.record import read_record
 from rpn_exp.run.task import train
-from tests.test_train import FAST
+from tests.conftest import FAST
 
 mlflow = pytest.importorskip("mlflow", reason="the mlflow extra is not installed (pip install -e '.[mlflow]')")
 

@@ -6,7 +6,7 @@ from PIL import Image
 from rpn_exp.config.build import instantiate_node
 from rpn_exp.run.record import read_record
 from rpn_exp.run.task import train
-from tests.test_train import FAST, load_events
+from tests.conftest import FAST, load_events
 
 
 def test_weight_snapshots_are_readable_heatmaps_at_start_middle_and_end(make_config, tmp_path):

@@ -26,7 +26,7 @@ def test_job_folders_are_zero_padded_so_they_sort_in_job_order():
 
 @pytest.mark.slow
 def test_a_single_run_folder_ends_with_the_label(tmp_path):
-    from tests.test_train import run_cli
+    from tests.conftest import run_cli
 
     done = run_cli("reconciliation=lorr", "reconciliation.r=2", "dry_run=true", f"paths.log_dir={tmp_path}")
     assert done.returncode == 0, done.stderr[-2000:]

@@ -3,7 +3,7 @@
 from rpn_exp.report import main
 from rpn_exp.run.record import write_record
 from rpn_exp.sweep.summary import read_csv
-from tests.test_summary import record
+from tests.conftest import record
 
 
 def test_report_writes_the_summary_into_the_sweep_folder(tmp_path, capsys):

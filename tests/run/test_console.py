@@ -4,7 +4,7 @@ import collections
 
 import pytest
 
-from tests.test_train import run_cli
+from tests.conftest import run_cli
 
 
 @pytest.mark.slow

@@ -1,0 +1,55 @@
+"""A ψ family written outside rpn_exp, as a user would: the README's "Add your own family" example.
+
+kron_adapter: W = A ⊗ (diag(λ) R), with A (p×q) and λ (n/p) learned and R (n/p × D/q) a frozen random matrix;
+l = pq + n/p. It declares a Kronecker structure, so with the Taylor expansion (q = m) a layer takes the product
+path: neither κ nor W is built.
+"""
+
+import torch
+
+from rpn_exp.functions.factors import Kronecker
+from rpn_exp.functions.reconciliation import KRONECKER, Reconciliation, Structure, normalized_normal
+from rpn_exp.functions.shapes import resolve_factor
+
+
+class KronAdapter(Reconciliation):
+    """W = A ⊗ (diag(λ) R); l = pq + n/p. Init: A and λ with σ = variance^{1/4} (R has unit variance)."""
+
+    name = "kron_adapter"
+    degree = 2  # W(αw) = α² W(w): A and λ both scale
+
+    def __init__(self, p: int | None = None, q: int | None = None, seed: int = 0):
+        super().__init__(seed)
+        self.p, self.q = p, q
+
+    def dims(self, n, D):
+        p = resolve_factor(self.p, n, factor="p", dim="n", owner=self.name)
+        q = resolve_factor(self.q, D, factor="q", dim="D", owner=self.name)
+        return p, q, n // p, D // q
+
+    def pieces(self, n, D):
+        p, q, s, _ = self.dims(n, D)
+        return [("A", (p, q)), ("lam", (s,))]
+
+    def hparams(self, n, D):
+        p, q, _, _ = self.dims(n, D)
+        return {"p": p, "q": q}
+
+    def structure(self, n, D):
+        p, q, _, _ = self.dims(n, D)
+        return Structure(KRONECKER, blocks=(p, q))
+
+    def create_state(self, n, D, generator=None, variance=None):
+        _, _, s, t = self.dims(n, D)
+        return {"R": normalized_normal((s, t), 1.0, generator)}
+
+    def factors(self, w, n, D, state=None):
+        parts, state = self.split(w, n, D), self.state_or_default(n, D, state)
+        return Kronecker(parts["A"], parts["lam"][:, None] * state["R"])
+
+    def factor_std(self, n, D, variance):
+        return variance ** 0.25
+
+    def rank_bound(self, n, D):
+        p, q, s, t = self.dims(n, D)
+        return min(min(p, q) * min(s, t), n, D)
