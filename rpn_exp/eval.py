@@ -16,6 +16,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
+from rpn_exp.config.legacy import upgrade_targets
 from rpn_exp.run.record import write_json
 
 EVAL_FILE = "eval.json"
@@ -52,11 +53,11 @@ def parse_args(argv: list[str]) -> tuple[Path, str, list[str]]:
 def saved_config(checkpoint: dict, path: Path) -> DictConfig:
     """The run's composed config: from the checkpoint, else from ``<run>/.hydra/config.yaml`` beside it."""
     config = checkpoint.get("hyper_parameters", {}).get("config")
-    if config is not None:
-        return OmegaConf.create(config)
     run_file = path.resolve().parent.parent / ".hydra" / "config.yaml"
-    if run_file.is_file():
-        return OmegaConf.load(run_file)
+    if config is None and run_file.is_file():
+        config = OmegaConf.to_container(OmegaConf.load(run_file))
+    if config is not None:
+        return OmegaConf.create(upgrade_targets(config))
     raise EvalError(f"{path} holds no config and {run_file} does not exist: the network cannot be rebuilt")
 
 

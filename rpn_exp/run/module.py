@@ -43,8 +43,9 @@ class RPNClassifier(L.LightningModule):
             from omegaconf import OmegaConf
 
             from rpn_exp.config.build import build_model
+            from rpn_exp.config.legacy import upgrade_targets
 
-            net = build_model(OmegaConf.create(config))
+            net = build_model(OmegaConf.create(upgrade_targets(config)))
         self.net = net
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
         self.val_acc_best = 0.0

@@ -1,6 +1,8 @@
 """Evaluation from a checkpoint: the network and data come back from the config saved in the checkpoint."""
 
 import json
+import shutil
+from pathlib import Path
 
 import pytest
 import torch
@@ -71,3 +73,43 @@ def test_the_command_line_prints_the_accuracy(finished_run):
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert f"test acc {record['metrics']['test/acc']:.4f}" in done.stdout
+
+
+#: A checkpoint and record written by rpn_exp 0.1.0 before its modules moved (tests/fixtures/checkpoint_0_1_0).
+OLD = Path(__file__).resolve().parents[1] / "fixtures" / "checkpoint_0_1_0"
+
+
+def test_a_checkpoint_written_before_the_code_moved_evaluates_to_its_recorded_accuracy(tmp_path, capsys):
+    shutil.copytree(OLD, tmp_path / "old")
+    record = json.loads((tmp_path / "old" / "result.json").read_text())
+    assert record["provenance"]["git"]["commit"].startswith("96e24b0")  # the flat package
+    assert main([f"ckpt_path={tmp_path / 'old' / 'best-epoch002.ckpt'}"]) == 0
+    entry = json.loads((tmp_path / "old" / EVAL_FILE).read_text())["best-epoch002.ckpt/test"]
+    assert entry["metrics"]["test/acc"] == record["metrics"]["test/acc"]
+    assert entry["metrics"]["test/loss"] == pytest.approx(record["metrics"]["test/loss"], rel=1e-6)
+
+
+def test_a_checkpoint_written_before_the_code_moved_loads_with_its_network():
+    model = RPNClassifier.load_from_checkpoint(OLD / "best-epoch002.ckpt").eval()
+    record = json.loads((OLD / "result.json").read_text())
+    assert sum(p.numel() for p in model.parameters()) == record["learnable_params"]
+    assert [layer.path for layer in model.net.layers] == [row["path"] for row in record["layers"]]
+    assert model(torch.zeros(3, record["widths"][0])).shape == (3, record["widths"][-1])
+
+
+def test_every_target_a_checkpoint_written_before_the_code_moved_names_still_resolves():
+    from hydra.utils import get_class
+
+    from rpn_exp.config.legacy import upgrade_targets
+
+    config = upgrade_targets(torch.load(OLD / "best-epoch002.ckpt", weights_only=False)["hyper_parameters"]["config"])
+    targets = []
+
+    def collect(node):
+        if isinstance(node, dict):
+            targets.extend(v for k, v in node.items() if k == "_target_")
+            [collect(v) for v in node.values()]
+
+    collect(config)
+    assert "rpn_exp.run.loggers.TensorBoardLogger" in targets and len(targets) == 12
+    assert all(get_class(target) for target in targets)

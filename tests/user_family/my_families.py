@@ -5,7 +5,6 @@ l = pq + n/p. It declares a Kronecker structure, so with the Taylor expansion (q
 path: neither κ nor W is built.
 """
 
-import torch
 
 from rpn_exp.functions.factors import Kronecker
 from rpn_exp.functions.reconciliation import KRONECKER, Reconciliation, Structure, normalized_normal
