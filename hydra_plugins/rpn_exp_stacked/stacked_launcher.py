@@ -93,13 +93,13 @@ class StackedLauncher(Launcher):
 
 def _prepare(cfg: DictConfig):
     """The job's config resolved in its own Hydra context (its folder, its overrides) and that context."""
-    from rpn_exp.run.task import hydra_context
+    from rpn_exp.run.context import hydra_context
 
     return OmegaConf.create(OmegaConf.to_container(cfg, resolve=True)), hydra_context()
 
 
 def _already_completed(cfg: DictConfig, context: dict) -> bool:
-    from rpn_exp.run.task import completed_record
+    from rpn_exp.run.resume import completed_record
 
     if not cfg.get("skip_completed", False):
         return False

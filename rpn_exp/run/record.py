@@ -1,14 +1,34 @@
-"""The per-run record: ``result.json`` in the run's output folder, plus its text renderings."""
+"""The per-run record: ``result.json`` in the run's output folder, its status vocabulary and its summary line."""
 
 from __future__ import annotations
 
 import json
 import os
 import socket
+from enum import StrEnum
 from pathlib import Path
 
 RECORD_FILE = "result.json"
-STATUSES = ("completed", "dry_run", "diverged", "interrupted", "failed", "running")
+
+
+class Status(StrEnum):
+    """Every status a job can show: those a run writes into its record, and those a summary reads off a job folder
+    (a string enum: ``Status.COMPLETED == "completed"``, and it is written to JSON as that string)."""
+
+    RUNNING = "running"  # written when the run starts; replaced by its outcome
+    COMPLETED = "completed"
+    DRY_RUN = "dry_run"
+    DIVERGED = "diverged"  # the training loss became NaN or infinite
+    INTERRUPTED = "interrupted"  # SIGTERM or Ctrl-C; its last.ckpt resumes it
+    FAILED = "failed"
+    KILLED = "killed"  # read: a running record whose process is gone (SIGKILL, out of memory)
+    MISSING = "missing"  # read: a job folder without a record
+    UNREADABLE = "unreadable"  # read: a record that cannot be parsed
+    PENDING = "pending"  # read: a planned job that has no folder yet
+
+
+#: The outcomes a run writes: a record with one of these is final.
+FINAL = frozenset({Status.COMPLETED, Status.DRY_RUN, Status.DIVERGED, Status.INTERRUPTED, Status.FAILED})
 
 
 def process_alive(record: dict) -> bool:

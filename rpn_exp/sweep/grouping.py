@@ -12,6 +12,7 @@ import statistics
 from collections.abc import Sequence
 
 from rpn_exp.config.naming import comparable_overrides
+from rpn_exp.run.record import Status
 from rpn_exp.sweep.rows import RANK_MARK, accuracy, pareto_front
 
 #: The columns of ``summary_by_config.csv`` in order.
@@ -55,14 +56,14 @@ def group_by_config(rows: Sequence[dict]) -> list[dict]:
     by mean validation accuracy (the test accuracy is reported, never used to choose)."""
     groups: dict[tuple[str, str], list[dict]] = {}
     for row in rows:
-        if row["status"] == "completed" and not math.isnan(accuracy(row, "test_acc")):
+        if row["status"] == Status.COMPLETED and not math.isnan(accuracy(row, "test_acc")):
             groups.setdefault((config_of(row), str(row["learnable_params"])), []).append(row)
     configs = [config.split() for config, _ in groups]
     shared = set.intersection(*map(set, configs)) if configs else set()
     result = []
     for (config, _), members in groups.items():
         label = " ".join(o for o in config.split() if o not in shared)  # what tells it from the other configurations
-        grouped = {"config": label or "(all jobs)", "n": len(members), "status": "completed",
+        grouped = {"config": label or "(all jobs)", "n": len(members), "status": Status.COMPLETED,
                    "seeds": " ".join(str(m.get("seed", "")) for m in members), "pareto": False,
                    **{key: members[0].get(key, "") for key in SHARED}}
         for metric in ("test_acc", "val_acc_best"):

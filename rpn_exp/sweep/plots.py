@@ -6,6 +6,7 @@ import math
 from collections.abc import Sequence
 from pathlib import Path
 
+from rpn_exp.run.record import Status
 from rpn_exp.sweep.rows import chance, family, is_baseline
 
 #: Columns whose values tell the points of a sweep apart (labelled on the plot when they vary).
@@ -88,7 +89,7 @@ def pareto_figure(rows: Sequence[dict], title: str = ""):
 
     grouped = bool(rows) and "test_acc_mean" in rows[0]  # configurations pooled over seeds (rpn_exp.sweep.grouping)
     y_key = "test_acc_mean" if grouped else "test_acc"
-    done = [r for r in rows if r["status"] == "completed" and r[y_key] != "" and r["learnable_params"] != ""]
+    done = [r for r in rows if r["status"] == Status.COMPLETED and r[y_key] != "" and r["learnable_params"] != ""]
     done = [r for r in done if not math.isnan(float(r[y_key]))]
     several = len({family(r) for r in done}) > 1 or len(done) > 1
     ys = sorted(float(r[y_key]) for r in done)

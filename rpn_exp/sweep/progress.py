@@ -17,10 +17,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from rpn_exp.config.naming import job_number
-from rpn_exp.run.record import RECORD_FILE
-
-#: Statuses after which a job does not change any more.
-FINAL = ("completed", "dry_run", "diverged", "interrupted", "failed")
+from rpn_exp.run.record import FINAL, RECORD_FILE, Status
 
 
 def grid_jobs(sweeper_params: dict | None, task_overrides: list[str]) -> list[list[str]] | None:
@@ -67,7 +64,7 @@ class SweepProgress:
         """Start watching. In a resumed sweep the jobs that already completed count as done, and those that ended
         otherwise (failed, interrupted) are reported again when they run again; both are named in one line."""
         self.poll(report=False)
-        done = sorted(name for name, status in self._seen.items() if status == "completed")
+        done = sorted(name for name, status in self._seen.items() if status == Status.COMPLETED)
         again = sorted(self._stale)
         if done or again:
             parts = [f"{len(done)} job(s) already completed ({', '.join(done)})"] if done else []
@@ -97,11 +94,11 @@ class SweepProgress:
                 record = json.loads(record_path.read_text())
             except (OSError, ValueError):  # being replaced right now: read it on the next look
                 continue
-            status = record.get("status", "running")
+            status = record.get("status", Status.RUNNING)
             if not report:
-                if status in FINAL and status != "completed":  # to run again: reported when its new record ends
+                if status in FINAL and status != Status.COMPLETED:  # to run again: reported when its new record ends
                     self._stale[name] = record.get("pid")
-                self._seen[name] = "completed" if status == "completed" else "started"
+                self._seen[name] = Status.COMPLETED if status == Status.COMPLETED else "started"
                 continue
             if name in self._stale:
                 if record.get("pid") == self._stale[name]:  # still the old attempt's record

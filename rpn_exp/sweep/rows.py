@@ -13,7 +13,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from rpn_exp.nn.describe import output_rank_limit, per_layer
-from rpn_exp.run.record import RECORD_FILE, process_alive
+from rpn_exp.run.record import RECORD_FILE, Status, process_alive
 
 #: The columns of ``summary.csv`` in order; ``summary.md`` shows the same minus the long ``error`` text and
 #: minus the :data:`SHOWN_IF_VARYING` columns that hold one value for every job.
@@ -68,13 +68,13 @@ def job_row(folder: str | Path, root: str | Path | None = None) -> dict:
     try:
         record = json.loads(path.read_text())
     except FileNotFoundError:
-        return {**row, "status": "missing", "overrides": _hydra_overrides(folder),
+        return {**row, "status": Status.MISSING, "overrides": _hydra_overrides(folder),
                 "error": f"no {RECORD_FILE}: the job did not start its task or was killed"}
     except (OSError, ValueError) as error:
-        return {**row, "status": "unreadable", "overrides": _hydra_overrides(folder), "error": f"{path}: {error}"}
+        return {**row, "status": Status.UNREADABLE, "overrides": _hydra_overrides(folder), "error": f"{path}: {error}"}
 
-    if record.get("status") == "running" and not process_alive(record):
-        record = {**record, "status": "killed",
+    if record.get("status") == Status.RUNNING and not process_alive(record):
+        record = {**record, "status": Status.KILLED,
                   "error": f"the process (pid {record.get('pid')}) ended without writing an outcome: killed "
                            "(SIGKILL, out of memory) or lost with its machine; skip_completed=true runs it again"}
     layers = record.get("layers", [])
@@ -125,7 +125,7 @@ def pending_rows(folder: Path, found: set[str]) -> list[dict]:
         name = job_dir(num, overrides)
         if name not in found:
             row = dict.fromkeys(COLUMNS, "")
-            row.update(job=name, status="pending", pareto=False, debug=None, overrides=" ".join(overrides),
+            row.update(job=name, status=Status.PENDING, pareto=False, debug=None, overrides=" ".join(overrides),
                        error="not started: the sweep stopped before this job (skip_completed=true runs it)")
             rows.append(row)
     return rows
@@ -183,7 +183,7 @@ def pareto_front(rows: Sequence[dict], metric: str = "test_acc") -> list[int]:
     points = [
         (int(row["learnable_params"]), accuracy(row, metric), i)
         for i, row in enumerate(rows)
-        if row["status"] == "completed" and row["learnable_params"] != "" and not math.isnan(accuracy(row, metric))
+        if row["status"] == Status.COMPLETED and row["learnable_params"] != "" and not math.isnan(accuracy(row, metric))
         and above_chance(row, metric)
     ]
     front, best = [], (math.nan, -math.inf)

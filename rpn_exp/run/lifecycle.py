@@ -1,0 +1,227 @@
+"""One run from start to record, written once: the solo task (:mod:`rpn_exp.run.task`) and every member of a
+stacked group (:mod:`rpn_exp.run.stacked`) are made of these steps.
+
+    start       the record, written at once as ``running`` (a run killed from outside is reported, not lost)
+    prepare     check the settings and the keys the overrides add; seed; build the data module (its data loaded and
+                checked before anything trains) and the network, described in the record; check the checkpoint it
+                resumes from (:mod:`rpn_exp.run.resume`)
+    dashboards  the HPARAMS entry when training starts, the outcome when it ends (:mod:`rpn_exp.run.dashboard`)
+    fit, test   the task's own: Lightning's Trainer, or the members' shared loop
+    fail        the failure policy: one status and message for each way a run can end early (:func:`outcome`)
+    finish      metrics, epochs and wall time; ``result.json`` written (a full disk keeps the last good one); one
+                summary line
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import socket
+import sys
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+from rpn_exp.config.build import ConfigError, build_datamodule, build_network, function_configs, model_name
+from rpn_exp.config.checks import check_added_keys, check_settings
+from rpn_exp.data import DatasetError
+from rpn_exp.nn.describe import format_layer_table, model_record
+from rpn_exp.run.context import cluster_job, is_debug
+from rpn_exp.run.dashboard import close_dashboards, dashboard_hparams, log_hyperparameters, sweep_keys
+from rpn_exp.run.module import DivergenceError
+from rpn_exp.run.provenance import provenance
+from rpn_exp.run.record import Status, summary_line, write_record
+from rpn_exp.run.resume import check_checkpoint, interruption_checkpoints, resume_point
+
+log = logging.getLogger("rpn_exp")
+
+#: Exit status of a run stopped by SIGTERM (128 + 15, as a shell reports a process ended by that signal).
+SIGTERM_EXIT = 143
+
+
+#: What the task can return to a sweeper (``objective``): a metric of the run or a count from its record.
+OBJECTIVES = ("test/acc", "test/loss", "val/acc", "val/acc_best", "val/loss",
+              "learnable_params", "frozen_params", "wall_time_s")
+
+
+def objective_names(cfg: DictConfig) -> list[str]:
+    """The configured ``objective`` as a list, validated against :data:`OBJECTIVES`."""
+    objective = cfg.get("objective", "test/acc")
+    names = [objective] if isinstance(objective, str) else list(objective)
+    bad = [name for name in names if name not in OBJECTIVES]
+    if not names or bad:
+        raise ConfigError(f"objective={objective!r} is invalid; give one of {list(OBJECTIVES)} or a list of them")
+    return names
+
+
+def objective_value(record: dict, names: list[str]) -> float | tuple[float, ...] | None:
+    """The objective(s) of a completed run: a float for one name, a tuple for several (NaN where one is missing).
+
+    None for a run that did not complete (dry run, failed, diverged, interrupted): it has no value to optimize.
+    The Optuna sweeper records such a trial as failed and goes on; a NaN would make it stop the whole search.
+    """
+    if record.get("status") != Status.COMPLETED:
+        return None
+    values = tuple(float(record.get("metrics", {}).get(n, record.get(n, math.nan))) for n in names)
+    return values[0] if len(values) == 1 else values
+
+
+def new_record(cfg: DictConfig, out: Path, context: dict) -> dict:
+    """The record of a run that is starting: what was asked for and where the code and numbers come from."""
+    psi = function_configs(cfg)["reconciliation"][1]
+    configured = {k: v for k, v in psi.items() if k in ("r", "p", "q", "l") and v is not None}
+    return {
+        "status": Status.RUNNING, "pid": os.getpid(), "host": socket.gethostname(),
+        "output_dir": str(out), "overrides": context["overrides"],
+        "choices": context["choices"], "seed": cfg.seed, "tags": list(cfg.get("tags") or []),
+        "debug": is_debug(cfg, context), "reconciliation_hparams": configured, "cluster_job": cluster_job(),
+        "lr": OmegaConf.select(cfg, "optimizer.lr"), "max_epochs": OmegaConf.select(cfg, "trainer.max_epochs"),
+        "provenance": provenance(OmegaConf.select(cfg, "trainer.accelerator")), "metrics": {},
+    }
+
+
+def build_experiment(cfg: DictConfig, record: dict, verbose: bool = True):
+    """Seed, then build the data module and the network; describe the network in ``record`` (and the console
+    when ``verbose``; the log file always)."""
+    import lightning as L
+
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    datamodule = build_datamodule(cfg)
+    net = build_network(cfg, datamodule.num_features, datamodule.num_classes, shapes_only=bool(cfg.dry_run))
+    if not cfg.dry_run:  # the data is loaded (and checked) before anything is written
+        try:
+            datamodule.setup("fit")
+        except (FileNotFoundError, DatasetError) as error:
+            raise ConfigError(f"dataset: {error}") from error
+    head = net.layers[0].heads[0]
+    record.update(
+        model=model_name(cfg),
+        dataset=datamodule.name,
+        expansion=head.expansion.name,
+        reconciliation=head.reconciliation.name,
+        interdependence=head.interdependence.name,
+        remainder=net.layers[0].remainder.name,
+        **model_record(net),
+    )
+    log.log(logging.INFO if verbose else logging.DEBUG, "RPN network %s\n%s", net.widths,
+            format_layer_table(record["layers"]))
+    return datamodule, net
+
+
+def save_record(out: Path, record: dict) -> None:
+    """Write ``result.json``; if that fails (a full disk), say so on stderr and keep the last good record."""
+    try:
+        write_record(out, record)
+    except OSError as error:
+        print(f"rpn_exp: could not write {out / 'result.json'} ({error}); its last good version is kept, the run's "
+              f"outcome was: {summary_line(record)}", file=sys.stderr, flush=True)
+
+
+def outcome(error: BaseException, out: Path, interrupted: bool = False) -> dict:
+    """The status and error a run that ended with ``error`` records: the failure policy, in one place.
+
+    ``interrupted``: Lightning stopped training cleanly after a Ctrl-C and then exited (``SystemExit``).
+    """
+    from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+    if isinstance(error, ConfigError):
+        return {"status": Status.FAILED, "error": f"invalid configuration: {error}"}
+    if isinstance(error, DivergenceError):
+        return {"status": Status.DIVERGED, "error": str(error)}
+    if isinstance(error, SIGTERMException):
+        return {"status": Status.INTERRUPTED, "error": "stopped by SIGTERM (e.g. a cluster's time limit or kill)",
+                **interruption_checkpoints(out)}
+    if isinstance(error, KeyboardInterrupt) or (isinstance(error, SystemExit) and interrupted):
+        return {"status": Status.INTERRUPTED, "error": "interrupted by the user (Ctrl-C)",
+                **interruption_checkpoints(out)}
+    if isinstance(error, SystemExit):
+        return {"status": Status.FAILED, "error": f"exited with {error.code}"}
+    return {"status": Status.FAILED, "error": f"{type(error).__name__}: {error}", "traceback": traceback.format_exc()}
+
+
+@dataclass
+class Run:
+    """One run's record and the steps every task takes with it (module docstring)."""
+
+    cfg: DictConfig
+    context: dict
+    record: dict
+    objectives: list[str]
+    resume_from: str | None = None
+    main_process: bool = True  # under DDP the other ranks train but leave the record to rank 0
+    started: float = field(default_factory=time.perf_counter)
+    stopped: float | None = None  # when it stopped training early (a diverged member): its wall time ends there
+    loggers: list = field(default_factory=list)
+
+    @classmethod
+    def start(cls, cfg: DictConfig, context: dict, main_process: bool = True, **extra) -> Run:
+        """Begin the run: where it resumes from, and its record, written at once."""
+        out = Path(cfg.paths.output_dir)
+        run = cls(cfg, context, record={}, objectives=objective_names(cfg), main_process=main_process)
+        run.resume_from = resume_point(cfg, out)
+        run.record = {**new_record(cfg, out, context), "resumed_from": run.resume_from, **extra}
+        run.save()
+        return run
+
+    @property
+    def out(self) -> Path:
+        return Path(self.cfg.paths.output_dir)
+
+    @property
+    def status(self) -> str:
+        return self.record["status"]
+
+    @property
+    def running(self) -> bool:
+        return self.record["status"] == Status.RUNNING
+
+    def prepare(self, verbose: bool = True):
+        """Check the settings, build the data module and the network (described in the record), and check the
+        checkpoint it resumes from; returns (datamodule, network). Raises ConfigError for a refused setting."""
+        check_settings(self.cfg)
+        check_added_keys(self.context["overrides"], set(self.context["choices"]))
+        datamodule, net = build_experiment(self.cfg, self.record, verbose=verbose)
+        if not self.cfg.dry_run:
+            check_checkpoint(self.resume_from, net)
+        return datamodule, net
+
+    def open_dashboards(self, loggers) -> None:
+        """The run's hyper-parameters to every logger (TensorBoard's HPARAMS entry); closed by :meth:`finish`."""
+        self.loggers = list(loggers)
+        log_hyperparameters(self.loggers, dashboard_hparams(self.record, self.cfg, sweep_keys(self.context)))
+
+    def end(self, status: Status, **extra) -> None:
+        """Record an outcome that is not a failure (``completed``, ``dry_run``)."""
+        self.record.update(status=status, **extra)
+
+    def fail(self, error: BaseException, interrupted: bool = False) -> None:
+        """Record the outcome of ``error`` (:func:`outcome`); a divergence is also logged as it happens."""
+        self.record.update(outcome(error, self.out, interrupted))
+        if self.status == Status.DIVERGED:
+            self.stopped = time.perf_counter()
+            log.error("%s diverged: %s", self.out.name, error)
+        elif isinstance(error, Exception) and not isinstance(error, ConfigError) and self.status == Status.FAILED:
+            log.error("Run failed: %s", error)
+
+    def finish(self, metrics: dict | None = None, **progress) -> None:
+        """Metrics and progress (``epochs``, ``global_step``, ...) into the record, dashboards closed with the
+        outcome, ``result.json`` written and the summary line logged."""
+        self.record["metrics"].update(metrics or {})
+        self.record.update(progress)
+        close_dashboards(self.loggers, self.status)
+        self.record["wall_time_s"] = round((self.stopped or time.perf_counter()) - self.started, 3)
+        self.save()
+        if self.main_process:
+            log.info(summary_line(self.record))
+
+    def save(self) -> None:
+        if self.main_process:
+            save_record(self.out, self.record)
+
+    def objective(self) -> float | tuple[float, ...] | None:
+        """The configured objective of a completed run (None otherwise)."""
+        return objective_value(self.record, self.objectives)

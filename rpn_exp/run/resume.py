@@ -1,0 +1,99 @@
+"""Where a run continues from: the checkpoint it is given (``ckpt_path``), or, for a sweep job run again into its
+folder (``skip_completed=true``), its own ``last.ckpt``; a job already completed there is not run again.
+
+``last.ckpt`` is the end of the last completed epoch: resuming there computes what an uninterrupted run computes.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from pathlib import Path
+
+from omegaconf import DictConfig
+
+from rpn_exp.config.build import ConfigError
+from rpn_exp.config.naming import comparable_overrides
+from rpn_exp.run.checkpointing import INTERRUPTED, LAST, check_resumable
+from rpn_exp.run.record import Status, read_record
+
+log = logging.getLogger("rpn_exp")
+
+
+def resume_point(cfg: DictConfig, out: Path) -> str | None:
+    """The checkpoint the run continues from: ``ckpt_path`` if given; else, with ``skip_completed``, the job's own
+    ``last.ckpt`` (:func:`prepare_rerun`); else None (a fresh start)."""
+    if cfg.get("ckpt_path"):
+        return str(cfg.ckpt_path)
+    return prepare_rerun(out) if cfg.get("skip_completed", False) else None
+
+
+def completed_record(out: Path, overrides: list[str]) -> dict | None:
+    """The completed record already in ``out`` for the same overrides, or None if the job must run.
+
+    Raises ValueError when ``out`` holds a completed job with other overrides: it belongs to another sweep.
+    """
+    try:
+        record = read_record(out)
+    except (OSError, ValueError):
+        return None
+    if record.get("status") != Status.COMPLETED:
+        return None
+    ours, theirs = comparable_overrides(overrides), comparable_overrides(record.get("overrides", []))
+    if ours != theirs:
+        raise ValueError(
+            f"skip_completed=true: {out} holds a completed job with overrides {theirs}, not {ours}; re-run the "
+            "same sweep command into that folder, or give a fresh hydra.sweep.dir"
+        )
+    return record
+
+
+def prepare_rerun(out: Path) -> str | None:
+    """A job run again into its folder (``skip_completed=true``) that did not complete: it continues from its own
+    ``last.ckpt`` (the end of its last completed epoch; returned), or, without one, starts from a clean folder:
+    the earlier attempt's checkpoints, event files and logs are removed (its ``.hydra/`` and record stay until
+    the new record replaces it)."""
+    last = out / "checkpoints" / LAST
+    if last.is_file():
+        log.info("resuming %s from its last completed epoch: %s", out.name, last)
+        return str(last)
+    clear_attempt(out)
+    return None
+
+
+def clear_attempt(out: Path) -> None:
+    """Remove an earlier attempt's checkpoints, event files and logs from the job folder ``out``."""
+    for folder in (out / "checkpoints", out / "csv"):
+        shutil.rmtree(folder, ignore_errors=True)
+    for stale in [*out.glob("events.out.tfevents.*"), out / "hparams.yaml"]:
+        stale.unlink(missing_ok=True)
+
+
+def check_checkpoint(path: str | None, net) -> None:
+    """Refuse a ``ckpt_path`` (or a sweep job's own last.ckpt) that cannot be resumed into ``net``."""
+    if path is None:
+        return
+    try:
+        check_resumable(path, net)
+    except ValueError as error:
+        raise ConfigError(f"ckpt_path={path}: {error}") from error
+
+
+def interruption_checkpoints(out: Path) -> dict:
+    """Where an interrupted run can continue: ``last.ckpt`` (the last completed epoch: resume there for the same
+    result as an uninterrupted run) and ``interrupted.ckpt`` (the state when it stopped); None where absent."""
+    folder = out / "checkpoints"
+    return {key: str(folder / name) if (folder / name).is_file() else None
+            for key, name in (("last_checkpoint", LAST), ("interrupted_checkpoint", INTERRUPTED))}
+
+
+def best_checkpoint(checkpoint: dict) -> tuple[str | None, float | None]:
+    """(path, score) of the best checkpoint a checkpoint names: a stacked member's own keys, or the state of the solo
+    run's ``ModelCheckpoint`` callback; (None, None) when it names none."""
+    if checkpoint.get("best_checkpoint"):
+        return checkpoint["best_checkpoint"], checkpoint.get("best_score")
+    for key, state in (checkpoint.get("callbacks") or {}).items():
+        if str(key).startswith("ModelCheckpoint") and state.get("best_model_path"):
+            score = state.get("best_model_score")
+            return state["best_model_path"], float(score) if score is not None else None
+    return None, None
