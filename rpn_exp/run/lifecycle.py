@@ -186,6 +186,7 @@ class Run:
         check_added_keys(self.context["overrides"], set(self.context["choices"]))
         datamodule, net = build_experiment(self.cfg, self.record, verbose=verbose)
         if not self.cfg.dry_run:
+            self.record["data_sizes"] = datamodule.sizes()
             check_checkpoint(self.resume_from, net)
         return datamodule, net
 

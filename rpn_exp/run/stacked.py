@@ -104,8 +104,6 @@ def finish_member(member: Member, interrupted: bool) -> None:
     if run.running:
         run.end(Status.INTERRUPTED if interrupted else Status.FAILED,
                 error=run.record.get("error") or "the stacked group stopped before this member finished")
-    if member.datamodule is not None and member.datamodule.splits is not None:
-        run.record["data_sizes"] = member.datamodule.sizes()
     for logger in member.loggers:
         if not isinstance(logger, TensorBoardLogger):
             logger.finalize("success" if run.status == Status.COMPLETED else "failed")

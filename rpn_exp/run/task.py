@@ -109,7 +109,6 @@ def fit_and_test(cfg: DictConfig, trainer, module, datamodule, record: dict, res
         trainer.test(module, datamodule=datamodule, ckpt_path=best or None, weights_only=False, verbose=verbose)
         record["metrics"].update(_metrics(trainer))
         record["best_checkpoint"] = best or None
-    record["data_sizes"] = datamodule.sizes()
 
 
 def _metrics(trainer) -> dict:

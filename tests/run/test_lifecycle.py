@@ -1,0 +1,92 @@
+"""One lifecycle for solo and stacked runs: the same settings, run by the basic launcher and by ``launcher=stacked``,
+end in the same records (status, error, resume point, epochs, metrics), whatever the way the run ends."""
+
+import json
+import signal
+import subprocess
+import time
+
+import pytest
+
+from tests.conftest import cli_command, run_cli
+
+pytestmark = pytest.mark.slow
+SHORT = ["trainer.max_epochs=2", "callbacks.progress_bar.refresh_rate=0"]
+#: Keys that differ between two runs of the same job by construction (where, when, which process, how grouped).
+OWN = {"pid", "host", "output_dir", "provenance", "wall_time_s", "stacked_group", "overrides", "best_checkpoint",
+       "last_checkpoint", "interrupted_checkpoint", "traceback"}
+
+
+def sweep(folder, *overrides):
+    done = run_cli("-m", *overrides, f"hydra.sweep.dir={folder}")
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    return {job.name: json.loads((job / "result.json").read_text()) for job in sorted(folder.iterdir())
+            if (job / "result.json").is_file()}
+
+
+def both_ways(tmp_path, *overrides):
+    """The records of one sweep run solo and stacked (the stacked one trained as one group)."""
+    solo = sweep(tmp_path / "solo", *overrides)
+    stacked = sweep(tmp_path / "stacked", "launcher=stacked", *overrides)
+    assert solo.keys() == stacked.keys() and all("stacked_group" in r for r in stacked.values())
+    return solo, stacked
+
+
+def assert_same_records(solo, stacked, tolerance=2e-5):
+    for job, theirs in solo.items():
+        ours = stacked[job]
+        assert set(ours) - OWN == set(theirs) - OWN, job
+        for key in set(theirs) - OWN - {"metrics", "choices"}:
+            assert ours[key] == theirs[key], (job, key)
+        assert {**ours["choices"], "launcher": None} == theirs["choices"], job  # the one choice that differs
+        assert ours["metrics"].keys() == theirs["metrics"].keys(), job
+        for key, value in theirs["metrics"].items():
+            assert ours["metrics"][key] == pytest.approx(value, rel=1e-6, abs=tolerance), (job, key)  # lr: float32
+
+
+def test_test_false_completes_without_testing_both_ways(tmp_path):
+    solo, stacked = both_ways(tmp_path, "seed=1,2", "test=false", *SHORT)
+    assert_same_records(solo, stacked)
+    assert all(r["status"] == "completed" and "test/acc" not in r["metrics"] for r in stacked.values())
+
+
+def test_a_diverging_job_is_recorded_the_same_way_both_ways(tmp_path):
+    solo, stacked = both_ways(tmp_path, "optimizer.lr=0.01,1e12", *SHORT)
+    assert_same_records(solo, stacked)
+    assert [r["status"] for r in stacked.values()] == ["completed", "diverged"]
+    assert "training loss became nan" in stacked["001_lr1000000000000.0"]["error"]
+
+
+def test_resuming_from_a_checkpoint_path_continues_it_both_ways(tmp_path):
+    first = run_cli("trainer.max_epochs=1", "callbacks.progress_bar.refresh_rate=0", f"hydra.run.dir={tmp_path / 'one'}")
+    assert first.returncode == 0, first.stderr[-3000:]
+    last = tmp_path / "one" / "checkpoints" / "last.ckpt"
+    solo, stacked = both_ways(tmp_path, f"ckpt_path={last}", "optimizer.weight_decay=0,1e-4", *SHORT)
+    assert_same_records(solo, stacked)
+    for record in stacked.values():
+        assert record["resumed_from"] == str(last) and record["epochs"] == 2 and record["status"] == "completed"
+
+
+def stop_when_both_have_a_checkpoint(folder, *overrides):
+    """A 2-job sweep stopped by SIGTERM once job 000 has its last.ckpt; the records it left."""
+    process = subprocess.Popen(cli_command("-m", "seed=1,2", "trainer.max_epochs=400",
+                                           "callbacks.progress_bar.refresh_rate=0", f"hydra.sweep.dir={folder}",
+                                           *overrides), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not (folder / "000_seed1" / "checkpoints" / "last.ckpt").is_file():
+        assert time.monotonic() < deadline and process.poll() is None
+        time.sleep(0.05)
+    process.send_signal(signal.SIGTERM)
+    process.communicate(timeout=120)
+    assert process.returncode == 143
+    return json.loads((folder / "000_seed1" / "result.json").read_text())
+
+
+def test_sigterm_interrupts_with_the_same_record_both_ways(tmp_path):
+    solo = stop_when_both_have_a_checkpoint(tmp_path / "solo")
+    stacked = stop_when_both_have_a_checkpoint(tmp_path / "stacked", "launcher=stacked")
+    for record in (solo, stacked):
+        assert record["status"] == "interrupted" and record["epochs"] >= 1
+        assert record["last_checkpoint"].endswith("000_seed1/checkpoints/last.ckpt")
+    assert stacked["error"] == solo["error"] == "stopped by SIGTERM (e.g. a cluster's time limit or kill)"
+    assert set(stacked) - OWN == set(solo) - OWN
