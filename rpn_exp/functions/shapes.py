@@ -33,7 +33,7 @@ def resolve_factor(value: int | None, k: int, *, factor: str, dim: str, owner: s
     """
     if value is None:
         return auto_factor(k)
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1 or k % value != 0:
+    if not is_positive_int(value) or k % value != 0:
         raise ValueError(
             f"{owner}: {factor}={value!r} does not divide {dim}={k}; "
             f"valid values of {factor} are the divisors of {k}: {list(divisors(k))} "
@@ -42,8 +42,13 @@ def resolve_factor(value: int | None, k: int, *, factor: str, dim: str, owner: s
     return value
 
 
-def check_positive_int(value, *, name: str, owner: str) -> int:
-    """Reject anything but an integer >= 1 with a message naming the hyper-parameter."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{owner}: {name}={value!r} is invalid; {name} must be an integer >= 1")
+def is_positive_int(value) -> bool:
+    """Whether ``value`` is an integer >= 1 (a bool is not)."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
+def check_positive_int(value, *, name: str, owner: str | None = None) -> int:
+    """Reject anything but an integer >= 1 with a message naming the hyper-parameter (and its owner, if given)."""
+    if not is_positive_int(value):
+        raise ValueError(f"{owner + ': ' if owner else ''}{name}={value!r} is invalid; it must be an integer >= 1")
     return value

@@ -49,6 +49,7 @@ from rpn_exp.functions.factors import (
 from rpn_exp.functions.interdependence import Interdependence, NoInterdependence
 from rpn_exp.functions.processing import is_plain_layer_norm
 from rpn_exp.functions.reconciliation import KRONECKER, LOW_RANK, OUTER, Reconciliation, dense_variance
+from rpn_exp.functions.shapes import check_positive_int
 
 PATHS = ("product", "bilinear", "structured", "materialized")
 #: A dense W multiplies κ through the bilinear form (never building κ) from this width of κ up (benchmarks/layers.py).
@@ -122,9 +123,7 @@ class RPNHead(nn.Module):
         self.D = expansion.calculate_D(self.m_prime)
         self.l = reconciliation.calculate_l(n, self.D)
         self.channels = channels
-        if isinstance(chunk_elements, bool) or not isinstance(chunk_elements, int) or chunk_elements < 1:
-            raise ValueError(f"chunk_elements={chunk_elements!r} is invalid; it must be an integer >= 1")
-        self.chunk_elements = chunk_elements
+        self.chunk_elements = check_positive_int(chunk_elements, name="chunk_elements")
 
         variance = channels * heads * dense_variance(self.D) if init == "variance" else None
         if init == "variance":

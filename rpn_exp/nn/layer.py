@@ -11,10 +11,10 @@ from torch import nn
 from rpn_exp.functions.expansion import Expansion
 from rpn_exp.functions.interdependence import Interdependence, NoInterdependence
 from rpn_exp.functions.processing import build_processing
-from rpn_exp.functions.reconciliation import Reconciliation
 from rpn_exp.functions.remainder import Remainder, ZeroRemainder
+from rpn_exp.functions.shapes import check_positive_int
 from rpn_exp.nn.describe import count_frozen, count_learnable
-from rpn_exp.nn.head import CHUNK_ELEMENTS, RPNHead, _gather, _mean, _register_state
+from rpn_exp.nn.head import RPNHead, _gather, _mean, _register_state
 
 
 class RPNLayer(nn.Module):
@@ -25,46 +25,29 @@ class RPNLayer(nn.Module):
         m: int,
         n: int,
         *,
-        expansion: Expansion,
-        reconciliation: Reconciliation,
         remainder: Remainder | None = None,
-        interdependence: Interdependence | None = None,
         heads: int = 1,
-        channels: int = 1,
         bias: bool = False,
         output_processing=None,
-        materialize: bool = False,
-        chunk_elements: int = CHUNK_ELEMENTS,
-        init: str = "variance",
         name: str = "layer",
         index: int = 0,
+        **head_options,
     ):
+        """``head_options`` are :class:`~rpn_exp.nn.head.RPNHead`'s keyword arguments (``expansion`` and
+        ``reconciliation`` required; ``interdependence``, ``channels``, ``materialize``, ``chunk_elements``,
+        ``init``), shared by the H heads; each head draws its frozen state from its own seed."""
         super().__init__()
         self.m, self.n, self.name = m, n, name
         self.remainder = remainder or ZeroRemainder()
+        seed = head_options["reconciliation"].seed + 1000 * index  # each layer and head its own frozen matrices
         try:
-            for key, value in (("heads", heads), ("channels", channels)):
-                if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                    raise ValueError(f"{key}={value!r} is invalid; it must be an integer >= 1")
-            self.heads = nn.ModuleList(
-                RPNHead(
-                    m,
-                    n,
-                    expansion=expansion,
-                    reconciliation=reconciliation,
-                    interdependence=interdependence,
-                    channels=channels,
-                    materialize=materialize,
-                    chunk_elements=chunk_elements,
-                    state_seed=reconciliation.seed + 1000 * index + head,  # each layer and head its own matrices
-                    init=init,
-                    heads=heads,
-                )
-                for head in range(heads)
-            )
+            check_positive_int(heads, name="heads")
+            check_positive_int(head_options.get("channels", 1), name="channels")
+            self.heads = nn.ModuleList(RPNHead(m, n, **head_options, state_seed=seed + head, heads=heads)
+                                       for head in range(heads))
             self.remainder.check(m, n)
         except ValueError as error:
-            D = _safe_D(expansion, interdependence, m)
+            D = _safe_D(head_options["expansion"], head_options.get("interdependence"), m)
             raise ValueError(f"{name} (m={m} -> n={n}, D={D}): {error}") from error
         self._pi_keys = _register_state(self, "pi_", self.remainder.create_state(m, n))
         self.bias = nn.Parameter(torch.zeros(n)) if bias else None

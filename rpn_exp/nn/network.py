@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from rpn_exp.functions.processing import build_processing
+from rpn_exp.functions.shapes import is_positive_int
 from rpn_exp.nn.layer import RPNLayer
 
 
@@ -24,7 +25,7 @@ class RPNNetwork(nn.Module):
                  activation=None, **shared):
         super().__init__()
         widths = list(widths)
-        if len(widths) < 2 or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in widths):
+        if len(widths) < 2 or not all(map(is_positive_int, widths)):
             raise ValueError(f"widths={widths} is invalid; give at least two positive integers, e.g. [64, 32, 10]")
         overrides = {int(k): dict(v) for k, v in (layer_overrides or {}).items()}
         bad = sorted(set(overrides) - set(range(len(widths) - 1)))

@@ -49,16 +49,8 @@ class Member:
         return self.run.cfg
 
     @property
-    def record(self) -> dict:
-        return self.run.record
-
-    @property
     def out(self) -> Path:
         return self.run.out
-
-    @property
-    def loggers(self) -> list:
-        return self.run.loggers
 
     @property
     def running(self) -> bool:
@@ -71,7 +63,7 @@ class Member:
 
     def log(self, metrics: dict, step: int) -> None:
         self.metrics.update(metrics)
-        for logger in self.loggers:
+        for logger in self.run.loggers:
             logger.log_metrics(metrics, step)
 
     def weights(self) -> dict[str, torch.Tensor]:
@@ -112,7 +104,7 @@ def restore_member(member: Member, checkpoint: dict) -> None:
     try:
         member.net.load_state_dict(state)
     except RuntimeError as error:
-        raise ConfigError(f"ckpt_path={member.record['resumed_from']}: {error}") from error
+        raise ConfigError(f"ckpt_path={member.run.record['resumed_from']}: {error}") from error
     member.epoch, member.global_step = checkpoint["epoch"] + 1, checkpoint["global_step"]
     member.val_acc_best = checkpoint.get("val_acc_best", 0.0)
     best, score = best_checkpoint(checkpoint)
@@ -137,14 +129,14 @@ def save_checkpoint(member: Member, path: Path) -> None:
         "lr_schedulers": [s for s in [member.optimizers.scheduler_state_dict(member.index)] if s is not None],
         "val_acc_best": member.val_acc_best,
         "best_checkpoint": str(member.best_path) if member.best_path else None, "best_score": member.best_score,
-        "stacked_group": member.record["stacked_group"],
+        "stacked_group": member.run.record["stacked_group"],
     }
     atomic_torch_save(checkpoint, path)
 
 
 def snapshot(member: Member, moment: str) -> None:
     node = OmegaConf.select(member.cfg, "callbacks.weight_snapshots")
-    writers = [lg.experiment for lg in member.loggers if isinstance(lg, TensorBoardLogger)]
+    writers = [lg.experiment for lg in member.run.loggers if isinstance(lg, TensorBoardLogger)]
     if node is not None and writers and member.net is not None:
         write_weight_snapshots(writers, member.solo_net(), member.global_step, node.get("rows", 128),
                                node.get("cols", 512))

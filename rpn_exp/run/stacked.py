@@ -104,7 +104,7 @@ def finish_member(member: Member, interrupted: bool) -> None:
     if run.running:
         run.end(Status.INTERRUPTED if interrupted else Status.FAILED,
                 error=run.record.get("error") or "the stacked group stopped before this member finished")
-    for logger in member.loggers:
+    for logger in run.loggers:
         if not isinstance(logger, TensorBoardLogger):
             logger.finalize("success" if run.status == Status.COMPLETED else "failed")
     run.finish(member.metrics, epochs=member.epoch, global_step=member.global_step)

@@ -134,10 +134,10 @@ def test_launcher_presets_select_hydras_launchers(launcher, target):
 
 
 def test_model_yaml_states_the_layer_defaults():
-    from rpn_exp.nn import RPNLayer
+    from rpn_exp.nn import RPNHead, RPNLayer
 
     node = OmegaConf.load(CONF / "model" / "rpn.yaml")
-    params = inspect.signature(RPNLayer).parameters
+    params = {**inspect.signature(RPNHead).parameters, **inspect.signature(RPNLayer).parameters}
     for key in ("heads", "channels", "bias", "materialize", "chunk_elements"):
         assert node[key] == params[key].default, f"conf/model/rpn.yaml: {key}"
 

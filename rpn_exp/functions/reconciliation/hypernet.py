@@ -44,7 +44,20 @@ def _check_state_size(owner: str, n: int, D: int, width: int, width_name: str) -
         )
 
 
-class HypernetReconciliation(Reconciliation):
+class _CodeReconciliation(Reconciliation):
+    """A W linear in one frozen output matrix (``output``) applied to a code of w: the channel average is
+    calibrated by scaling that matrix, which the channels share (their codes correlate)."""
+
+    output: str
+
+    def calibrate(self, w, n, D, variance, state=None):
+        gain = self.average_gain(w, n, D, variance, state)
+        with torch.no_grad():
+            state[self.output].mul_(gain)
+        return w, state
+
+
+class HypernetReconciliation(_CodeReconciliation):
     """ψ(w) = reshape(MLP(w)), MLP: l → hidden_dim (ReLU) → nD; l is given, not derived from n, D.
 
     With ``static`` (default) the MLP is frozen (buffers); otherwise its weights are learnable too.
@@ -53,6 +66,7 @@ class HypernetReconciliation(Reconciliation):
     """
 
     name = "hypernet"
+    output = "net_1_weight"
 
     def __init__(self, l: int = 64, hidden_dim: int = 128, static: bool = True, seed: int = 0):
         super().__init__(seed)
@@ -83,20 +97,13 @@ class HypernetReconciliation(Reconciliation):
             state = {k: nn.Parameter(v) for k, v in state.items()}
         return state
 
-    def calibrate(self, w, n, D, variance, state=None):
-        """W is linear in the output matrix: it is scaled (the channels share it, so their codes correlate)."""
-        gain = self.average_gain(w, n, D, variance, state)
-        with torch.no_grad():
-            state["net_1_weight"].mul_(gain)
-        return w, state
-
     def factors(self, w, n, D, state=None):
         state = self.state_or_default(n, D, state)
         hidden = torch.relu(F.linear(self.split(w, n, D)["w"], state["net_0_weight"], state["net_0_bias"]))
         return F.linear(hidden, state["net_1_weight"]).reshape(n, D)
 
 
-class RandomMatrixHypernetReconciliation(Reconciliation):
+class RandomMatrixHypernetReconciliation(_CodeReconciliation):
     """ψ(w) = reshape(((σ((w P) Qᵀ)) S) Tᵀ) ∈ R^{n×D}, σ the sigmoid, with fixed random
     P (l×r), Q (hidden_dim×r), S (hidden_dim×r), T (nD×r); l is given.
 
@@ -106,6 +113,7 @@ class RandomMatrixHypernetReconciliation(Reconciliation):
     """
 
     name = "random_matrix_hypernet"
+    output = "T"
 
     def __init__(self, r: int = 2, l: int = 64, hidden_dim: int = 128, seed: int = 0):
         super().__init__(seed)
@@ -137,13 +145,6 @@ class RandomMatrixHypernetReconciliation(Reconciliation):
     @staticmethod
     def _code(w, P, Q, S):
         return torch.sigmoid((w @ P) @ Q.T) @ S
-
-    def calibrate(self, w, n, D, variance, state=None):
-        """W is linear in T: it is scaled (the channels share it)."""
-        gain = self.average_gain(w, n, D, variance, state)
-        with torch.no_grad():
-            state["T"].mul_(gain)
-        return w, state
 
     def factors(self, w, n, D, state=None):
         state = self.state_or_default(n, D, state)
