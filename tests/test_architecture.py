@@ -38,3 +38,22 @@ def test_a_broken_layer_is_caught(tmp_path):
                           capture_output=True, text=True, timeout=120, env={"PYTHONPATH": str(tmp_path)})
     assert done.returncode != 0 and "rpn_exp.nn.network -> rpn_exp.run.record" in done.stdout
 
+
+
+#: The longest module (lines) and function (lines, a formula that reads best whole included) the project keeps.
+MAX_MODULE_LINES, MAX_FUNCTION_LINES = 400, 60
+
+
+def test_no_module_and_no_function_is_longer_than_the_limit():
+    import ast
+
+    long = {}
+    for path in PACKAGE.rglob("*.py"):
+        text = path.read_text()
+        name = str(path.relative_to(ROOT))
+        if len(text.splitlines()) > MAX_MODULE_LINES:
+            long[name] = len(text.splitlines())
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, ast.FunctionDef) and node.end_lineno - node.lineno >= MAX_FUNCTION_LINES:
+                long[f"{name}:{node.name}"] = node.end_lineno - node.lineno + 1
+    assert not long, f"longer than {MAX_MODULE_LINES} lines (module) or {MAX_FUNCTION_LINES} (function): {long}"
