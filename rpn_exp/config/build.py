@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+import re
+from collections.abc import Iterable, Mapping
 
 import torch
 from hydra.errors import InstantiationException
@@ -32,14 +33,26 @@ class ConfigError(ValueError):
 USER_ERRORS = (ValueError, TypeError, ImportError, AttributeError)
 
 
+def qualify(key: str, error: BaseException | str, names: Iterable[str] = ()) -> str:
+    """A component's message about its own arguments (``root=/x does not exist``) in the terms of the config:
+    each ``name=`` of the node's ``names`` becomes ``key.name=`` (the override to change); a message that does not
+    start with one is prefixed ``key: ``."""
+    text = str(error)
+    names = sorted(set(names), key=len, reverse=True)
+    if names:
+        text = re.sub(r"(?<![\w.])(" + "|".join(map(re.escape, names)) + r")(?==)", rf"{key}.\1", text)
+    return text if text.startswith(f"{key}.") else f"{key}: {text}"
+
+
 def instantiate_node(node, key: str, **kwargs):
-    """``hydra.utils.instantiate`` that reports a bad value with its config key (ConfigError)."""
+    """``hydra.utils.instantiate`` that reports a bad value with its config key (ConfigError, :func:`qualify`)."""
     try:
         return instantiate(node, **kwargs)
     except InstantiationException as error:  # Hydra wraps the real cause (or says what it could not resolve)
         cause = error.__cause__
         if cause is None or isinstance(cause, USER_ERRORS):
-            raise ConfigError(f"{key}: {cause or error}") from error
+            names = [k for k in node if not str(k).startswith("_")] if isinstance(node, Mapping) else []
+            raise ConfigError(qualify(key, cause or error, names)) from error
         raise cause from error
 
 

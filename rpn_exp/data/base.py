@@ -92,7 +92,7 @@ class TensorDataModule(L.LightningDataModule):
     def __init__(self, batch_size: int = 64, eval_batch_size: int = 1024, seed: int = 0):
         super().__init__()
         if batch_size < 1:
-            raise ValueError(f"dataset.batch_size={batch_size} is invalid; it must be >= 1")
+            raise ValueError(f"batch_size={batch_size} is invalid; it must be >= 1")
         self.batch_size, self.eval_batch_size, self.seed = batch_size, eval_batch_size, seed
         self.splits: dict[str, tuple[torch.Tensor, torch.Tensor]] | None = None
         self.mean = self.std = None

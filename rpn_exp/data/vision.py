@@ -96,7 +96,7 @@ class VisionDataModule(TensorDataModule):
         if dataset not in SPECS:
             raise ValueError(f"dataset={dataset!r} is not a torchvision dataset here; valid choices: {sorted(SPECS)}")
         if dataset == "emnist" and split not in EMNIST_CLASSES:
-            raise ValueError(f"dataset.split={split!r} is invalid for EMNIST; valid choices: {list(EMNIST_CLASSES)}")
+            raise ValueError(f"split={split!r} is invalid for EMNIST; valid choices: {list(EMNIST_CLASSES)}")
         self.name, self.spec = dataset, SPECS[dataset]
         self.root = Path(root).expanduser() if root is not None else None
         self.download, self.split = download, split
@@ -149,9 +149,9 @@ class VisionDataModule(TensorDataModule):
         searched = "\n".join(f"  - {p}" for p in self.candidate_folders())
         names = ", ".join(n for part in self.spec.files(self.split).values() for n in part)
         ways = [
-            f"put the IDX files ({names}, optionally .gz) into one of those folders, or point dataset.root at "
-            "a folder that holds them",
-            "or set dataset.download=true to let torchvision download them (needs network access)",
+            f"put the IDX files ({names}, optionally .gz) into one of those folders, or give root=<a folder that "
+            "holds them>",
+            "or set download=true to let torchvision download them (needs network access)",
         ]
         if self.spec.how_to_get:
             ways.insert(0, self.spec.how_to_get)
@@ -169,8 +169,8 @@ class VisionDataModule(TensorDataModule):
     def load(self):
         if self.root is not None and not self.root.is_dir() and not self.download:
             raise FileNotFoundError(
-                f"dataset.root={self.root} does not exist; give the folder that holds the {self.name} IDX files, "
-                "or leave dataset.root unset to search the usual places (" +
+                f"root={self.root} does not exist; give the folder that holds the {self.name} IDX files, "
+                "or leave root unset to search the usual places (" +
                 ", ".join(str(p) for p in [self.cache_dir, *self.spec.system_folders]) + ")"
             )
         root = self.locate()

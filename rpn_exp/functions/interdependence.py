@@ -42,8 +42,6 @@ class Interdependence(Function):
     def calculate_l(self, m: int) -> int:
         return 0
 
-    def hparams(self, m: int) -> dict:
-        return {}
 
     def init_w(self, m: int, generator: torch.Generator | None = None) -> torch.Tensor:
         return torch.zeros(1, 0)
@@ -83,8 +81,6 @@ class AttributeInterdependence(Interdependence):
     def calculate_l(self, m):
         return self.reconciliation.calculate_l(m, self.output_dim(m))
 
-    def hparams(self, m):
-        return self.reconciliation.hparams(m, self.output_dim(m))
 
     def init_w(self, m, generator=None):
         """A = ψ(w) with Var(A_ij) = 1/m: x' = x A sums m products (its fan-in is m, whatever m'), so x' keeps the
@@ -119,8 +115,6 @@ class InstanceInterdependence(Interdependence):
     def calculate_l(self, m):
         return self.reconciliation.calculate_l(self.b, self.b)
 
-    def hparams(self, m):
-        return {"b": self.b, **self.reconciliation.hparams(self.b, self.b)}
 
     def init_w(self, m, generator=None):
         """Var(A_ij) = 1/b: each mixed row sums b rows of the batch (its fan-in)."""

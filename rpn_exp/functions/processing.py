@@ -2,7 +2,7 @@
 
 A spec is a name (``"layer_norm"``), a mapping with ``name`` and keyword arguments
 (``{"name": "dropout", "p": 0.1}``), or an ``nn.Module`` factory object. ``build_processing(specs, dim)``
-returns an ``nn.Sequential`` for a feature width ``dim``; new names are added with ``register``.
+returns an ``nn.Sequential`` for a feature width ``dim``; the names are those of :data:`REGISTRY`.
 """
 
 from __future__ import annotations
@@ -25,11 +25,6 @@ REGISTRY: dict[str, ProcessingFactory] = {
     "tanh": lambda dim: nn.Tanh(),
     "silu": lambda dim: nn.SiLU(),
 }
-
-
-def register(name: str, factory: ProcessingFactory) -> None:
-    """Make ``factory(dim, **kwargs) -> nn.Module`` available under ``name``."""
-    REGISTRY[name] = factory
 
 
 def _normalize(specs) -> list:

@@ -56,8 +56,8 @@ class IdentityRemainder(Remainder):
     def check(self, m, n):
         if m != n:
             raise ValueError(
-                f"identity remainder needs equal input and output widths, got m={m}, n={n}; "
-                "use remainder=linear (or remainder=zero) for this layer"
+                f"identity remainder needs equal input and output widths, got m={m}, n={n}; a linear or a zero "
+                "remainder serves any widths"
             )
 
     def __call__(self, x, n, state=None):

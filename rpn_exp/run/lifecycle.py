@@ -26,7 +26,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from rpn_exp.config.build import ConfigError, build_datamodule, build_network, function_configs, model_name
+from rpn_exp.config.build import ConfigError, build_datamodule, build_network, function_configs, model_name, qualify
 from rpn_exp.config.checks import check_added_keys, check_settings
 from rpn_exp.data import DatasetError
 from rpn_exp.nn.describe import format_layer_table, model_record
@@ -96,7 +96,7 @@ def build_experiment(cfg: DictConfig, record: dict, verbose: bool = True):
         try:
             datamodule.setup("fit")
         except (FileNotFoundError, DatasetError) as error:
-            raise ConfigError(f"dataset: {error}") from error
+            raise ConfigError(qualify("dataset", error, cfg.dataset.keys())) from error
     head = net.layers[0].heads[0]
     record.update(
         model=model_name(cfg),

@@ -77,12 +77,12 @@ def test_a_missing_dataset_names_the_folders_searched_and_how_to_get_it(tmp_path
         dm.setup()
     message = str(info.value)
     assert str(tmp_path / "cache" / "FashionMNIST" / "raw") in message and str(tmp_path / "system") in message
-    assert "apt-get install dataset-fashion-mnist" in message and "dataset.download=true" in message
+    assert "apt-get install dataset-fashion-mnist" in message and "download=true" in message
 
 
 def test_a_root_that_does_not_exist_is_an_error_and_nothing_is_staged(tmp_path):
     dm = VisionDataModule("fashion_mnist", root=str(tmp_path / "nowhere"))
-    with pytest.raises(FileNotFoundError, match=r"dataset.root=.*nowhere does not exist; give the folder"):
+    with pytest.raises(FileNotFoundError, match=r"root=.*nowhere does not exist; give the folder"):
         dm.setup()
     assert not (tmp_path / "nowhere").exists()  # no other copy was found and staged there
 

@@ -70,5 +70,5 @@ def test_remainder_formulas_and_errors():
     torch.testing.assert_close(P.ConstantRemainder(c=2.0)(x, 4), torch.full((3, 4), 2.0))
     state = P.LinearRemainder(bias=True).create_state(5, 2)
     torch.testing.assert_close(P.LinearRemainder(bias=True)(x, 2, state), x @ state["weight"].T + state["bias"])
-    with pytest.raises(ValueError, match="m=5, n=2.*remainder=linear"):
+    with pytest.raises(ValueError, match="m=5, n=2.*a linear or a zero remainder"):
         P.IdentityRemainder().check(5, 2)

@@ -129,8 +129,8 @@ def test_one_object_serves_two_shapes():
     psi = R.DualLPHMReconciliation(r=2)
     assert psi.hparams(6, 12) == {"r": 2, "p": 2, "q": 3}
     assert psi.hparams(64, 4160) == {"r": 2, "p": 8, "q": 64}
-    assert psi.calculate_l(6, 12) == 2 * (2 + 3 + 3 + 4)
-    assert psi.calculate_l(6, 12) == psi.calculate_l(6, 12)  # nothing was cached from the larger call
+    assert psi.calculate_l(6, 12) == 2 * (2 + 3 + 3 + 4)  # nothing was cached from the larger call
+    assert psi.calculate_l(64, 4160) == 2 * (8 + 64 + 8 + 65)
     assert psi.p is None and psi.q is None
 
 

@@ -90,7 +90,7 @@ def test_a_bad_p_is_rejected_before_training(make_config, tmp_path):
 
 def test_an_unknown_dataset_folder_says_where_it_looked(make_config, tmp_path):
     cfg = make_config("dataset=kmnist", f"dataset.root={tmp_path / 'missing'}", output_dir=tmp_path)
-    with pytest.raises(ConfigError, match=r"dataset: dataset.root=.*missing does not exist"):
+    with pytest.raises(ConfigError, match=r"^dataset.root=.*missing does not exist"):
         train(cfg)
     record = read_record(tmp_path)
     assert record["status"] == "failed" and str(tmp_path / "missing") in record["error"]

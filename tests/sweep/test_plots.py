@@ -16,7 +16,10 @@ def test_a_family_keeps_its_colour_and_the_main_families_differ():
     assert [family.name for family in reconciliation.FAMILIES[:10]] == main
     colours = [family_colour(name) for name in main]
     assert len(set(colours)) == len(main)
-    assert family_colour("lphm") == family_colour("lphm") and family_colour("mlp") == family_colour("mlp")
+    from matplotlib import colormaps
+
+    assert family_colour("lphm") == colormaps["tab20"](6)  # the 4th family: tab20's 7th colour, in every plot
+    assert family_colour("mlp") == "#3a3a3a" and family_colour("my_family") == family_colour("my_family")
 
 
 def test_points_are_labelled_with_what_varies():
@@ -28,7 +31,7 @@ def test_the_weight_heatmap_is_centred_on_zero_with_a_colour_bar():
     assert isinstance(figure, matplotlib.figure.Figure)
     image, colour_bar = figure.axes[0].images[0], figure.axes[1]
     assert image.get_clim() == (-3.0, 3.0) and image.get_cmap().name == "RdBu_r"
-    assert colour_bar is not None
+    assert colour_bar.get_ylim() == (-3.0, 3.0)  # the colour bar spans the same symmetric range
     assert "rows 0-1, columns 0-1 of 128 x 4160" in figure.axes[0].get_title()
 
 

@@ -242,11 +242,6 @@ class Reconciliation(Function):
             return (x @ form.V) @ form.U.T
         return F.linear(x, form)
 
-    def materialized_linear(self, x: torch.Tensor, w: torch.Tensor, n: int, D: int,
-                            state: State | None = None) -> torch.Tensor:
-        """``x Wᵀ`` through the dense W: the reference every fast path must equal."""
-        return F.linear(x, self(w, n, D, state))
-
     # ------------------------------------------------------------------- init
     def init_w(self, n: int, D: int, channels: int = 1, generator: torch.Generator | None = None,
                variance: float | None = None) -> torch.Tensor:
