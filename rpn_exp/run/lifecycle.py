@@ -34,7 +34,7 @@ from rpn_exp.run.context import cluster_job, is_debug
 from rpn_exp.run.dashboard import close_dashboards, dashboard_hparams, log_hyperparameters, sweep_keys
 from rpn_exp.run.module import DivergenceError
 from rpn_exp.run.provenance import provenance
-from rpn_exp.run.record import Status, summary_line, write_record
+from rpn_exp.run.record import Record, Status, summary_line, write_record
 from rpn_exp.run.resume import check_checkpoint, interruption_checkpoints, resume_point
 
 log = logging.getLogger("rpn_exp")
@@ -70,7 +70,7 @@ def objective_value(record: dict, names: list[str]) -> float | tuple[float, ...]
     return values[0] if len(values) == 1 else values
 
 
-def new_record(cfg: DictConfig, out: Path, context: dict) -> dict:
+def new_record(cfg: DictConfig, out: Path, context: dict) -> Record:
     """The record of a run that is starting: what was asked for and where the code and numbers come from."""
     psi = function_configs(cfg)["reconciliation"][1]
     configured = {k: v for k, v in psi.items() if k in ("r", "p", "q", "l") and v is not None}
@@ -149,7 +149,7 @@ class Run:
 
     cfg: DictConfig
     context: dict
-    record: dict
+    record: Record
     objectives: list[str]
     resume_from: str | None = None
     main_process: bool = True  # under DDP the other ranks train but leave the record to rank 0

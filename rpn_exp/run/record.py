@@ -7,6 +7,7 @@ import os
 import socket
 from enum import StrEnum
 from pathlib import Path
+from typing import Any, TypedDict
 
 RECORD_FILE = "result.json"
 
@@ -29,6 +30,56 @@ class Status(StrEnum):
 
 #: The outcomes a run writes: a record with one of these is final.
 FINAL = frozenset({Status.COMPLETED, Status.DRY_RUN, Status.DIVERGED, Status.INTERRUPTED, Status.FAILED})
+
+
+class Record(TypedDict, total=False):
+    """``result.json``: what one run was asked to do, what it built and how it ended (every key a run may write).
+
+    Written by :class:`rpn_exp.run.lifecycle.Run` (solo and stacked alike); read by the sweep progress lines, the
+    summary rows and the report.
+    """
+
+    # the run, when it starts (rpn_exp.run.lifecycle.new_record)
+    status: Status
+    pid: int
+    host: str
+    output_dir: str
+    overrides: list[str]
+    choices: dict[str, str | None]
+    seed: int
+    tags: list[str]
+    debug: bool
+    reconciliation_hparams: dict[str, Any]  # r, p, q, l as configured (None: automatic)
+    cluster_job: str | None
+    lr: float | None
+    max_epochs: int | None
+    provenance: dict[str, Any]
+    resumed_from: str | None
+    stacked_group: dict[str, Any]  # name, members, member: a member of a stacked group only
+    # what it built (rpn_exp.nn.describe.model_record), and its data
+    model: str
+    dataset: str
+    expansion: str
+    reconciliation: str
+    interdependence: str
+    remainder: str
+    widths: list[int]
+    learnable_params: int
+    frozen_params: int
+    identity_params: int
+    compression_vs_identity: float
+    layers: list[dict[str, Any]]  # one row per layer: m, n, D, l, path, rank bound, ψ's hyper-parameters
+    data_sizes: dict[str, int]
+    # how it ended
+    metrics: dict[str, float]
+    best_checkpoint: str | None
+    epochs: int
+    global_step: int
+    wall_time_s: float
+    error: str
+    traceback: str
+    last_checkpoint: str | None  # an interrupted run: where it resumes exactly
+    interrupted_checkpoint: str | None
 
 
 def process_alive(record: dict) -> bool:
@@ -68,12 +119,12 @@ def write_json(path: str | Path, data: dict) -> Path:
     return path
 
 
-def write_record(folder: str | Path, record: dict) -> Path:
+def write_record(folder: str | Path, record: Record) -> Path:
     """Write ``record`` to ``folder/result.json`` atomically and return the path."""
     return write_json(Path(folder) / RECORD_FILE, record)
 
 
-def read_record(folder: str | Path) -> dict:
+def read_record(folder: str | Path) -> Record:
     return json.loads((Path(folder) / RECORD_FILE).read_text())
 
 
@@ -83,7 +134,7 @@ def _jsonable(value):
     return str(value)
 
 
-def summary_line(record: dict) -> str:
+def summary_line(record: Record) -> str:
     """One line: status, dataset, functions, parameters, accuracy, time, folder."""
     metrics = record.get("metrics", {})
     parts = [

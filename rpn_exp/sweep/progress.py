@@ -10,14 +10,13 @@ workers or as submitit jobs:
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from datetime import timedelta
 from pathlib import Path
 
 from rpn_exp.config.naming import job_number
-from rpn_exp.run.record import FINAL, RECORD_FILE, Status
+from rpn_exp.run.record import FINAL, RECORD_FILE, Status, read_record
 
 
 def grid_jobs(sweeper_params: dict | None, task_overrides: list[str]) -> list[list[str]] | None:
@@ -91,7 +90,7 @@ class SweepProgress:
         for record_path in sorted(self.folder.glob(f"*/{RECORD_FILE}")):
             name = record_path.parent.name
             try:
-                record = json.loads(record_path.read_text())
+                record = read_record(record_path.parent)
             except (OSError, ValueError):  # being replaced right now: read it on the next look
                 continue
             status = record.get("status", Status.RUNNING)

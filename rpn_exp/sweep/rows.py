@@ -13,7 +13,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from rpn_exp.nn.describe import output_rank_limit, per_layer
-from rpn_exp.run.record import RECORD_FILE, Status, process_alive
+from rpn_exp.run.record import RECORD_FILE, Status, process_alive, read_record
 
 #: The columns of ``summary.csv`` in order; ``summary.md`` shows the same minus the long ``error`` text and
 #: minus the :data:`SHOWN_IF_VARYING` columns that hold one value for every job.
@@ -66,7 +66,7 @@ def job_row(folder: str | Path, root: str | Path | None = None) -> dict:
     row.update(job=name, pareto=False, debug=None, rank_limited=False)  # None: unknown (no readable record)
     path = folder / RECORD_FILE
     try:
-        record = json.loads(path.read_text())
+        record = read_record(folder)
     except FileNotFoundError:
         return {**row, "status": Status.MISSING, "overrides": _hydra_overrides(folder),
                 "error": f"no {RECORD_FILE}: the job did not start its task or was killed"}
