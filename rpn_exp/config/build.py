@@ -36,11 +36,13 @@ USER_ERRORS = (ValueError, TypeError, ImportError, AttributeError)
 def qualify(key: str, error: BaseException | str, names: Iterable[str] = ()) -> str:
     """A component's message about its own arguments (``root=/x does not exist``) in the terms of the config:
     each ``name=`` of the node's ``names`` becomes ``key.name=`` (the override to change); a message that does not
-    start with one is prefixed ``key: ``."""
+    start with one is prefixed ``key: ``; the component's own name before such a message is dropped."""
     text = str(error)
     names = sorted(set(names), key=len, reverse=True)
     if names:
-        text = re.sub(r"(?<![\w.])(" + "|".join(map(re.escape, names)) + r")(?==)", rf"{key}.\1", text)
+        named = "|".join(map(re.escape, names))
+        text = re.sub(rf"^[\w ]+: (?=(?:{named})=)", "", text)  # "lorr reconciliation: r=0 ..." -> "r=0 ..."
+        text = re.sub(rf"(?<![\w.])({named})(?==)", rf"{key}.\1", text)
     return text if text.startswith(f"{key}.") else f"{key}: {text}"
 
 

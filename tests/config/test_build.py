@@ -1,0 +1,66 @@
+"""From a composed config to objects (``rpn_exp.config.build``): functions, data module, network; a bad value is a
+ConfigError that names its key."""
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from rpn_exp.config.build import (
+    ConfigError,
+    build_datamodule,
+    build_network,
+    instantiate_functions,
+    instantiate_node,
+    model_name,
+    qualify,
+)
+from tests.conftest import compose_config
+
+
+def test_a_components_message_is_put_in_the_configs_terms():
+    assert qualify("dataset", ValueError("root=/x does not exist"), ["root", "download"]) == \
+        "dataset.root=/x does not exist"
+    assert qualify("dataset", "fashion_mnist not found; give root=<folder> or set download=true", ["root", "download"]) \
+        == "dataset: fashion_mnist not found; give dataset.root=<folder> or set dataset.download=true"
+    assert qualify("model", "no key here", []) == "model: no key here"
+
+
+def test_a_bad_value_is_refused_with_the_full_key():
+    node = OmegaConf.create({"_target_": "rpn_exp.functions.reconciliation.LowRankReconciliation", "r": 0})
+    with pytest.raises(ConfigError, match=r"^reconciliation.r=0 is invalid; it must be an integer >= 1$"):
+        instantiate_node(node, "reconciliation")
+    missing = OmegaConf.create({"_target_": "rpn_exp.functions.reconciliation.NoSuchFamily"})
+    with pytest.raises(ConfigError, match="^reconciliation: .*NoSuchFamily"):
+        instantiate_node(missing, "reconciliation")
+
+
+def test_the_default_config_builds_its_functions_data_and_network():
+    cfg = compose_config()
+    functions = instantiate_functions(cfg)
+    assert [f.name for f in functions.values()] == ["taylor", "dual_lphm", "none", "zero"]
+    datamodule = build_datamodule(cfg)
+    net = build_network(cfg, datamodule.num_features, datamodule.num_classes)
+    assert net.widths == [64, 128, 10] and sum(p.numel() for p in net.parameters()) == 2085
+
+
+def test_a_dry_run_network_is_built_on_the_meta_device():
+    net = build_network(compose_config(["experiment=paper_mnist", "reconciliation=identity"]), 784, 10,
+                        shapes_only=True)
+    assert all(p.is_meta for p in net.parameters()) and sum(p.numel() for p in net.parameters()) == 39_696_000
+
+
+def test_a_rank_no_layer_can_reach_is_refused():
+    with pytest.raises(ConfigError, match=r"reconciliation.r=1000 is above the rank that any layer's factors"):
+        build_network(compose_config(["reconciliation=lorr", "reconciliation.r=1000"]), 64, 10)
+
+
+def test_model_names_tell_an_rpn_from_the_dense_baselines():
+    assert model_name(compose_config()) == "rpn"
+    assert model_name(compose_config(["model=mlp"])) == "mlp"
+    assert model_name(compose_config(["model=mlp", "model.hidden=[]"])) == "linear"
+
+
+def test_the_built_network_computes_logits_for_every_class():
+    cfg = compose_config(["reconciliation=hm"])
+    net = build_network(cfg, 64, 10)
+    assert net(torch.randn(5, 64)).shape == (5, 10)

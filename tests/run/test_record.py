@@ -1,0 +1,55 @@
+"""``result.json`` (``rpn_exp.run.record``): the status vocabulary, atomic writes that keep the last good record,
+and the one-line summary."""
+
+import json
+import os
+
+import pytest
+
+from rpn_exp.run import record as R
+
+
+def test_a_status_is_its_string_in_json_and_in_comparisons():
+    assert R.Status.COMPLETED == "completed" and json.dumps({"s": R.Status.DIVERGED}) == '{"s": "diverged"}'
+    assert R.FINAL == {"completed", "dry_run", "diverged", "interrupted", "failed"}
+    assert R.Status.RUNNING not in R.FINAL and R.Status.KILLED not in R.FINAL
+
+
+def test_a_record_is_written_whole_and_read_back(tmp_path):
+    record = {"status": R.Status.COMPLETED, "metrics": {"test/acc": 0.5}}
+    R.write_record(tmp_path, record)
+    assert R.read_record(tmp_path) == {"status": "completed", "metrics": {"test/acc": 0.5}}
+    assert [p.name for p in tmp_path.iterdir()] == [R.RECORD_FILE]  # no temporary file left
+
+
+def test_a_failed_write_keeps_the_last_good_record(tmp_path, monkeypatch):
+    R.write_record(tmp_path, {"status": "running"})
+
+    def full_disk(fd):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full_disk)
+    with pytest.raises(OSError, match="No space left"):
+        R.write_record(tmp_path, {"status": "completed"})
+    assert R.read_record(tmp_path) == {"status": "running"}
+    assert [p.name for p in tmp_path.iterdir()] == [R.RECORD_FILE]
+
+
+def test_the_summary_line_says_status_model_size_and_accuracy():
+    line = R.summary_line({"status": "completed", "dataset": "digits", "expansion": "taylor",
+                           "reconciliation": "lorr", "reconciliation_hparams": {"r": 2}, "learnable_params": 1234,
+                           "compression_vs_identity": 2.5, "metrics": {"test/acc": 0.91234}, "wall_time_s": 3.21,
+                           "output_dir": "/runs/x"})
+    assert line == ("rpn_exp [completed] | digits | taylor x lorr r=2 | 1,234 learnable params (2.5x fewer than "
+                    "identity) | test acc 0.9123 | 3.2 s | /runs/x")
+
+
+def test_a_running_record_of_a_process_that_is_gone_is_told_apart(tmp_path):
+    import socket
+    import subprocess
+    import sys
+
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    assert not R.process_alive({"pid": int(gone.stdout), "host": socket.gethostname()})
+    assert R.process_alive({"pid": os.getpid(), "host": socket.gethostname()})
+    assert R.process_alive({"pid": 1, "host": "another-machine"})  # cannot be told: assumed alive
