@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import lightning as L
@@ -65,6 +66,46 @@ def check_resumable(path: str | Path, net: torch.nn.Module, prefix: str = "net."
                        for k in sorted(set(expected) | set(found)) if expected.get(k) != found.get(k)]
         raise ValueError(f"{path} was saved from a model of other shapes ({len(differences)} difference(s), e.g. "
                          f"{differences[0]}); resume it with the overrides of the run that wrote it")
+    check_epoch_boundary(path, checkpoint)
+
+
+def check_epoch_boundary(path: Path, checkpoint: dict) -> None:
+    """Refuse a checkpoint saved in the middle of an epoch (``interrupted.ckpt``): Lightning would restart that
+    epoch's data mid-way and warn that the result is unreliable; ``last.ckpt`` (an epoch's end) resumes exactly."""
+    progress = (checkpoint.get("loops") or {}).get("fit_loop", {}).get("epoch_loop.batch_progress")
+    if not progress or progress.get("is_last_batch", True):
+        return
+    epoch, batches = checkpoint.get("epoch", 0), progress.get("current", {}).get("completed", "?")
+    last = path.parent / LAST
+    where = (f"resume from {last} instead (the end of epoch {epoch - 1}), which gives an uninterrupted run's result"
+             if last.is_file() and last != path else "no epoch had ended when it stopped: start the run again")
+    raise ValueError(f"{path} was saved in the middle of epoch {epoch} (after {batches} of its batches): resuming "
+                     f"there would not reproduce an uninterrupted run; {where}")
+
+
+def carry_best_checkpoints(checkpoint: dict, callbacks) -> None:
+    """Resumed into another folder than its checkpoint's, a run keeps its best-checkpoint bookkeeping: the best
+    checkpoints named by each ``ModelCheckpoint`` state are copied into this run's checkpoint folder and the state is
+    rewritten to name the copies, so Lightning restores it whole (its score included) and the run tests the best
+    checkpoint of its one validation history. ``callbacks``: this run's ``ModelCheckpoint`` callbacks."""
+    for callback in callbacks:
+        state = (checkpoint.get("callbacks") or {}).get(callback.state_key)
+        if not state or not state.get("dirpath") or callback.dirpath is None:
+            continue
+        folder = Path(callback.dirpath)
+        if Path(state["dirpath"]).resolve() == folder.resolve():
+            continue
+        folder.mkdir(parents=True, exist_ok=True)
+        copies = {}
+        for old in {state.get("best_model_path"), *(state.get("best_k_models") or {})} - {None, ""}:
+            if Path(old).is_file():
+                copies[old] = str(shutil.copy2(old, folder / Path(old).name))
+        state["dirpath"] = str(folder)
+        state["best_k_models"] = {copies[k]: v for k, v in (state.get("best_k_models") or {}).items() if k in copies}
+        for key in ("best_model_path", "kth_best_model_path", "last_model_path"):
+            state[key] = copies.get(state.get(key), "")
+        if not state["best_model_path"]:  # its best checkpoint is gone: its score cannot stand alone
+            state["best_model_score"] = None
 
 
 def rng_states() -> dict:

@@ -114,11 +114,18 @@ class RPNClassifier(L.LightningModule):
         checkpoint["rng_states"] = rng_states()
 
     def on_load_checkpoint(self, checkpoint):
-        from rpn_exp.run.checkpointing import restore_rng_states
+        """Resuming training: the best validation accuracy, every RNG's state, and the best-checkpoint bookkeeping
+        (carried into this run's folder when the checkpoint came from another, ``carry_best_checkpoints``)."""
+        from lightning.pytorch.callbacks import ModelCheckpoint
+
+        from rpn_exp.run.checkpointing import carry_best_checkpoints, restore_rng_states
 
         self.val_acc_best = checkpoint.get("val_acc_best", 0.0)
-        if "rng_states" in checkpoint and self._trainer is not None:  # resuming training, not loading for eval
+        if self._trainer is None:  # loaded for evaluation, not resumed
+            return
+        if "rng_states" in checkpoint:
             restore_rng_states(checkpoint["rng_states"])
+        carry_best_checkpoints(checkpoint, [c for c in self.trainer.callbacks if isinstance(c, ModelCheckpoint)])
 
     def configure_optimizers(self):
         if self.optimizer_factory is None:

@@ -151,3 +151,35 @@ def test_sigkill_mid_sweep_then_resume_equals_an_uninterrupted_sweep(tmp_path):
     assert checkpoints[-1] == "last.ckpt" and all(n.startswith("best-") for n in checkpoints[:-1])
     assert not list(folder.rglob("*.tmp"))
     shutil.rmtree(reference)
+
+
+@pytest.mark.parametrize("into", ["a new folder", "its own folder"])
+def test_a_run_resumed_from_ckpt_path_tests_the_best_checkpoint_of_its_one_history(make_config, tmp_path, into):
+    """The uninterrupted run's best epoch (2 of 0..3) comes before the resume point (the end of epoch 2 of 3): a
+    resumed run that forgot it would test epoch 3's weights."""
+    settings = [*FAST, "optimizer.lr=0.1", "seed=1"]
+    train(make_config(*settings, "trainer.max_epochs=4", output_dir=tmp_path / "straight"))
+    straight = read_record(tmp_path / "straight")
+    assert straight["best_checkpoint"].endswith("best-epoch002.ckpt")
+    train(make_config(*settings, "trainer.max_epochs=3", output_dir=tmp_path / "first"))
+    last = tmp_path / "first" / "checkpoints" / "last.ckpt"
+    folder = tmp_path / ("second" if into == "a new folder" else "first")
+    train(make_config(*settings, "trainer.max_epochs=4", f"ckpt_path={last}", output_dir=folder))
+    resumed = read_record(folder)
+    assert resumed["best_checkpoint"] == str(folder / "checkpoints" / "best-epoch002.ckpt")
+    assert Path(resumed["best_checkpoint"]).is_file() and resumed["global_step"] == straight["global_step"]
+    same_metrics(straight, resumed)
+
+
+def test_a_checkpoint_from_the_middle_of_an_epoch_is_refused_with_where_to_resume(make_config, tmp_path):
+    from rpn_exp.config.build import ConfigError
+
+    with pytest.raises(SystemExit):  # Lightning ends a run interrupted by Ctrl-C with exit status 1
+        train(make_config(*FAST, "trainer.max_epochs=3", "+callbacks.interrupt._target_=tests.callbacks.InterruptAt",
+                          "+callbacks.interrupt.step=7", output_dir=tmp_path / "stopped"))
+    stopped = read_record(tmp_path / "stopped")
+    assert stopped["status"] == "interrupted" and Path(stopped["interrupted_checkpoint"]).is_file()
+    with pytest.raises(ConfigError, match=r"interrupted.ckpt was saved in the middle of epoch 1 \(after 1 of its "
+                                          r"batches\).*resume from .*last.ckpt instead \(the end of epoch 0\)"):
+        train(make_config(*FAST, "trainer.max_epochs=3", f"ckpt_path={stopped['interrupted_checkpoint']}",
+                          output_dir=tmp_path / "resumed"))
