@@ -56,6 +56,7 @@ class Record(TypedDict, total=False):
     provenance: dict[str, Any]
     resumed_from: str | None
     stacked_group: dict[str, Any]  # name, members, member: a member of a stacked group only
+    configuration: str  # what it trains, but for the seed (rpn_exp.config.configuration): runs that pool
     # what it built (rpn_exp.nn.describe.model_record), and its data
     model: str
     dataset: str

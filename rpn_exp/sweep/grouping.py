@@ -1,8 +1,9 @@
 """Jobs that differ only in ``seed`` form one configuration: its mean, standard deviation and 95% interval.
 
 A sweep over seeds (``python -m rpn_exp -m hparams_search=rank seed=1,2,3``) measures how much of a difference
-between configurations is noise. Rows are the per-job summary rows of ``rpn_exp.sweep.summary``; the configuration of
-a job is its overrides without ``seed`` and without the switches and paths that do not change what it computes.
+between configurations is noise. Rows are the per-job summary rows of ``rpn_exp.sweep.rows``; the configuration of
+a job is what it trained but for its seed (the record's ``configuration``, ``rpn_exp.config.configuration``), so
+sweeps that spell the same settings differently pool; it is named by its overrides.
 """
 
 from __future__ import annotations
@@ -35,6 +36,14 @@ def config_of(row: dict) -> str:
     return " ".join(o for o in given if o in kept and o.lstrip("+~").split("=", 1)[0] != "seed")
 
 
+def configuration(row: dict) -> tuple[str, str]:
+    """What a job trained, but for its seed: the record's ``configuration`` (the effective settings, however they
+    were spelled); for a record written before it had one, its overrides without seed and its parameter count."""
+    if row.get("configuration"):
+        return ("configuration", row["configuration"])
+    return (config_of(row), str(row["learnable_params"]))
+
+
 def interval(values: Sequence[float]) -> tuple[float, float, float]:
     """(mean, sample standard deviation, half-width of the 95% confidence interval of the mean).
 
@@ -54,16 +63,19 @@ def group_by_config(rows: Sequence[dict]) -> list[dict]:
     """One row per configuration of the completed jobs that have a test accuracy, in order of first appearance,
     with n, the seeds, and mean/std/ci95 of test and best validation accuracy; ``pareto`` marks the front chosen
     by mean validation accuracy (the test accuracy is reported, never used to choose)."""
-    groups: dict[tuple[str, str], list[dict]] = {}
+    groups: dict[tuple[str, str], list[dict]] = {}  # configuration -> its jobs
     for row in rows:
         if row["status"] == Status.COMPLETED and not math.isnan(accuracy(row, "test_acc")):
-            groups.setdefault((config_of(row), str(row["learnable_params"])), []).append(row)
-    configs = [config.split() for config, _ in groups]
-    shared = set.intersection(*map(set, configs)) if configs else set()
+            groups.setdefault(configuration(row), []).append(row)
+    # each configuration named by its most explicit spelling, less what every configuration shares
+    spelled = {key: max((config_of(m) for m in members), key=lambda c: len(c.split()))
+               for key, members in groups.items()}
+    shared = set.intersection(*(set(s.split()) for s in spelled.values())) if spelled else set()
     result = []
-    for (config, _), members in groups.items():
-        label = " ".join(o for o in config.split() if o not in shared)  # what tells it from the other configurations
-        grouped = {"config": label or "(all jobs)", "n": len(members), "status": Status.COMPLETED,
+    for key, members in groups.items():
+        label = " ".join(o for o in spelled[key].split() if o not in shared)  # what tells it from the others
+        grouped = {"config": label or ("(all jobs)" if len(groups) == 1 else "(defaults)"), "n": len(members),
+                   "status": Status.COMPLETED,
                    "seeds": " ".join(str(m.get("seed", "")) for m in members), "pareto": False,
                    **{key: members[0].get(key, "") for key in SHARED}}
         for metric in ("test_acc", "val_acc_best"):

@@ -21,7 +21,7 @@ COLUMNS = (
     "job", "status", "model", "dataset", "expansion", "reconciliation", "layout", "interdependence", "remainder",
     "widths",
     "r", "p", "q", "rank_bound", "rank_limited", "seed", "lr", "epochs", "learnable_params", "frozen_params",
-    "test_acc", "val_acc_best", "wall_time_s", "pareto", "overrides", "error",
+    "test_acc", "val_acc_best", "wall_time_s", "pareto", "overrides", "configuration", "error",
 )
 SHOWN_IF_VARYING = ("model", "layout", "interdependence", "remainder", "widths", "rank_bound", "seed", "lr", "epochs")
 #: Marks a rank bound below classes − 1 (``rpn_exp.run.record.output_rank_limit``) in the tables.
@@ -97,6 +97,7 @@ def job_row(folder: str | Path, root: str | Path | None = None) -> dict:
         frozen_params=record.get("frozen_params", ""),
         wall_time_s=record.get("wall_time_s", ""),
         overrides=" ".join(record.get("overrides", [])),
+        configuration=record.get("configuration", ""),
         error=(record.get("error") or "").splitlines()[0] if record.get("error") else "",
     )
     for key in ("r", "p", "q"):

@@ -67,7 +67,7 @@ def format_markdown(rows: Sequence[dict], left_out: int = 0) -> str:
     Columns of :data:`SHOWN_IF_VARYING` appear only when jobs differ in them. ``left_out`` debug jobs are noted.
     """
     limited = any(row.get("rank_limited") for row in rows)
-    columns = [c for c in COLUMNS if c not in ("error", "pareto", "rank_limited")
+    columns = [c for c in COLUMNS if c not in ("error", "pareto", "rank_limited", "configuration")
                and (c not in SHOWN_IF_VARYING or varying(rows, c) or (c == "rank_bound" and limited))]
     split = [row["overrides"].split() for row in rows]
     shared = [o for o in split[0] if all(o in other for other in split)] if len(rows) > 1 else []

@@ -1,9 +1,11 @@
 """``python -m rpn_exp.report``: rebuilds the summary files from the records on disk."""
 
+import pytest
+
 from rpn_exp.report import main
 from rpn_exp.run.record import write_record
 from rpn_exp.sweep.summary import read_csv
-from tests.conftest import record
+from tests.conftest import multirun, record
 
 
 def test_report_writes_the_summary_into_the_sweep_folder(tmp_path, capsys):
@@ -35,3 +37,19 @@ def test_a_missing_or_empty_folder_is_an_error_that_names_it(tmp_path, capsys):
     assert "nope is not a folder" in capsys.readouterr().err
     assert main([str(tmp_path)]) == 1
     assert f"no job folders (result.json or .hydra/overrides.yaml) under {tmp_path}" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_merged_sweeps_that_spell_one_model_differently_pool_it_once(tmp_path):
+    """Sweep a leaves the default dual_lphm r=5 unspelled; sweep b spells it out and adds r=2. Merged, r=5 is one
+    configuration of three seeds, r=2 another of one."""
+    _, a = multirun(tmp_path / "a", "seed=1,2")
+    _, b = multirun(tmp_path / "b", "reconciliation=dual_lphm", "reconciliation.r=5,2", "seed=3")
+    assert main([str(a), str(b), "--out", str(tmp_path / "merged")]) == 0
+    groups = {g["config"]: g for g in read_csv(tmp_path / "merged" / "summary_by_config.csv")}
+    assert set(groups) == {"reconciliation.r=5", "reconciliation.r=2"}
+    assert (groups["reconciliation.r=5"]["n"], groups["reconciliation.r=5"]["seeds"]) == ("3", "1 2 3")
+    assert groups["reconciliation.r=2"]["n"] == "1"
+    rows = read_csv(tmp_path / "merged" / "summary.csv")
+    pooled = {r["configuration"] for r in rows if r["r"] == "5"}
+    assert len(pooled) == 1 and len(rows) == 4

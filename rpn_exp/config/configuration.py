@@ -1,0 +1,36 @@
+"""What a run trains, as one identifier: the composed config without the seed and the keys that do not change what
+is trained. Runs that differ only in seed share it, however their overrides were spelled (``reconciliation.r=5``
+given or left at its default), so merged sweeps and reruns pool into one configuration."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+from omegaconf import DictConfig, OmegaConf
+
+#: Keys (and the nodes under them) that do not change what a run trains, or that tell the runs of one
+#: configuration apart: where it writes, what it prints and logs, how it is launched, and its seed.
+BOOKKEEPING = ("seed", "paths", "hydra", "tags", "task_name", "skip_completed", "print_config", "progress_bars_in_sweeps",
+               "dry_run", "objective", "ckpt_path", "logger", "callbacks.progress_bar", "callbacks.lr_monitor",
+               "callbacks.weight_snapshots", "trainer.default_root_dir")
+
+
+def effective_settings(cfg: DictConfig) -> dict:
+    """The composed config as a plain dict without :data:`BOOKKEEPING`; interpolations are kept as written, so a
+    value derived from a path or the seed (``${paths.output_dir}``, ``${seed}``) is the same text in every run."""
+    settings = OmegaConf.to_container(cfg, resolve=False)
+    for key in BOOKKEEPING:
+        *parents, leaf = key.split(".")
+        node = settings
+        for parent in parents:
+            node = node.get(parent) if isinstance(node, dict) else None
+        if isinstance(node, dict):
+            node.pop(leaf, None)
+    return settings
+
+
+def configuration_id(cfg: DictConfig) -> str:
+    """A short hash of :func:`effective_settings`: equal for runs that train the same thing but for the seed."""
+    text = json.dumps(effective_settings(cfg), sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
