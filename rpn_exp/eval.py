@@ -72,7 +72,7 @@ def evaluate(path: str | Path, split: str = "test", overrides: list[str] | tuple
     from rpn_exp.run.provenance import provenance
 
     path = Path(path)
-    configure_console(sweep=False)
+    configure_console(quiet=True)
     checkpoint = torch.load(path, map_location="cpu", weights_only=False)
     cfg = OmegaConf.merge(saved_config(checkpoint, path), OmegaConf.from_dotlist(list(overrides)))
     model = RPNClassifier.load_from_checkpoint(path, map_location="cpu", config=OmegaConf.to_container(cfg))

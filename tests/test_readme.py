@@ -43,3 +43,19 @@ def test_a_readme_command_runs_as_written(command, tmp_path):
     records = [json.loads(p.read_text()) for p in tmp_path.rglob("result.json")]
     assert records, done.stdout[-2000:]
     assert {r["status"] for r in records} == {"dry_run"}, [r.get("error") for r in records if r.get("error")]
+
+
+def test_the_config_group_table_lists_every_option_of_every_group():
+    """The README's table of config groups names each option in conf/ (one source: the folders)."""
+    from tests.conftest import CONF, options
+
+    table = (ROOT / "README.md").read_text().split("### Config groups")[1].split("\n\n")[1]
+    rows = {}
+    for line in table.splitlines()[2:]:
+        groups, listed = line.split("|")[1:3]
+        for group in groups.replace("(κ)", "").replace("(ψ)", "").replace("(ξ)", "").replace("(π)", "").split("/"):
+            rows[group.strip()] = re.findall(r"[a-z_]+", listed)
+    documented = {p.name for p in CONF.iterdir() if p.is_dir() and p.name not in ("hydra", "paths", "__pycache__")}
+    assert set(rows) == documented
+    missing = {group: sorted(set(options(group)) - set(rows[group])) for group in documented}
+    assert not any(missing.values()), missing

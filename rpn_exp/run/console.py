@@ -21,13 +21,13 @@ class _DropNoise(logging.Filter):
         return not any(text in record.getMessage() for text in NOISE)
 
 
-def configure_console(sweep: bool) -> None:
+def configure_console(quiet: bool) -> None:
     """Lightning's console messages go out once, through the application's handlers, without noise.
 
     Lightning gives its loggers handlers of their own; under Hydra the root logger has one too, so every message
     appeared twice (``INFO: ...`` and Hydra's format). Those extra handlers are removed, and the records passed on
-    to the root, when the root logger has a handler. Inside a sweep (``sweep``) Lightning says only warnings: the
-    sweep prints a line per job.
+    to the root, when the root logger has a handler. ``quiet`` (a sweep job, an evaluation) lets Lightning say only
+    warnings: the sweep prints a line per job, the evaluation its result.
     """
     lightning = logging.getLogger("lightning.pytorch")
     if logging.getLogger().handlers:
@@ -40,7 +40,7 @@ def configure_console(sweep: bool) -> None:
     source = logging.getLogger("lightning.pytorch.utilities.rank_zero")
     if not any(isinstance(f, _DropNoise) for f in source.filters):
         source.addFilter(_DropNoise())
-    lightning.setLevel(logging.WARNING if sweep else logging.INFO)
+    lightning.setLevel(logging.WARNING if quiet else logging.INFO)
     for message in LIGHTNING_INTERNAL_WARNINGS:
         warnings.filterwarnings("ignore", message=message)
     if not os.environ.get("SLURM_JOB_ID"):  # SLURM installed but this is no SLURM job: the srun hint is noise

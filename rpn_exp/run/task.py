@@ -35,7 +35,7 @@ def train(cfg: DictConfig) -> float | tuple[float, ...] | None:
     from lightning.pytorch.utilities.exceptions import SIGTERMException
 
     context, objectives = hydra_context(), objective_names(cfg)
-    configure_console(sweep=context["multirun"])
+    configure_console(quiet=context["multirun"])
     done = completed_record(Path(cfg.paths.output_dir), context["overrides"]) if cfg.get("skip_completed") else None
     if done is not None:
         log.info(summary_line(done).replace("rpn_exp ", "rpn_exp [skipped: already completed] ", 1))

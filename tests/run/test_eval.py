@@ -113,3 +113,15 @@ def test_every_target_a_checkpoint_written_before_the_code_moved_names_still_res
     collect(config)
     assert "rpn_exp.run.loggers.TensorBoardLogger" in targets and len(targets) == 12
     assert all(get_class(target) for target in targets)
+
+
+def test_evaluation_prints_its_result_and_nothing_of_lightnings(finished_run, tmp_path):
+    import subprocess
+    import sys
+
+    _, record = finished_run
+    done = subprocess.run([sys.executable, "-m", "rpn_exp.eval", f"ckpt_path={record['best_checkpoint']}"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    lines = [line for line in (done.stdout + done.stderr).splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("rpn_exp eval |"), lines
