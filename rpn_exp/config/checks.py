@@ -38,6 +38,7 @@ def _number(cfg: DictConfig, key: str, *, integer: bool = False, low: float | No
 def check_settings(cfg: DictConfig) -> None:
     """Refuse run settings that cannot work, before anything is built (ConfigError)."""
     _number(cfg, "seed", integer=True, hint=", e.g. seed=42")
+    _number(cfg, "threads", integer=True, low=1, hint=", or null for the run's share of this machine's cores")
     _number(cfg, "optimizer.lr", low=0, low_open=True, hint=", e.g. optimizer.lr=1e-3")
     _number(cfg, "optimizer.weight_decay", low=0, hint=", e.g. optimizer.weight_decay=2e-4")
     _number(cfg, "scheduler.gamma", low=0, low_open=True, high=1, hint=" (the factor of the learning rate per epoch)")

@@ -11,7 +11,7 @@ from omegaconf import DictConfig, OmegaConf
 
 #: Keys (and the nodes under them) that do not change what a run trains, or that tell the runs of one
 #: configuration apart: where it writes, what it prints and logs, how it is launched, and its seed.
-BOOKKEEPING = ("seed", "paths", "hydra", "tags", "task_name", "skip_completed", "print_config",
+BOOKKEEPING = ("seed", "paths", "hydra", "tags", "task_name", "threads", "skip_completed", "print_config",
                "progress_bars_in_sweeps", "dry_run", "objective", "ckpt_path", "logger", "callbacks.progress_bar",
                "callbacks.lr_monitor", "callbacks.weight_snapshots", "trainer.default_root_dir")
 

@@ -14,13 +14,16 @@ def hydra_context(hc: DictConfig | None = None) -> dict:
     from hydra.core.hydra_config import HydraConfig
 
     if hc is None and not HydraConfig.initialized():
-        return {"overrides": [], "choices": {}, "multirun": False, "sweep_dir": None}
+        return {"overrides": [], "choices": {}, "multirun": False, "sweep_dir": None, "launcher": None}
     hc = hc if hc is not None else HydraConfig.get()
+    multirun = str(hc.mode) == "RunMode.MULTIRUN"
     return {
         "overrides": list(hc.overrides.task),
         "choices": {k: v for k, v in hc.runtime.choices.items() if not k.startswith("hydra")},
-        "multirun": str(hc.mode) == "RunMode.MULTIRUN",
+        "multirun": multirun,
         "sweep_dir": hc.sweep.dir,
+        # the launcher's own settings (how many jobs share the machine), as written
+        "launcher": OmegaConf.to_container(hc.launcher, resolve=False) if multirun and hc.get("launcher") else None,
     }
 
 

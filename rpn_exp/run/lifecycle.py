@@ -37,6 +37,7 @@ from rpn_exp.run.module import DivergenceError
 from rpn_exp.run.provenance import provenance
 from rpn_exp.run.record import Record, Status, summary_line, write_record
 from rpn_exp.run.resume import check_checkpoint, interruption_checkpoints, resume_point
+from rpn_exp.run.threads import use_threads
 
 log = logging.getLogger("rpn_exp")
 
@@ -186,6 +187,8 @@ class Run:
         checkpoint it resumes from; returns (datamodule, network). Raises ConfigError for a refused setting."""
         check_settings(self.cfg)
         check_added_keys(self.context["overrides"], set(self.context["choices"]))
+        self.record["threads"] = use_threads(self.cfg.get("threads"), self.context.get("launcher"),
+                                             self.cfg.get("trainer") or {})
         datamodule, net = build_experiment(self.cfg, self.record, verbose=verbose)
         if not self.cfg.dry_run:
             self.record["data_sizes"] = datamodule.sizes()

@@ -55,6 +55,7 @@ class Record(TypedDict, total=False):
     max_epochs: int | None
     provenance: dict[str, Any]
     resumed_from: str | None
+    threads: int  # intra-op threads it computed with (rpn_exp.run.threads)
     stacked_group: dict[str, Any]  # name, members, member: a member of a stacked group only
     configuration: str  # what it trains, but for the seed (rpn_exp.config.configuration): runs that pool
     # what it built (rpn_exp.nn.describe.model_record), and its data

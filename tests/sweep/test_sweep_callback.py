@@ -165,6 +165,11 @@ def test_launchers_run_a_sweep_whose_summary_reads_the_records(launcher, tmp_pat
     assert all(f"launcher={launcher}" in r["overrides"] for r in rows)
     for k, job in enumerate(["000_lorr", "001_hm"], start=1):  # progress lines with every launcher
         assert f"[sweep {k}/2] completed {job}: test acc " in done.stdout
+    from rpn_exp.run.threads import available_cores
+
+    share = {"joblib": max(1, available_cores() // 2), "submitit_local": 1}[launcher]  # 2 workers; cpus_per_task 1
+    assert [json.loads((folder / job / "result.json").read_text())["threads"] for job in ("000_lorr", "001_hm")] == [
+        share, share]
 
 
 def test_optuna_multi_objective_search_lands_in_the_summary(tmp_path):
