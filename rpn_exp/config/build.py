@@ -194,14 +194,17 @@ def warn_rank_limit(net: RPNNetwork) -> None:
     bound, classes = limit
     last = net.layers[-1]
     psi = last.heads[0].reconciliation
+    if psi.name == "identity":  # a dense output layer: the width before it is what limits the rank
+        cause, remedy = f"its input width {last.m}", f"give the last hidden layer at least {classes - 1} units"
+    else:
+        cause = f"reconciliation={psi.name}" + "".join(f" {k}={v}" for k, v in psi.hparams(last.n, last.D).items())
+        remedy = (f"raise reconciliation.r (or p/q), or give the output layer a dense W of its own: "
+                  f"+reconciliation@model.layer_overrides.{len(net.layers) - 1}.reconciliation=identity")
     log.warning(
-        "%s: reconciliation=%s%s caps W at rank %d, below classes - 1 = %d: the logits lie in a %d-dimensional "
-        "subspace, which limits how the %d classes can be told apart%s. Raise reconciliation.r (or p/q), or give the "
-        "output layer a reconciliation of its own: +reconciliation@model.layer_overrides.%d.reconciliation=lorr",
-        last.name, psi.name, "".join(f" {k}={v}" for k, v in psi.hparams(last.n, last.D).items()), bound,
-        classes - 1, bound, classes,
-        " (at rank 1 every input's logits are multiples of one vector: at most two classes can ever be predicted)"
-        if bound <= 1 else "", len(net.layers) - 1)
+        "%s: %s caps W at rank %d, below classes - 1 = %d: the logits lie in a %d-dimensional subspace, which limits "
+        "how the %d classes can be told apart%s. To lift it, %s", last.name, cause, bound, classes - 1, bound,
+        classes, " (at rank 1 every input's logits are multiples of one vector: at most two classes can ever be "
+        "predicted)" if bound <= 1 else "", remedy)
 
 
 def build_datamodule(cfg: DictConfig):

@@ -54,8 +54,10 @@ def per_layer(layers: list[dict], key: str) -> str | int:
 
 
 def format_layer_table(layers: list[dict]) -> str:
-    """A fixed-width text table of the per-layer description rows."""
-    columns = ["layer", "m", "n", "D", "l", "learnable", "frozen", "path", "rank_bound", "hparams"]
+    """A fixed-width text table of the per-layer description rows: l per parameter vector, H heads × C channels of
+    them (their product times l is the layer's ψ parameters), ψ's family and resolved hyper-parameters."""
+    columns = ["layer", "m", "n", "D", "l", "heads", "channels", "learnable", "frozen", "path", "rank_bound",
+               "reconciliation", "hparams"]
     known = set(columns)
     rows = []
     for row in layers:

@@ -95,10 +95,13 @@ class RPNLayer(nn.Module):
             "n": self.n,
             "D": self.D,
             "l": self.l,
+            "heads": len(self.heads),
+            "channels": head.channels,
             "learnable": count_learnable(self),
             "frozen": count_frozen(self),
             "path": self.path,
             "rank_bound": self.rank_bound,
+            "reconciliation": head.reconciliation.name,
             **head.reconciliation.hparams(self.n, self.D),
         }
 

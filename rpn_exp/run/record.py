@@ -136,20 +136,31 @@ def _jsonable(value):
     return str(value)
 
 
+def model_label(record: Record) -> str:
+    """What was trained, in a few words: ``taylor x dual_lphm r=5`` for an RPN (``dual_lphm/identity`` where layers
+    differ), ``mlp 64-32-10`` for a dense baseline; from the config's choices for a run that failed before building."""
+    choices = record.get("choices") or {}
+    model = record.get("model") or choices.get("model") or "rpn"
+    if model != "rpn":
+        return " ".join([model, "-".join(map(str, record.get("widths", [])))]).strip()
+    families = [row.get("reconciliation") for row in record.get("layers", []) if row.get("reconciliation")]
+    family = "/".join(dict.fromkeys(families)) or record.get("reconciliation") or choices.get("reconciliation")
+    expansion = record.get("expansion") or choices.get("expansion")
+    hparams = "".join(f" {k}={v}" for k, v in (record.get("reconciliation_hparams") or {}).items())
+    return " x ".join(part for part in (expansion, family) if part) + hparams
+
+
 def summary_line(record: Record) -> str:
-    """One line: status, dataset, functions, parameters, accuracy, time, folder."""
+    """One line: status, dataset, what was trained, parameters, accuracy, time, folder (what is unknown is left
+    out)."""
     metrics = record.get("metrics", {})
-    parts = [
-        f"[{record.get('status', '?')}]",
-        record.get("dataset", "?"),
-        f"{record.get('expansion', '?')} x {record.get('reconciliation', '?')}"
-        + "".join(f" {k}={v}" for k, v in record.get("reconciliation_hparams", {}).items()),
-    ]
+    dataset = record.get("dataset") or (record.get("choices") or {}).get("dataset")
+    parts = [f"[{record.get('status', '?')}]", *([dataset] if dataset else []), model_label(record)]
     if "learnable_params" in record:
-        parts.append(
-            f"{record['learnable_params']:,} learnable params "
-            f"({record['compression_vs_identity']:.1f}x fewer than identity)"
-        )
+        compression = record.get("compression_vs_identity")
+        versus = f" ({compression:.1f}x fewer than identity)" if record.get("model", "rpn") == "rpn" and compression \
+            else ""
+        parts.append(f"{record['learnable_params']:,} learnable params{versus}")
     for key, label in (("test/acc", "test acc"), ("val/acc_best", "best val acc")):
         if metrics.get(key) is not None:
             parts.append(f"{label} {metrics[key]:.4f}")

@@ -368,7 +368,13 @@ def test_an_output_layer_below_classes_minus_1_is_warned_about(caplog):
     assert [row["rank_bound"] for row in net.describe()] == [1, 1]
     (warning,) = [r.getMessage() for r in caplog.records if "caps W" in r.getMessage()]
     assert "layer 1: reconciliation=dual_lphm r=1 p=2 q=128 caps W at rank 1, below classes - 1 = 9" in warning
-    assert "+reconciliation@model.layer_overrides.1.reconciliation=lorr" in warning
+    assert "+reconciliation@model.layer_overrides.1.reconciliation=identity" in warning
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="rpn_exp"):  # a dense baseline: its hidden width is what limits it
+        build_model(compose_config(["model=mlp", "model.hidden=[4]"]))
+    (warning,) = [r.getMessage() for r in caplog.records if "caps W" in r.getMessage()]
+    assert "layer 1: its input width 4 caps W at rank 4" in warning and "reconciliation" not in warning
+    assert warning.endswith("give the last hidden layer at least 9 units")
     caplog.clear()
     with caplog.at_level("WARNING", logger="rpn_exp"):
         build_model(compose_config(["reconciliation.r=5"]))

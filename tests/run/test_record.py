@@ -53,3 +53,17 @@ def test_a_running_record_of_a_process_that_is_gone_is_told_apart(tmp_path):
     assert not R.process_alive({"pid": int(gone.stdout), "host": socket.gethostname()})
     assert R.process_alive({"pid": os.getpid(), "host": socket.gethostname()})
     assert R.process_alive({"pid": 1, "host": "another-machine"})  # cannot be told: assumed alive
+
+
+def test_the_summary_line_is_true_for_baselines_layer_overrides_and_early_failures():
+    mlp = {"status": "completed", "model": "mlp", "dataset": "digits", "widths": [64, 32, 10],
+           "expansion": "identity", "reconciliation": "identity", "learnable_params": 2410,
+           "compression_vs_identity": 1.0, "metrics": {}, "output_dir": "x"}
+    assert "| digits | mlp 64-32-10 | 2,410 learnable params | x" in R.summary_line(mlp)
+    mixed = {"status": "completed", "model": "rpn", "dataset": "digits", "expansion": "taylor",
+             "reconciliation": "dual_lphm", "reconciliation_hparams": {"r": 5},
+             "layers": [{"reconciliation": "dual_lphm"}, {"reconciliation": "identity"}], "output_dir": "x"}
+    assert "| taylor x dual_lphm/identity r=5 |" in R.summary_line(mixed)
+    failed = {"status": "failed", "choices": {"dataset": "mnist", "expansion": "taylor", "reconciliation": "lorr"},
+              "reconciliation_hparams": {"r": 5}, "error": "invalid configuration: ...", "output_dir": "x"}
+    assert R.summary_line(failed).startswith("rpn_exp [failed] | mnist | taylor x lorr r=5 | error: invalid")
