@@ -19,7 +19,7 @@ from rpn_exp.config.sweep_definition import SWEEP_FILE, sweep_definition, sweep_
 from rpn_exp.run.record import RECORD_FILE, process_alive, write_json
 from rpn_exp.sweep.progress import SweepProgress, planned_jobs
 from rpn_exp.sweep.rows import summarize
-from rpn_exp.sweep.summary import default_title, status_counts, write_summary
+from rpn_exp.sweep.summary import default_title, front_text, status_counts, write_summary
 
 log = logging.getLogger("rpn_exp")
 
@@ -152,8 +152,5 @@ class SweepSummary(Callback):
         rows, left_out = summarize([folder])
         paths = write_summary(folder, rows, title=default_title([folder], rows), left_out=left_out)
         (folder / LOCK_FILE).unlink(missing_ok=True)
-        front = [row["job"] for row in rows if row["pareto"]]
-        log.info(
-            "sweep summary: %d jobs (%s); Pareto front: jobs %s\n  %s",
-            len(rows), status_counts(rows), ", ".join(front) or "none", "\n  ".join(str(p) for p in paths.values()),
-        )
+        log.info("sweep summary: %d jobs (%s); Pareto front: %s\n  %s", len(rows), status_counts(rows),
+                 front_text(rows), "\n  ".join(str(p) for p in paths.values()))

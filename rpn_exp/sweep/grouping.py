@@ -87,6 +87,12 @@ def group_by_config(rows: Sequence[dict]) -> list[dict]:
     return result
 
 
+def accuracy_interval(mean: float, half: float) -> tuple[float, float]:
+    """The 95% interval of a mean accuracy, clipped to [0, 1] (Student's t is symmetric and knows no bounds; an
+    accuracy does)."""
+    return max(0.0, mean - half), min(1.0, mean + half)
+
+
 def format_group_table(groups: Sequence[dict]) -> str:
     """Markdown: one line per configuration, sorted by learnable parameters, mean ± std [95% interval]; a
     configuration whose output layer cannot reach rank classes − 1 is marked (``rpn_exp.sweep.summary.RANK_MARK``)."""
@@ -94,10 +100,11 @@ def format_group_table(groups: Sequence[dict]) -> str:
         mean, std, half = (group[f"{metric}_{k}"] for k in ("mean", "std", "ci95"))
         if math.isnan(std):
             return f"{mean:.4f}"
-        return f"{mean:.4f} ± {std:.4f} [{mean - half:.4f}, {mean + half:.4f}]"
+        low, high = accuracy_interval(mean, half)
+        return f"{mean:.4f} ± {std:.4f} [{low:.4f}, {high:.4f}]"
 
-    lines = ["| front | config | n | learnable_params | test acc mean ± std [95% interval] | best val acc mean ± std |",
-             "|---|---|---|---|---|---|"]
+    lines = ["| front | config | n | learnable_params | test acc mean ± std [95% interval] "
+             "| best val acc mean ± std [95% interval] |", "|---|---|---|---|---|---|"]
     for group in sorted(groups, key=lambda g: (int(g["learnable_params"] or 0), g["config"])):
         limit = f" {RANK_MARK} rank ≤ {group['rank_bound']}" if group.get("rank_limited") else ""
         config = f"`{group['config']}`{limit}"

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from rpn_exp.run.record import Status
+from rpn_exp.sweep.grouping import accuracy_interval
 from rpn_exp.sweep.rows import chance, family, is_baseline
 
 #: Columns whose values tell the points of a sweep apart (labelled on the plot when they vary).
@@ -38,11 +39,30 @@ def family_colour(family: str):
     return colormaps["tab20"]((2 * i) % 20 + (i // 10) % 2)
 
 
-def label_columns(series: Sequence[dict]) -> list[str]:
-    """What tells the points of one family apart: the :data:`LABEL_COLUMNS` that vary within it, or, for a family of
-    one configuration, its rank (r) where it has one."""
-    varying = [c for c in LABEL_COLUMNS if len({str(r.get(c, "")) for r in series if r.get(c) not in ("", None)}) > 1]
-    return varying or [c for c in ("r",) if any(r.get(c) not in ("", None) for r in series)]
+def label_columns(series: Sequence[dict], exclude: Sequence[str] = ()) -> list[str]:
+    """What tells the points of one series apart: the :data:`LABEL_COLUMNS` that vary within it (none for a series of
+    one point: the legend names it); ``exclude``: the columns the series are made of."""
+    return [c for c in LABEL_COLUMNS if c not in exclude
+            and len({str(r.get(c, "")) for r in series if r.get(c) not in ("", None)}) > 1]
+
+
+#: What a point's colour and marker can stand for, in that order of precedence: the family (with its layout), then
+#: the other component functions.
+SERIES_COLUMNS = ("reconciliation", "expansion", "interdependence", "remainder")
+
+
+def series_columns(rows: Sequence[dict]) -> list[str]:
+    """The component columns that vary among the RPN rows (the reconciliation family when none does)."""
+    rpn = [r for r in rows if not is_baseline(r)]
+    values = {c: {family(r) if c == "reconciliation" else str(r.get(c, "")) for r in rpn} for c in SERIES_COLUMNS}
+    return [c for c in SERIES_COLUMNS if len(values[c]) > 1] or ["reconciliation"]
+
+
+def series_name(row: dict, columns: Sequence[str]) -> str:
+    """The legend entry of a row: the values of the varying component ``columns`` (a baseline: its model)."""
+    if is_baseline(row):
+        return row["model"]
+    return " · ".join(family(row) if c == "reconciliation" else str(row.get(c, "")) for c in columns)
 
 
 def baseline_label(row: dict) -> str:
@@ -72,15 +92,17 @@ def pareto_plot(rows: Sequence[dict], path: str | Path, title: str = "") -> Path
 
 
 def pareto_figure(rows: Sequence[dict], title: str = ""):
-    """Test accuracy against learnable parameters (log axis), one colour per reconciliation family, front drawn;
-    dense baselines (``model=mlp``: ``mlp``, ``linear``) as dashed curves with their own legend entries.
+    """Test accuracy against learnable parameters (log axis); returns the matplotlib Figure.
 
-    ``rows`` are summary rows (``rpn_exp.sweep.summary``); completed rows with a test accuracy are plotted, each
-    labelled with what tells it from the other points of its family, and those with ``pareto`` set are joined by
-    the front's step line. A family keeps its colour across plots (:func:`family_colour`; a layout variant is drawn
-    as diamonds); chance accuracy (1 / classes) is a grey line; the legend sits outside the axes. When some points
-    lie far below the best (structures that cannot fit), a second panel shows the top :data:`ZOOM_SPAN` of test
-    accuracy, where the configurations compete. Returns the matplotlib Figure.
+    ``rows`` are summary rows (``rpn_exp.sweep.rows``), or configurations pooled over seeds
+    (``rpn_exp.sweep.grouping``: drawn at their mean with their 95% interval, clipped to [0, 1]). Colour stands for
+    what the sweep varies among the component functions (the reconciliation family by default, a family keeping its
+    colour in every plot; :func:`series_columns`), the marker for a second varying one or a layout variant; dense
+    baselines (``model=mlp``) are dashed grey curves. Points of a series are labelled with what tells them apart.
+    The Pareto front, chosen on validation accuracy, is marked by rings (no line: joined in test accuracy, it would
+    seem to go down where validation and test disagree). Chance accuracy is a grey line; the legend sits outside the
+    axes; labels are placed where they overlap nothing, and left out where no place is free. When some points lie
+    far below the best, a second panel shows the top :data:`ZOOM_SPAN` of test accuracy.
     """
     import matplotlib
 
@@ -91,56 +113,62 @@ def pareto_figure(rows: Sequence[dict], title: str = ""):
     y_key = "test_acc_mean" if grouped else "test_acc"
     done = [r for r in rows if r["status"] == Status.COMPLETED and r[y_key] != "" and r["learnable_params"] != ""]
     done = [r for r in done if not math.isnan(float(r[y_key]))]
-    several = len({family(r) for r in done}) > 1 or len(done) > 1
     ys = sorted(float(r[y_key]) for r in done)
     near = [y for y in ys if ys and y >= ys[-1] - ZOOM_SPAN]
     zoom = bool(ys) and ys[0] < ys[-1] - 4 * ZOOM_SPAN and len(near) >= 3
-    fig, axes = plt.subplots(1, 2 if zoom else 1, figsize=(14 if zoom else 9, 5), dpi=120, squeeze=False)
+    fig, axes = plt.subplots(1, 2 if zoom else 1, figsize=(14 if zoom else 9.5, 5), dpi=120, squeeze=False)
+    labels = []
     for ax in axes[0]:
-        _draw(ax, done, y_key, grouped, several)
+        labels += _draw(ax, done, y_key, grouped)
     main, last = axes[0][0], axes[0][-1]
     if zoom:
         last.set_ylim(min(near) - 0.01, ys[-1] + 0.01)
         last.set_title(f"the top {ZOOM_SPAN:.2f} of test accuracy (zoom)", fontsize=9)
-    if done:
-        last.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
-    else:
+    legend = last.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0) if done else None
+    if not done:
         main.text(0.5, 0.5, "no completed job yet", ha="center", va="center", transform=main.transAxes)
     skipped = len(rows) - len(done)
-    heading = title or "accuracy per parameter"
-    main.set_title(heading + (f"\n({skipped} job(s) without a test accuracy not shown)" if skipped else ""),
-                   fontsize=9)
+    main.set_title((title or "accuracy per parameter") + (f"\n({skipped} job(s) without a test accuracy not shown)"
+                                                          if skipped else ""), fontsize=9)
     fig.tight_layout()
+    place_labels(fig, labels, legend)
     return fig
 
 
-def _draw(ax, done: Sequence[dict], y_key: str, grouped: bool, several: bool) -> None:
-    """The families, baselines, front and chance line of :func:`pareto_figure` on one axes."""
-    for name in sorted({family(r) for r in done}, key=lambda f: (f not in ("linear", "mlp"), f)):
-        series = sorted((r for r in done if family(r) == name), key=lambda r: int(r["learnable_params"]))
+def _draw(ax, done: Sequence[dict], y_key: str, grouped: bool) -> list:
+    """The series, baselines, front and chance line of :func:`pareto_figure` on one axes; returns the point labels
+    (placed later, :func:`place_labels`)."""
+    columns = series_columns(done)
+    names = sorted({series_name(r, columns) for r in done}, key=lambda f: (f not in BASELINE_COLOURS, f))
+    by_colour = columns[0] != "reconciliation"  # other functions vary: colours in order, not the families' own
+    markers = _markers([r for r in done if not is_baseline(r)], columns)
+    labels = []
+    for i, name in enumerate(names):
+        series = sorted((r for r in done if series_name(r, columns) == name), key=lambda r: int(r["learnable_params"]))
         xs, ys = [int(r["learnable_params"]) for r in series], [float(r[y_key]) for r in series]
-        colour = family_colour(name.split(" (")[0])  # a layout variant keeps its family's colour, as diamonds
         if is_baseline(series[0]):  # dense baselines: a dashed curve across their widths
+            colour = family_colour(name)
             ax.plot(xs, ys, linestyle="--", marker="s", markersize=5, linewidth=1.5, color=colour, zorder=3,
                     label=f"{name} (dense baseline)")
         else:
-            ax.scatter(xs, ys, label=name, s=40, alpha=0.9, zorder=3, color=colour,
-                       marker="D" if name.endswith(" layout)") else "o")
-        if grouped:  # each configuration's 95% interval of the mean over its seeds
-            errors = [0.0 if math.isnan(r["test_acc_ci95"]) else r["test_acc_ci95"] for r in series]
-            ax.errorbar(xs, ys, yerr=errors, fmt="none", ecolor=colour, elinewidth=1.2, capsize=3, zorder=3)
-        columns = label_columns(series)
+            colour = _ordered_colour(i) if by_colour else family_colour(family(series[0]).split(" (")[0])
+            ax.scatter(xs, ys, label=name, s=40, alpha=0.9, zorder=3, color=colour, marker=markers(series[0]))
+        if grouped:  # each configuration's 95% interval of the mean over its seeds, clipped to [0, 1]
+            halves = [0.0 if math.isnan(r["test_acc_ci95"]) else r["test_acc_ci95"] for r in series]
+            bounds = [accuracy_interval(y, h) for y, h in zip(ys, halves)]
+            ax.errorbar(xs, ys, yerr=[[y - lo for y, (lo, _) in zip(ys, bounds)], [hi - y for y, (_, hi) in
+                        zip(ys, bounds)]], fmt="none", ecolor=colour, elinewidth=1.2, capsize=3, zorder=3)
+        varying = label_columns(series, exclude=columns)
         for x, y, row in zip(xs, ys, series):
-            text = baseline_label(row) if is_baseline(row) else point_label(row, columns)
-            if several and text:
-                ax.annotate(text, (x, y), xytext=(4, 4), textcoords="offset points", fontsize=7, color="#333333",
-                            annotation_clip=True)
-    front = sorted((int(r["learnable_params"]), float(r[y_key])) for r in done if r["pareto"])
+            text = baseline_label(row) if is_baseline(row) else point_label(row, varying)
+            if text:
+                labels.append(ax.annotate(text, (x, y), xytext=(4, 4), textcoords="offset points", fontsize=7,
+                                          color="#333333"))
+    front = [(int(r["learnable_params"]), float(r[y_key])) for r in done if r["pareto"]]
     if front:
         xs, ys = zip(*front)
-        ax.step(xs, ys, where="post", color="black", linewidth=1, alpha=0.6, zorder=2,
-                label="Pareto front (chosen on validation)")
-        ax.scatter(xs, ys, s=120, facecolors="none", edgecolors="black", linewidths=1.2, zorder=4)
+        ax.scatter(xs, ys, s=130, facecolors="none", edgecolors="black", linewidths=1.2, zorder=4,
+                   label="Pareto front (chosen on validation accuracy)")
     levels = {round(chance(r), 6) for r in done if not math.isnan(chance(r))}
     for level in sorted(levels):
         ax.axhline(level, color="grey", linewidth=1, linestyle=":", zorder=1,
@@ -150,15 +178,71 @@ def _draw(ax, done: Sequence[dict], y_key: str, grouped: bool, several: bool) ->
     ax.set_xlabel("learnable parameters (log scale)")
     ax.set_ylabel("test accuracy" + (" (mean over seeds, 95% interval)" if grouped else ""))
     ax.grid(True, which="both", alpha=0.3)
+    return labels
+
+
+def _ordered_colour(i: int):
+    from matplotlib import colormaps
+
+    return colormaps["tab10"](i % 10)
+
+
+def _markers(rows: Sequence[dict], columns: Sequence[str]):
+    """A row's marker: by its value of the second varying component when two vary, a diamond for a layout variant."""
+    if len(columns) > 1:
+        values = sorted({family(r) if columns[1] == "reconciliation" else str(r.get(columns[1], "")) for r in rows})
+        shapes = dict(zip(values, "osD^vPX*<>" * 3))
+        return lambda row: shapes[family(row) if columns[1] == "reconciliation" else str(row.get(columns[1], ""))]
+    return lambda row: "D" if family(row).endswith(" layout)") else "o"
+
+
+#: Where a label may sit beside its point (offsets in points, horizontal alignment), tried in this order.
+LABEL_PLACES = ((4, 4, "left"), (4, -10, "left"), (-4, 4, "right"), (-4, -10, "right"), (4, 12, "left"),
+                (4, -18, "left"), (-4, 12, "right"), (-4, -18, "right"))
+
+
+def place_labels(fig, labels: Sequence, legend=None) -> int:
+    """Move each point label to the first of :data:`LABEL_PLACES` where it overlaps no placed label, no tick label,
+    the legend or the axes' frame (matplotlib's own text extents); a label with no free place is hidden. Returns
+    how many were hidden."""
+    renderer = fig.canvas.get_renderer()
+    taken = [legend.get_window_extent(renderer)] if legend is not None else []
+    for ax in fig.axes:
+        taken += [t.get_window_extent(renderer) for t in ax.get_xticklabels() + ax.get_yticklabels()
+                  if t.get_visible() and t.get_text()]
+    hidden = 0
+    for label in sorted(labels, key=lambda a: a.xy[0]):
+        frame = label.axes.get_window_extent(renderer)
+        for dx, dy, align in LABEL_PLACES:
+            label.set_position((dx, dy))
+            label.set_horizontalalignment(align)
+            box = label.get_window_extent(renderer).padded(2)  # a little air between neighbours
+            inside = frame.x0 <= box.x0 and box.x1 <= frame.x1 and frame.y0 <= box.y0 and box.y1 <= frame.y1
+            if inside and not any(box.overlaps(other) for other in taken):
+                taken.append(box)
+                break
+        else:
+            label.set_visible(False)
+            hidden += 1
+    return hidden
+
+
+def _compact(value: float) -> str:
+    """A parameter count in few characters: 950, 9.3k, 50k, 1.2M."""
+    for scale, unit in ((1e6, "M"), (1e3, "k")):
+        if value >= scale:
+            return f"{value / scale:.3g}{unit}"
+    return f"{value:.0f}"
 
 
 def _parameter_ticks(ax, counts: Sequence[int]) -> None:
-    """Parameter counts written out (``9,330``) at 1, 2 and 5 per decade over a short range, 1 over a long one."""
+    """Parameter counts in few characters (``9.33k``) at 1, 2 and 5 per decade over a short range, 1 over a long
+    one, so that tick labels never run into each other."""
     from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
     if not counts:
         return
     decades = math.log10(max(counts) / max(1, min(counts)))
-    ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0) if decades <= 3 else (1.0,)))
-    ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:,.0f}"))
+    ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0) if decades <= 2 else (1.0,)))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: _compact(value)))
     ax.xaxis.set_minor_formatter(NullFormatter())

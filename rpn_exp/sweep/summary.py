@@ -4,9 +4,11 @@
 from __future__ import annotations
 
 import csv
+import math
 from collections.abc import Sequence
 from pathlib import Path
 
+from rpn_exp.run.record import Status
 from rpn_exp.sweep.grouping import GROUP_COLUMNS, format_group_table, group_by_config
 from rpn_exp.sweep.plots import pareto_plot
 from rpn_exp.sweep.rows import CHANCE_MARGIN, COLUMNS, METRICS, RANK_MARK, SHOWN_IF_VARYING
@@ -25,11 +27,26 @@ def default_title(folders: Sequence[str | Path], rows: Sequence[dict] = ()) -> s
         in_multiruns = folder.parent.name == "multiruns"
         head, stamp = ([folder.parent.parent.name], [folder.name]) if in_multiruns else ([folder.name], [])
     about = []
+    done = [row for row in rows if row.get("status") == Status.COMPLETED] or rows  # epochs reached by completed jobs
     for column, unit in (("dataset", ""), ("epochs", " epochs")):
-        values = sorted({str(row[column]) for row in rows if row.get(column) not in ("", None)})
+        values = sorted({str(row[column]) for row in done if row.get(column) not in ("", None)}, key=_natural)
         if values:
             about.append(", ".join(values) + unit)
     return " | ".join(head + about + stamp)
+
+
+def front_text(rows: Sequence[dict]) -> str:
+    """The Pareto front as the tables mark it: configurations (mean over seeds) where seeds were pooled, else jobs."""
+    groups = group_by_config(rows)
+    if any(group["n"] > 1 for group in groups):
+        front = [f"`{group['config']}`" for group in groups if group["pareto"]]
+        return f"configurations {', '.join(front)} (mean over seeds)" if front else "none"
+    front = [row["job"] for row in rows if row["pareto"]]
+    return f"jobs {', '.join(front)}" if front else "none"
+
+
+def _natural(text: str):
+    return (0, float(text), text) if text.replace(".", "", 1).isdigit() else (1, 0.0, text)
 
 
 def write_csv(rows: Sequence[dict], path: str | Path, columns: Sequence[str] = COLUMNS) -> Path:
@@ -45,6 +62,23 @@ def read_csv(path: str | Path) -> list[dict]:
     """Rows of a ``summary.csv`` as strings (as written)."""
     with Path(path).open(newline="") as handle:
         return list(csv.DictReader(handle))
+
+
+def read_rows(path: str | Path) -> list[dict]:
+    """Rows of a ``summary.csv`` or ``summary_by_config.csv`` with the types the summary made them with (counts as
+    integers, accuracies as floats, NaN for an empty one, flags as booleans): what :func:`pareto_plot` draws."""
+    rows = read_csv(path)
+    for row in rows:
+        if "n" in row:  # a configuration pooled over seeds: only completed jobs are pooled
+            row.setdefault("status", Status.COMPLETED)
+        for key, value in list(row.items()):
+            if key in ("pareto", "rank_limited"):
+                row[key] = value == "True"
+            elif key in ("learnable_params", "frozen_params", "n") and value:
+                row[key] = int(value)
+            elif key.startswith(("test_acc", "val_acc_best")):
+                row[key] = float(value) if value else (math.nan if key.endswith(("_std", "_ci95")) else "")
+    return rows
 
 
 def status_counts(rows: Sequence[dict]) -> str:

@@ -1,6 +1,10 @@
 """Pictures for people: weight heatmaps and the sweep's accuracy-per-parameter plot."""
 
+import math
+from pathlib import Path
+
 import matplotlib.figure
+import pytest
 import torch
 
 from rpn_exp.functions import reconciliation
@@ -61,3 +65,90 @@ def test_baselines_are_dashed_curves_with_their_own_legend_entries(tmp_path):
     legend = [text.get_text() for text in figure.axes[0].get_legend().get_texts()]
     assert {"dual_lphm", "mlp (dense baseline)", "linear (dense baseline)"} <= set(legend)
     assert family_colour("mlp") != family_colour("dual_lphm")
+
+
+# ---------------------------------------------------------------- what a reader sees: no text on top of another
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "outputs" / "examples"
+
+
+def row(family="dual_lphm", params=1000, acc=0.9, pareto=False, **extra):
+    return {"status": "completed", "model": "rpn", "reconciliation": family, "expansion": "taylor", "layout": "",
+            "interdependence": "none", "remainder": "zero", "widths": "64-128-10", "learnable_params": params,
+            "test_acc": acc, "pareto": pareto, "r": "", "seed": "", **extra}
+
+
+def family_by_rank():
+    """lorr, lphm and dual_lphm at r = 1, 2, 4, 8: crowded points of close accuracy."""
+    return [row(f, int(p * r ** 0.9), 0.9 + 0.01 * math.log2(r) + 0.002 * i, pareto=f == "lphm", r=r)
+            for i, (f, p) in enumerate((("lorr", 21000), ("lphm", 1000), ("dual_lphm", 450))) for r in (1, 2, 4, 8)]
+
+
+def expansion_sweep():
+    return [row("dual_lphm", 2085 + 300 * i, 0.4 + 0.02 * i, expansion=e, r=5)
+            for i, e in enumerate(("taylor", "chebyshev", "fourier", "bspline", "gaussian_rbf"))]
+
+
+def pooled_with_baselines():
+    """Configurations pooled over seeds (one interval reaching past 1) and dense baselines, over 50k-200k."""
+    groups = [row("lorr", 50_000 * k, 0.95 + 0.01 * k, r=k, n=3, test_acc_mean=0.95 + 0.01 * k, test_acc_ci95=0.3,
+                  pareto=k == 4) for k in (1, 2, 4)]
+    groups += [row("identity", 60_000 * k, 0.96, model="mlp", widths=f"784-{64 * k}-10", n=3, test_acc_mean=0.96,
+                   test_acc_ci95=0.01) for k in (1, 2)]
+    return groups
+
+
+def assert_readable(figure):
+    """No two point labels, tick labels or the legend overlap; every point label lies inside its axes."""
+    renderer = figure.canvas.get_renderer()
+    legend = [ax.get_legend() for ax in figure.axes if ax.get_legend()]
+    for ax in figure.axes:
+        frame = ax.get_window_extent(renderer)
+        labels = [t.get_window_extent(renderer) for t in ax.texts if t.get_visible() and t.get_text()]
+        ticks = [t.get_window_extent(renderer) for t in ax.get_xticklabels() if t.get_visible() and t.get_text()]
+        others = ticks + [t.get_window_extent(renderer) for t in ax.get_yticklabels() if t.get_text()] + [
+            lg.get_window_extent(renderer) for lg in legend]
+        for i, box in enumerate(labels):
+            assert frame.x0 <= box.x0 and box.x1 <= frame.x1 and frame.y0 <= box.y0 and box.y1 <= frame.y1
+            assert not any(box.overlaps(other) for other in labels[i + 1:] + others)
+        for i, box in enumerate(ticks):
+            assert not any(box.overlaps(other) for other in ticks[i + 1:])
+
+
+@pytest.mark.parametrize("rows", [family_by_rank(), expansion_sweep(), pooled_with_baselines()],
+                         ids=["family x r", "expansion sweep", "pooled with baselines"])
+def test_no_text_of_a_sweep_plot_overlaps_another(rows):
+    from rpn_exp.sweep.plots import pareto_figure
+
+    assert_readable(pareto_figure(rows, "t"))
+
+
+@pytest.mark.parametrize("summary", ["rank_digits/summary.csv", "fashion_mnist/summary_by_config.csv",
+                                     "fashion_mnist/epochs3/summary_by_config.csv"])
+def test_the_example_plots_are_readable(summary):
+    from rpn_exp.sweep.plots import pareto_figure
+    from rpn_exp.sweep.summary import read_rows
+
+    assert_readable(pareto_figure(read_rows(EXAMPLES / summary), "t"))
+
+
+def test_colour_follows_what_the_sweep_varies():
+    from rpn_exp.sweep.plots import pareto_figure
+
+    figure = pareto_figure(expansion_sweep(), "t")
+    legend = [text.get_text() for text in figure.axes[0].get_legend().get_texts()]
+    assert {"taylor", "chebyshev", "fourier", "bspline", "gaussian_rbf"} <= set(legend)
+    colours = {tuple(c.get_facecolor()[0]) for c in figure.axes[0].collections if c.get_label() in legend[:5]}
+    assert len(colours) == 5
+    assert not [t.get_text() for t in figure.axes[0].texts if t.get_text() == "r=5"]  # a constant is not a label
+
+
+def test_the_front_is_marked_points_and_intervals_stay_within_accuracy():
+    from rpn_exp.sweep.plots import pareto_figure
+
+    figure = pareto_figure(pooled_with_baselines(), "t")
+    ax = figure.axes[0]
+    assert not [line for line in ax.get_lines() if "Pareto" in line.get_label()]  # no staircase
+    assert any("chosen on validation" in c.get_label() for c in ax.collections)
+    tops = [segment[:, 1].max() for c in ax.collections if hasattr(c, "get_segments") for segment in c.get_segments()]
+    assert tops and max(tops) <= 1.0
