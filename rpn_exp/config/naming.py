@@ -25,12 +25,19 @@ def job_label(overrides: Iterable[str]) -> str:
 
     A group choice contributes its option, ``group.sub.key=value`` contributes ``keyvalue`` and ``seed=3``
     contributes ``seed3``; overrides of other keys (paths, trainer, callbacks, hydra, ...) are left out.
-    Characters other than letters, digits, ``.``, ``_`` and ``-`` become ``-``; the label is at most 60 characters.
+    A per-layer override names its layer (``L1identity``, ``L0heads2``); a list value is written ``64-32`` and an
+    empty one ``none``. Characters other than letters, digits, ``.``, ``_`` and ``-`` become ``-``; the label is at
+    most 60 characters.
     """
     parts = []
     for override in overrides:
         key, sep, value = str(override).partition("=")
         key = key.lstrip("+~")
+        value = _value(value)
+        layer = re.search(r"layer_overrides\.(\d+)\.(.+)$", key.split("@")[-1])
+        if sep and layer:  # a per-layer override: L1identity (a group placed there), L0heads2 (a value)
+            parts.append(f"L{layer.group(1)}{value}" if "@" in key else f"L{layer.group(1)}{layer.group(2)}{value}")
+            continue
         group, dot, _ = key.partition(".")
         if not sep or "@" in key:
             continue
@@ -40,6 +47,13 @@ def job_label(overrides: Iterable[str]) -> str:
             parts.append(f"{key.rsplit('.', 1)[1]}{value}")
     clean = (re.sub(r"[^A-Za-z0-9._-]+", "-", part).strip("-") for part in parts)
     return "_".join(part for part in clean if part)[:60]
+
+
+def _value(text: str) -> str:
+    """A value as a label writes it: ``[64,32]`` -> ``64-32``, ``[]`` -> ``none``."""
+    if text.startswith("[") and text.endswith("]"):
+        return "-".join(v.strip() for v in text[1:-1].split(",") if v.strip()) or "none"
+    return text
 
 
 #: Overrides that do not change what a job computes; a resumed job or sweep may differ from its record in these.

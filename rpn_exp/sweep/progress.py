@@ -87,6 +87,7 @@ class SweepProgress:
         False: only note them)."""
         if not self.folder.is_dir():
             return
+        ended = []
         for record_path in sorted(self.folder.glob(f"*/{RECORD_FILE}")):
             name = record_path.parent.name
             try:
@@ -108,8 +109,10 @@ class SweepProgress:
                 self.printer(f"{self._prefix(name)} started   {name}", flush=True)
             if status in FINAL and self._seen[name] not in FINAL:
                 self._seen[name] = status
-                self.printer(f"{self._prefix(name)} {status:<9} {name}: {self._outcome(record)} | {self._eta()}",
-                             flush=True)
+                ended.append((name, status, record))
+        for name, status, record in ended:  # counted after the whole look: members of a stacked group end together
+            self.printer(f"{self._prefix(name)} {status:<9} {name}: {self._outcome(record)} | {self._eta()}",
+                         flush=True)
 
     def _prefix(self, name: str) -> str:
         number = job_number(name)

@@ -8,9 +8,11 @@ from rpn_exp.config.naming import comparable_overrides, job_dir, job_label, job_
 @pytest.mark.parametrize("overrides, label", [
     (["reconciliation=lorr", "reconciliation.r=8"], "lorr_r8"),
     (["reconciliation=dual_lphm", "reconciliation.r=2", "seed=3"], "dual_lphm_r2_seed3"),
-    (["model.hidden=[64,64]", "optimizer.lr=0.001"], "hidden-64-64_lr0.001"),
+    (["model.hidden=[64,64]", "optimizer.lr=0.001"], "hidden64-64_lr0.001"),
+    (["model=mlp", "model.hidden=[]"], "mlp_hiddennone"),
+    (["+model.layer_overrides.0.heads=2", "+model.layer_overrides.0.channels=2"], "L0heads2_L0channels2"),
     (["debug=limit", "paths.log_dir=/tmp/x", "task_name=t", "trainer.max_epochs=3", "skip_completed=true"], ""),
-    (["+reconciliation@model.layer_overrides.1.reconciliation=identity", "interdependence=hm"], "hm"),
+    (["+reconciliation@model.layer_overrides.1.reconciliation=identity", "interdependence=hm"], "L1identity_hm"),
 ])
 def test_the_label_names_the_options_and_values_a_job_sets(overrides, label):
     assert job_label(overrides) == label

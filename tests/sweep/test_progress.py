@@ -30,12 +30,23 @@ def test_a_line_when_a_job_starts_and_one_when_it_ends(tmp_path):
     job(tmp_path, "000_lorr", "completed", metrics={"test/acc": 0.8969}, wall_time_s=4.12)
     job(tmp_path, "001_hm", "failed", error="invalid configuration: p=3 does not divide n=128\nmore", wall_time_s=0.5)
     progress.poll()
-    assert lines[1].startswith("[sweep 1/3] completed 000_lorr: test acc 0.8969, 4.1 s | 1 of 3 done in 0:00:0")
-    assert lines[1].endswith("left")
-    assert lines[2] == "[sweep 2/3] started   001_hm"
+    assert lines[1] == "[sweep 2/3] started   001_hm"
+    assert lines[2].startswith("[sweep 1/3] completed 000_lorr: test acc 0.8969, 4.1 s | 2 of 3 done in 0:00:0")
+    assert lines[2].endswith("left")
     assert lines[3].startswith("[sweep 2/3] failed    001_hm: invalid configuration: p=3 does not divide n=128, 0.5 s")
     progress.poll()
     assert len(lines) == 4  # each event once
+
+
+def test_jobs_that_end_together_are_counted_together(tmp_path):
+    """The members of a stacked group end at once: no line says a job is still to come when none is."""
+    lines = []
+    progress = SweepProgress(tmp_path, total=3, printer=lambda text, flush: lines.append(text))
+    for name in ("000_seed1", "001_seed2", "002_seed3"):
+        job(tmp_path, name, "completed", metrics={"test/acc": 0.9})
+    progress.poll()
+    ended = [line for line in lines if "completed" in line]
+    assert len(ended) == 3 and all("3 of 3 done" in line and "left" not in line for line in ended)
 
 
 def test_a_resumed_sweep_counts_the_jobs_that_already_completed(tmp_path):
