@@ -13,7 +13,6 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 
@@ -23,6 +22,8 @@ from lightning.pytorch.callbacks import Checkpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
+from rpn_exp.run.atomic import atomic_write
+
 LAST = "last.ckpt"
 INTERRUPTED = "interrupted.ckpt"
 
@@ -30,19 +31,7 @@ INTERRUPTED = "interrupted.ckpt"
 def atomic_torch_save(obj, path: str | Path) -> Path:
     """``torch.save(obj)`` to ``path`` through ``<path>.tmp``, fsync and rename; the temporary file is removed
     if writing fails (e.g. the disk is full), so ``path`` holds either its old content or the new one."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        with open(tmp, "wb") as handle:
-            torch.save(obj, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write(path, lambda handle: torch.save(obj, handle))
 
 
 def check_resumable(path: str | Path, net: torch.nn.Module, prefix: str = "net.") -> None:

@@ -9,6 +9,8 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, TypedDict
 
+from rpn_exp.run.atomic import atomic_write
+
 RECORD_FILE = "result.json"
 
 
@@ -102,23 +104,11 @@ def process_alive(record: dict) -> bool:
 def write_json(path: str | Path, data: dict) -> Path:
     """Write ``data`` as JSON to ``path`` atomically and return the path.
 
-    The text goes to ``<path>.tmp``, is flushed to disk, then renamed over ``path``: a reader never sees a partial
-    file. If writing fails (a full disk), the temporary file is removed and the error raised: ``path`` keeps its
-    last good content.
+    Through :func:`~rpn_exp.run.atomic.atomic_write`: a reader never sees a partial file, and a failed write (a full
+    disk) leaves ``path`` with its last good content.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    try:
-        with open(tmp, "w") as handle:
-            handle.write(json.dumps(data, indent=2, default=_jsonable) + "\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        tmp.replace(path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
+    text = (json.dumps(data, indent=2, default=_jsonable) + "\n").encode()
+    return atomic_write(path, lambda handle: handle.write(text))
 
 
 def write_record(folder: str | Path, record: Record) -> Path:

@@ -1,0 +1,29 @@
+"""Files written whole or not at all: the one way a run writes its records and checkpoints."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import BinaryIO
+
+
+def atomic_write(path: str | Path, write: Callable[[BinaryIO], None]) -> Path:
+    """``write(handle)`` into ``<path>.tmp``, flushed to disk, then renamed over ``path``; returns the path.
+
+    A reader never sees a partial file. If writing fails (a full disk, a kill), the temporary file is removed and
+    the error raised: ``path`` keeps its last good content.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        with open(tmp, "wb") as handle:
+            write(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
