@@ -32,7 +32,11 @@ TRAINER_VALUES = {
     "limit_test_batches": (None, 1.0),
     "max_steps": (None, -1), "max_time": (None,), "gradient_clip_val": (None, 0, 0.0),
     "accumulate_grad_batches": (None, 1), "val_check_interval": (None, 1.0), "strategy": (None, "auto"),
+    "deterministic": (None, False),
 }
+#: Trainer settings the stacked loop honours whatever their value (or that change nothing it computes).
+TRAINER_HONOURED = ("_target_", "default_root_dir", "min_epochs", "max_epochs", "accelerator", "log_every_n_steps",
+                    "enable_model_summary", "enable_progress_bar", "enable_checkpointing", "logger", "callbacks")
 
 
 def _drop(container: dict, dotted: str) -> None:
@@ -74,6 +78,9 @@ def _pads_rank(cfg: DictConfig) -> bool:
 def solo_reason(cfg: DictConfig) -> str | None:
     """Why the job must run solo (a setting the stacked loop does not implement), or None when it can stack."""
     trainer = cfg.get("trainer") or {}
+    for key in trainer:
+        if key not in TRAINER_VALUES and key not in TRAINER_HONOURED:
+            return f"trainer.{key}"
     for key, allowed in TRAINER_VALUES.items():
         value = trainer.get(key)
         if value not in allowed:

@@ -41,6 +41,8 @@ def test_the_rank_is_set_aside_only_for_a_family_that_pads_it(family, pads):
     ("model.compile=default", "model.compile=default"),
     ("dry_run=true", "dry_run=true"),
     ("trainer=gpu", "trainer.accelerator=gpu (the stacked loop trains on the CPU)"),
+    ("trainer.deterministic=true", "trainer.deterministic=True"),
+    ("+trainer.gradient_clip_algorithm=value", "trainer.gradient_clip_algorithm"),  # any trainer key it does not know
 ])
 def test_a_setting_the_stacked_loop_does_not_implement_keeps_the_job_solo(override, reason):
     assert reason in solo_reason(job(override))
