@@ -11,15 +11,20 @@ from omegaconf import DictConfig, OmegaConf
 
 #: Keys (and the nodes under them) that do not change what a run trains, or that tell the runs of one
 #: configuration apart: where it writes, what it prints and logs, how it is launched, and its seed.
-BOOKKEEPING = ("seed", "paths", "hydra", "tags", "task_name", "threads", "skip_completed", "print_config",
-               "progress_bars_in_sweeps", "dry_run", "objective", "ckpt_path", "logger", "callbacks.progress_bar",
-               "callbacks.lr_monitor", "callbacks.weight_snapshots", "trainer.default_root_dir")
+BOOKKEEPING = ("seed", "dataset.seed", "paths", "dataset.cache_dir", "hydra", "tags", "task_name", "threads",
+               "skip_completed", "print_config", "progress_bars_in_sweeps", "dry_run", "objective", "ckpt_path",
+               "logger", "callbacks.progress_bar", "callbacks.lr_monitor", "callbacks.weight_snapshots",
+               "callbacks.model_checkpoint.dirpath", "trainer.default_root_dir")
 
 
 def effective_settings(cfg: DictConfig) -> dict:
-    """The composed config as a plain dict without :data:`BOOKKEEPING`; interpolations are kept as written, so a
-    value derived from a path or the seed (``${paths.output_dir}``, ``${seed}``) is the same text in every run."""
-    settings = OmegaConf.to_container(cfg, resolve=False)
+    """The composed config, its interpolations resolved, as a plain dict without :data:`BOOKKEEPING` (whatever was
+    interpolated from a path or the seed is among them): the same for a job launched solo or in a stacked group,
+    whose config arrives resolved."""
+    try:
+        settings = OmegaConf.to_container(cfg, resolve=True)
+    except Exception:  # a value that cannot be resolved here (outside its Hydra job): compared as written
+        settings = OmegaConf.to_container(cfg, resolve=False)
     for key in BOOKKEEPING:
         *parents, leaf = key.split(".")
         node = settings
