@@ -13,6 +13,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from rpn_exp.functions.processing import is_plain_layer_norm
 from rpn_exp.functions.remainder import ZeroRemainder
+from rpn_exp.functions.shapes import divisors
 from rpn_exp.nn import RPNNetwork
 from rpn_exp.nn.describe import output_rank_limit
 from rpn_exp.nn.head import INITS
@@ -133,6 +134,7 @@ def build_network(cfg: DictConfig, num_features: int, num_classes: int, shapes_o
 
     with torch.device("meta"):
         skeleton = make()
+    check_factors(skeleton, cfg)
     check_ranks(skeleton)
     check_degenerate(skeleton)
     warn_rank_limit(skeleton)
@@ -162,6 +164,34 @@ def check_degenerate(net: RPNNetwork) -> None:
                 "is added (remainder=zero, no bias): it cannot learn. Use another reconciliation, a remainder "
                 "(remainder=linear), model.bias=true, or expansion.postprocess=null"
             )
+
+
+def check_factors(net: RPNNetwork, cfg: DictConfig) -> None:
+    """The p/q rule, said where it applies: a requested p or q that divides no layer's width is refused with the
+    valid values of each layer; a layer where it was fitted to a smaller divisor is named with the value in force
+    (which result.json, the layer table and the summary record)."""
+    uses: dict[int, list] = {}  # one ψ object serves every layer that shares it
+    for index, layer in enumerate(net.layers):
+        psi = layer.heads[0].reconciliation
+        if hasattr(psi, "requested"):
+            uses.setdefault(id(psi), []).append((index, layer, psi))
+    for layers in uses.values():
+        first, _, psi = layers[0]
+        overridden = OmegaConf.select(cfg, f"model.layer_overrides.{first}.reconciliation") is not None
+        prefix = f"model.layer_overrides.{first}.reconciliation" if overridden else "reconciliation"
+        for key, value in psi.requested().items():
+            fits = [(layer, psi.factor_dims(layer.n, layer.D)[key], psi.hparams(layer.n, layer.D)[key])
+                    for _, layer, _ in layers]
+            if all(used != value for _, _, used in fits):
+                listed = "; ".join(f"{layer.name} ({key} divides {width}): {', '.join(map(str, divisors(width)))}"
+                                   for layer, width, _ in fits)
+                raise ConfigError(f"{prefix}.{key}={value} divides no layer's width, so no layer would use it. Valid "
+                                  f"values per layer: {listed}. Give one of them, or leave {key} unset (null) for "
+                                  f"each layer's automatic choice")
+            for layer, width, used in fits:
+                if used != value:
+                    log.warning("%s: %s.%s=%s does not divide %d; this layer uses %s=%d, the largest divisor below "
+                                "it", layer.name, prefix, key, value, width, key, used)
 
 
 def check_ranks(net: RPNNetwork) -> None:

@@ -1,4 +1,5 @@
-"""Shape arithmetic shared by the structured functions: divisors and the automatic choice of p and q."""
+"""Shape arithmetic shared by the structured functions: divisors, the automatic choice of p and q, and the rule
+that fits a requested p or q to a layer."""
 
 from __future__ import annotations
 
@@ -24,22 +25,25 @@ def auto_factor(k: int) -> int:
     return max(d for d in divisors(k) if d <= root)
 
 
-def resolve_factor(value: int | None, k: int, *, factor: str, dim: str, owner: str) -> int:
-    """Return ``value`` if it divides ``k``, the automatic factor of ``k`` if ``value`` is None.
+def fit_factor(value: int, k: int) -> int:
+    """The factor a requested ``value`` gives a dimension ``k``: ``value`` itself where it divides ``k``, else the
+    largest divisor of ``k`` below it (the p/q rule, README "p and q on every layer").
+
+    Examples: ``fit_factor(4, 64) == 4``, ``fit_factor(4, 10) == 2``, ``fit_factor(16, 10) == 10``.
+    """
+    return max(d for d in divisors(k) if d <= value)
+
+
+def resolve_factor(value: int | None, k: int, *, factor: str, owner: str) -> int:
+    """The factor in force for a dimension ``k``: the automatic factor of ``k`` if ``value`` is None, else
+    :func:`fit_factor` (``value`` where it divides ``k``, the largest divisor of ``k`` below it elsewhere).
 
     Raises:
-        ValueError: naming the function, the dimension and the valid divisors when ``value`` does
-            not divide ``k``.
+        ValueError: naming the function and the factor when ``value`` is not an integer >= 1.
     """
     if value is None:
         return auto_factor(k)
-    if not is_positive_int(value) or k % value != 0:
-        raise ValueError(
-            f"{owner}: {factor}={value!r} does not divide {dim}={k}; "
-            f"valid values of {factor} are the divisors of {k}: {list(divisors(k))} "
-            f"(or leave {factor} unset for the automatic choice {auto_factor(k)})"
-        )
-    return value
+    return fit_factor(check_positive_int(value, name=factor, owner=owner), k)
 
 
 def is_positive_int(value) -> bool:

@@ -7,6 +7,10 @@ import math
 
 from torch import nn
 
+#: ψ's structural hyper-parameters as records, tables, dashboards and plot labels show them, per layer: the rank r,
+#: the number of Kronecker terms k and the block sizes p and q.
+STRUCTURE_HPARAMS = ("r", "k", "p", "q")
+
 
 def count_learnable(module: nn.Module) -> int:
     """Parameters that receive gradients."""

@@ -7,8 +7,8 @@ Compute paths (``RPNHead.path``), chosen from ψ's declared structure (``ψ.stru
 needed) and the expansion:
 
 * ``product`` — κ(x) = u ⊗ v (Taylor layout) and a ``kronecker`` W = A ⊗ B with A's width equal to u's: the head
-  computes (A u) ⊗ (B v), and a non-affine layer norm over κ from Σu, Σu², Σv, Σv². Neither κ nor W
-  is built.
+  computes (A u) ⊗ (B v), and a non-affine layer norm over κ from Σu, Σu², Σv, Σv²; a sum W = Σᵢ Aᵢ ⊗ Bᵢ gives
+  Σᵢ (Aᵢ u) ⊗ (Bᵢ v) (the norm is linear in W, so it folds into each term). Neither κ nor W is built.
 * ``bilinear`` — κ(x) = u ⊗ v as above and W is ``dense`` (identity, masking, hypernets), ``low_rank`` (W = U Vᵀ:
   lorr, random_matrix_adaption) or ``outer`` (the reference layout): κ is not built; y_k = uᵀ W_k v with W
   viewed as (n, m, D/m), or U (Vᵀ (u ⊗ v)) with V viewed as (m, D/m·k), the layer norm folded in the same way.
@@ -35,6 +35,7 @@ from torch.utils.checkpoint import checkpoint
 from rpn_exp.functions.expansion import Expansion, TaylorExpansion
 from rpn_exp.functions.factors import (
     Kronecker,
+    KroneckerSum,
     LowRank,
     Outer,
     batched,
@@ -43,10 +44,11 @@ from rpn_exp.functions.factors import (
     dense,
     kron_moments,
     kron_taylor,
-    outer_bilinear,
-    outer_bilinear_plan,
+    kron_terms,
+    sum_terms,
 )
 from rpn_exp.functions.interdependence import Interdependence, NoInterdependence
+from rpn_exp.functions.outer import outer_bilinear, outer_bilinear_plan
 from rpn_exp.functions.processing import is_plain_layer_norm
 from rpn_exp.functions.reconciliation import KRONECKER, LOW_RANK, OUTER, Reconciliation, dense_variance
 from rpn_exp.functions.shapes import check_positive_int
@@ -204,11 +206,13 @@ class RPNHead(nn.Module):
         return torch.cat([checkpoint(fn, part, use_reentrant=False) for part in x.split(rows)])
 
     def _product(self, x: torch.Tensor) -> torch.Tensor:
-        """(A ⊗ B)(u ⊗ [1, t]) = (A u) ⊗ (B [1, t]) per channel, the layer norm over κ folded in (``kron_taylor``)."""
+        """(A ⊗ B)(u ⊗ [1, t]) = (A u) ⊗ (B [1, t]) per channel and term, the layer norm over κ folded in
+        (``kron_taylor``)."""
         u, t = self.expansion.product_factors(x)
         eps = self.postprocess[0].eps if len(self.postprocess) else None
         forms = (self.reconciliation.factors(w, self.n, self.D, self.psi_state) for w in self.w)
-        return _mean([kron_taylor(u, t, dense(A), dense(B), eps) for A, B in forms])
+        return _mean([sum_terms(kron_taylor(u, t, dense(A), dense(B), eps) for A, B in kron_terms(form))
+                      for form in forms])
 
     def _bilinear_operators(self):
         """Per channel, (left, right) ↦ W (left ⊗ right): through W itself, U (Vᵀ (left ⊗ right)) for a thin
@@ -268,10 +272,9 @@ class RPNHead(nn.Module):
         w = self.w[0]
         form = self.reconciliation.factors(w, self.n, self.D, self.psi_state)
         i, j = torch.arange(rows, device=w.device), torch.arange(cols, device=w.device)
-        if isinstance(form, Kronecker):
-            A, B = dense(form.A), dense(form.B)
-            s, t = B.shape
-            return A[i // s][:, j // t] * B[i % s][:, j % t]
+        if isinstance(form, (Kronecker, KroneckerSum)):
+            s, t = dense(kron_terms(form)[0].B).shape
+            return sum_terms(dense(A)[i // s][:, j // t] * dense(B)[i % s][:, j % t] for A, B in kron_terms(form))
         if isinstance(form, Outer):  # W[i, j] = a[(iD + j) // Lb] · b[(iD + j) mod Lb]
             flat = i.unsqueeze(1) * self.D + j
             return form.a[flat // form.b.numel()] * form.b[flat % form.b.numel()]

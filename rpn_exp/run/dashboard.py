@@ -6,7 +6,7 @@ from __future__ import annotations
 from omegaconf import DictConfig
 
 from rpn_exp.config.sweep_definition import read_definition, swept_keys
-from rpn_exp.nn.describe import per_layer
+from rpn_exp.nn.describe import STRUCTURE_HPARAMS, per_layer
 from rpn_exp.run.loggers import TensorBoardLogger
 from rpn_exp.run.record import Status
 
@@ -15,6 +15,7 @@ HPARAM_SOURCES = {
     "model": ("model",),
     "reconciliation": ("reconciliation",),
     "r": ("reconciliation",),
+    "k": ("reconciliation",),
     "p": ("reconciliation", "model", "dataset"),
     "q": ("reconciliation", "model", "dataset", "expansion", "interdependence"),
     "learnable_params": ("reconciliation", "model", "dataset", "expansion", "interdependence", "remainder"),
@@ -59,7 +60,7 @@ def dashboard_hparams(record: dict, cfg: DictConfig, swept: set[str] | None = No
         "batch_size": int(cfg.dataset.batch_size),
         "max_epochs": int(cfg.trainer.max_epochs),
     }
-    for key in ("r", "p", "q"):
+    for key in STRUCTURE_HPARAMS:
         value = per_layer(record["layers"], key)
         if value != "":
             hp[key] = value

@@ -30,7 +30,7 @@ from rpn_exp.config.build import ConfigError, build_datamodule, build_network, f
 from rpn_exp.config.checks import check_added_keys, check_settings
 from rpn_exp.config.configuration import configuration_id
 from rpn_exp.data import DatasetError
-from rpn_exp.nn.describe import format_layer_table, model_record
+from rpn_exp.nn.describe import STRUCTURE_HPARAMS, format_layer_table, model_record
 from rpn_exp.run.context import cluster_job, is_debug
 from rpn_exp.run.dashboard import close_dashboards, dashboard_hparams, log_hyperparameters, sweep_keys
 from rpn_exp.run.module import DivergenceError
@@ -75,7 +75,7 @@ def objective_value(record: dict, names: list[str]) -> float | tuple[float, ...]
 def new_record(cfg: DictConfig, out: Path, context: dict) -> Record:
     """The record of a run that is starting: what was asked for and where the code and numbers come from."""
     psi = function_configs(cfg)["reconciliation"][1]
-    configured = {k: v for k, v in psi.items() if k in ("r", "p", "q", "l") and v is not None}
+    configured = {k: v for k, v in psi.items() if k in (*STRUCTURE_HPARAMS, "l") and v is not None}
     return {
         "status": Status.RUNNING, "pid": os.getpid(), "host": socket.gethostname(),
         "output_dir": str(out), "overrides": context["overrides"],

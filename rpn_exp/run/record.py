@@ -9,6 +9,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, TypedDict
 
+from rpn_exp.nn.describe import STRUCTURE_HPARAMS, per_layer
 from rpn_exp.run.atomic import atomic_write
 
 RECORD_FILE = "result.json"
@@ -127,8 +128,9 @@ def _jsonable(value):
 
 
 def model_label(record: Record) -> str:
-    """What was trained, in a few words: ``taylor x dual_lphm r=5`` for an RPN (``dual_lphm/identity`` where layers
-    differ), ``mlp 64-32-10`` for a dense baseline; from the config's choices for a run that failed before building."""
+    """What was trained, in a few words: ``taylor x dual_lphm r=5 k=1 p=8/2 q=64/128`` for an RPN
+    (``dual_lphm/identity`` where layers differ), ``mlp 64-32-10`` for a dense baseline; from the config's choices for
+    a run that failed before building."""
     choices = record.get("choices") or {}
     model = record.get("model") or choices.get("model") or "rpn"
     if model != "rpn":
@@ -136,8 +138,19 @@ def model_label(record: Record) -> str:
     families = [row.get("reconciliation") for row in record.get("layers", []) if row.get("reconciliation")]
     family = "/".join(dict.fromkeys(families)) or record.get("reconciliation") or choices.get("reconciliation")
     expansion = record.get("expansion") or choices.get("expansion")
-    hparams = "".join(f" {k}={v}" for k, v in (record.get("reconciliation_hparams") or {}).items())
+    hparams = "".join(f" {k}={v}" for k, v in structure_hparams(record).items())
     return " x ".join(part for part in (expansion, family) if part) + hparams
+
+
+def structure_hparams(record: Record) -> dict[str, Any]:
+    """ψ's structural hyper-parameters in force, ``8/2`` where layers differ (a fitted p, a per-layer override);
+    for a run that failed before building, those configured."""
+    layers = record.get("layers") or []
+    if not layers:
+        configured = record.get("reconciliation_hparams") or {}
+        return dict(sorted(configured.items(), key=lambda item: (STRUCTURE_HPARAMS + (item[0],)).index(item[0])))
+    values = {key: per_layer(layers, key) for key in STRUCTURE_HPARAMS}
+    return {key: value for key, value in values.items() if value != ""}
 
 
 def summary_line(record: Record) -> str:

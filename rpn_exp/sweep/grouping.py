@@ -13,19 +13,20 @@ import statistics
 from collections.abc import Sequence
 
 from rpn_exp.config.naming import comparable_overrides
+from rpn_exp.nn.describe import STRUCTURE_HPARAMS
 from rpn_exp.run.record import Status
 from rpn_exp.sweep.rows import RANK_MARK, accuracy, pareto_front
 
 #: The columns of ``summary_by_config.csv`` in order.
 GROUP_COLUMNS = (
     "config", "n", "seeds", "model", "dataset", "expansion", "reconciliation", "layout", "interdependence",
-    "remainder", "widths", "r", "p", "q", "rank_bound", "rank_limited", "lr", "epochs", "learnable_params",
+    "remainder", "widths", *STRUCTURE_HPARAMS, "rank_bound", "rank_limited", "lr", "epochs", "learnable_params",
     "test_acc_mean", "test_acc_std", "test_acc_ci95",
     "val_acc_best_mean", "val_acc_best_std", "val_acc_best_ci95", "pareto",
 )
 #: Columns that are the same for every job of a configuration (taken from its first job).
-SHARED = ("model", "dataset", "expansion", "reconciliation", "layout", "interdependence", "remainder", "widths", "r",
-          "p", "q", "rank_bound", "rank_limited", "lr", "epochs", "learnable_params")
+SHARED = ("model", "dataset", "expansion", "reconciliation", "layout", "interdependence", "remainder", "widths",
+          *STRUCTURE_HPARAMS, "rank_bound", "rank_limited", "lr", "epochs", "learnable_params")
 
 
 def config_of(row: dict) -> str:

@@ -6,12 +6,13 @@ import math
 from collections.abc import Sequence
 from pathlib import Path
 
+from rpn_exp.nn.describe import STRUCTURE_HPARAMS
 from rpn_exp.run.record import Status
 from rpn_exp.sweep.grouping import accuracy_interval
 from rpn_exp.sweep.rows import chance, family, is_baseline
 
 #: Columns whose values tell the points of a sweep apart (labelled on the plot when they vary).
-LABEL_COLUMNS = ("r", "p", "q", "seed", "lr", "epochs", "expansion", "interdependence", "remainder", "widths",
+LABEL_COLUMNS = (*STRUCTURE_HPARAMS, "seed", "lr", "epochs", "expansion", "interdependence", "remainder", "widths",
                  "dataset")
 
 

@@ -12,7 +12,7 @@ import math
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from rpn_exp.nn.describe import output_rank_limit, per_layer
+from rpn_exp.nn.describe import STRUCTURE_HPARAMS, output_rank_limit, per_layer
 from rpn_exp.run.record import RECORD_FILE, Status, process_alive, read_record
 
 #: The columns of ``summary.csv`` in order; ``summary.md`` shows the same minus the long ``error`` text and
@@ -20,7 +20,7 @@ from rpn_exp.run.record import RECORD_FILE, Status, process_alive, read_record
 COLUMNS = (
     "job", "status", "model", "dataset", "expansion", "reconciliation", "layout", "interdependence", "remainder",
     "widths",
-    "r", "p", "q", "rank_bound", "rank_limited", "seed", "lr", "epochs", "learnable_params", "frozen_params",
+    *STRUCTURE_HPARAMS, "rank_bound", "rank_limited", "seed", "lr", "epochs", "learnable_params", "frozen_params",
     "test_acc", "val_acc_best", "wall_time_s", "pareto", "overrides", "configuration", "error",
 )
 SHOWN_IF_VARYING = ("model", "layout", "interdependence", "remainder", "widths", "rank_bound", "seed", "lr", "epochs")
@@ -100,7 +100,7 @@ def job_row(folder: str | Path, root: str | Path | None = None) -> dict:
         configuration=record.get("configuration", ""),
         error=(record.get("error") or "").splitlines()[0] if record.get("error") else "",
     )
-    for key in ("r", "p", "q"):
+    for key in STRUCTURE_HPARAMS:
         row[key] = per_layer(layers, key) if layers else record.get("reconciliation_hparams", {}).get(key, "")
     row["rank_bound"] = per_layer(layers, "rank_bound")
     row["layout"] = per_layer(layers, "layout")

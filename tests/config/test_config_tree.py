@@ -9,7 +9,7 @@ def test_each_group_is_a_branch_with_its_option_and_values(tmp_path):
     tree = format_config_tree(cfg, {"reconciliation": "lphm", "dataset": "digits"})
     lines = tree.splitlines()
     assert lines[0] == "config"
-    assert "├── reconciliation: lphm  r=2  p=null  q=null  layout=kronecker" in lines
+    assert "├── reconciliation: lphm  r=2  k=1  p=null  q=null  layout=kronecker" in lines
     assert any(line.startswith("├── dataset: digits  batch_size=64") for line in lines)
     assert any(line.startswith("│   ├── model_checkpoint  ") and "monitor=val/acc" in line for line in lines)
     assert lines[-1].startswith("└── task_name=train  tags=[]  seed=42")

@@ -1,6 +1,7 @@
 """Reconciliation functions ψ: documented parameter counts, formulas, fast linear paths, errors, init."""
 
 import math
+import statistics
 
 import pytest
 import torch
@@ -39,9 +40,9 @@ def test_documented_parameter_counts(name, overrides, l):
 
 def test_automatic_p_and_q_follow_the_divisor_rule():
     # 6 -> 2 (largest divisor <= isqrt 2), 12 -> 3, 784*785 -> 784, primes -> 1
-    assert R.HMReconciliation().hparams(6, 12) == {"p": 2, "q": 3}
-    assert R.DualLPHMReconciliation(r=5).hparams(64, 784 * 785) == {"r": 5, "p": 8, "q": 784}
-    assert R.HMReconciliation().hparams(7, 13) == {"p": 1, "q": 1}
+    assert R.HMReconciliation().hparams(6, 12) == {"k": 1, "p": 2, "q": 3}
+    assert R.DualLPHMReconciliation(r=5).hparams(64, 784 * 785) == {"r": 5, "k": 1, "p": 8, "q": 784}
+    assert R.HMReconciliation().hparams(7, 13) == {"k": 1, "p": 1, "q": 1}
 
 
 def split(w, *shapes):
@@ -127,24 +128,25 @@ def test_linear_equals_dense_product_with_the_same_gradient(name, n, D):
 
 def test_one_object_serves_two_shapes():
     psi = R.DualLPHMReconciliation(r=2)
-    assert psi.hparams(6, 12) == {"r": 2, "p": 2, "q": 3}
-    assert psi.hparams(64, 4160) == {"r": 2, "p": 8, "q": 64}
+    assert psi.hparams(6, 12) == {"r": 2, "k": 1, "p": 2, "q": 3}
+    assert psi.hparams(64, 4160) == {"r": 2, "k": 1, "p": 8, "q": 64}
     assert psi.calculate_l(6, 12) == 2 * (2 + 3 + 3 + 4)  # nothing was cached from the larger call
     assert psi.calculate_l(64, 4160) == 2 * (8 + 64 + 8 + 65)
     assert psi.p is None and psi.q is None
 
 
-@pytest.mark.parametrize(
-    "psi,match",
-    [
-        (R.HMReconciliation(p=4), r"p=4 does not divide n=6.*\[1, 2, 3, 6\]"),
-        (R.LPHMReconciliation(r=1, q=5), r"q=5 does not divide D=12.*\[1, 2, 3, 4, 6, 12\]"),
-        (R.DuplicatedPaddingReconciliation(p=4), r"p=4 does not divide n=6"),
-    ],
-)
-def test_a_p_or_q_that_does_not_divide_is_rejected_with_the_divisors(psi, match):
-    with pytest.raises(ValueError, match=match):
-        psi.calculate_l(6, 12)
+@pytest.mark.parametrize("psi,expected", [
+    (R.HMReconciliation(p=3, q=4), {"p": 3, "q": 4}),  # both divide: as asked
+    (R.HMReconciliation(p=4), {"p": 3, "q": 3}),  # 4 does not divide n=6: the largest divisor below it, 3
+    (R.LPHMReconciliation(r=1, q=5), {"p": 2, "q": 4}),  # 5 does not divide D=12: 4
+    (R.DuplicatedPaddingReconciliation(p=4), {"p": 3, "q": 4}),  # q follows the requested p, then fits D
+    (R.DuplicatedDiagonalPaddingReconciliation(p=5), {"p": 3}),  # against gcd(n, D) = 6
+    (R.HMReconciliation(p=100), {"p": 6, "q": 3}),  # above n: n itself
+])
+def test_the_p_q_rule_fits_a_requested_value_to_each_layer(psi, expected):
+    hparams = psi.hparams(6, 12)
+    assert {key: hparams[key] for key in expected} == expected
+    assert psi.calculate_l(6, 12) > 0
 
 
 @pytest.mark.parametrize(
@@ -155,6 +157,8 @@ def test_a_p_or_q_that_does_not_divide_is_rejected_with_the_divisors(psi, match)
         (lambda: R.HypernetReconciliation(l=0), r"l=0 is invalid"),
         (lambda: R.MaskingReconciliation(p=1.5), r"p=1.5 is invalid"),
         (lambda: R.HMReconciliation(p=0), r"p=0 is invalid"),
+        (lambda: R.LPHMReconciliation(k=0), r"k=0 is invalid"),
+        (lambda: R.DualLPHMReconciliation(k=2, layout="reference"), r"k=2 needs layout=kronecker"),
     ],
 )
 def test_invalid_hyper_parameters_raise_value_error(build, match):
@@ -308,3 +312,91 @@ def test_only_the_rank_of_a_padding_family_pads(small, large, match):
 def test_pieces_that_are_not_corners_are_refused():
     with pytest.raises(ValueError, match="not a corner"):
         R.rank_positions([("A", (3, 2))], [("A", (2, 4))])
+
+
+# ------------------------------------------------------------------------------------------- Kronecker sums
+#: The families with k Kronecker terms, at k = 2 and 3, and what one term is built from (pieces of one term).
+SUMS = [
+    ("hm", lambda k: R.HMReconciliation(k=k, p=2, q=3), ("A", "B")),
+    ("lphm", lambda k: R.LPHMReconciliation(r=2, k=k, p=2, q=3), ("A", "S", "T")),
+    ("dual_lphm", lambda k: R.DualLPHMReconciliation(r=2, k=k, p=2, q=3), ("P", "Q", "S", "T")),
+]
+
+
+def one_term(name, parts):
+    """A ⊗ B of one term from its pieces, written out from the family's formula."""
+    if name == "hm":
+        return torch.kron(parts["A"], parts["B"])
+    if name == "lphm":
+        return torch.kron(parts["A"], parts["S"] @ parts["T"].T)
+    return torch.kron(parts["P"] @ parts["Q"].T, parts["S"] @ parts["T"].T)
+
+
+@pytest.mark.parametrize("k", [2, 3])
+@pytest.mark.parametrize("name,make,names", SUMS, ids=[s[0] for s in SUMS])
+def test_a_sum_of_k_terms_is_the_sum_of_the_family_terms(name, make, names, k):
+    psi, n, D = make(k), 6, 12
+    assert psi.calculate_l(n, D) == k * make(1).calculate_l(n, D)  # l(k) = k l(1)
+    assert [piece for piece, _ in psi.pieces(n, D)] == [f"{piece}{i}" for i in range(1, k + 1) for piece in names]
+    w = torch.randn(psi.calculate_l(n, D), dtype=torch.float64)
+    parts = psi.split(w, n, D)
+    expected = sum(one_term(name, {piece: parts[f"{piece}{i}"] for piece in names}) for i in range(1, k + 1))
+    torch.testing.assert_close(psi(w, n, D), expected)
+
+
+@pytest.mark.parametrize("name,make,names", SUMS, ids=[s[0] for s in SUMS])
+def test_one_term_is_the_family_as_it_was(name, make, names):
+    psi = make(1)
+    assert [piece for piece, _ in psi.pieces(6, 12)] == list(names)
+    w = torch.randn(psi.calculate_l(6, 12), dtype=torch.float64)
+    torch.testing.assert_close(psi(w, 6, 12), one_term(name, psi.split(w, 6, 12)), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("k", [2, 3])
+@pytest.mark.parametrize("name,make,names", SUMS, ids=[s[0] for s in SUMS])
+@pytest.mark.parametrize("n,D", [(6, 12), (8, 30), (12, 42)])
+def test_a_sum_applies_like_its_materialized_W_with_the_same_gradient(name, make, names, k, n, D):
+    psi = make(k)
+    w = psi.init_w(n, D).double().requires_grad_(True)
+    x = torch.randn(5, D, dtype=torch.float64)
+    fast, dense = psi.linear(x, w, n, D), F.linear(x, psi(w, n, D))
+    torch.testing.assert_close(fast, dense)
+    (g_fast,) = torch.autograd.grad(fast.square().sum(), w)
+    (g_dense,) = torch.autograd.grad(dense.square().sum(), w)
+    torch.testing.assert_close(g_fast, g_dense)
+
+
+@pytest.mark.parametrize("psi,n,D,bound", [
+    (R.HMReconciliation(k=2, p=2, q=2), 8, 8, 8),  # 2·(2·4) = 16, capped by n
+    (R.LPHMReconciliation(r=1, k=2, p=2, q=3), 6, 12, 2 * 2 * 1),  # k·rank A·rank(S Tᵀ) = 2·2·1
+    (R.LPHMReconciliation(r=1, k=3, p=2, q=2), 12, 12, 3 * 2 * 1),
+    (R.DualLPHMReconciliation(r=1, k=3, p=4, q=4), 16, 16, 3),  # three rank-1 terms
+    (R.DualLPHMReconciliation(r=2, k=2, p=4, q=4), 16, 16, 2 * 2 * 2),
+    (R.DualLPHMReconciliation(r=1, k=5, p=2, q=2), 8, 8, 5),  # five rank-1 terms
+    (R.LPHMReconciliation(r=2, k=2, p=4, q=3), 12, 12, 10),  # 2·3·2 = 12, but the two 3-dim col(Aᵢ) in R⁴ share a
+    (R.DualLPHMReconciliation(r=3, k=2, p=4, q=4), 16, 16, 14),  # plane and the 2-dim col(Bᵢ) in R³ a line: 12 − 2
+    (R.DualLPHMReconciliation(r=5, k=4), 64, 4160, 64),  # the paper's hidden layer: 4·25 capped at n
+], ids=["hm", "lphm_k2", "lphm_k3", "dual_k3_r1", "dual_k2_r2", "dual_k5_r1", "lphm_meet", "dual_meet", "dual_paper"])
+def test_the_rank_bound_of_a_sum_is_reached_by_a_random_draw(psi, n, D, bound):
+    assert psi.rank_bound(n, D) == bound
+    torch.manual_seed(0)
+    W = psi(torch.randn(psi.calculate_l(n, D), dtype=torch.float64), n, D)
+    assert torch.linalg.matrix_rank(W) == bound
+
+
+@pytest.mark.parametrize("name,make,names", SUMS, ids=[s[0] for s in SUMS])
+def test_each_term_is_drawn_for_its_share_of_the_variance(name, make, names):
+    n, D, k = 24, 60, 4
+    variances = [make(k)(make(k).init_w(n, D, generator=torch.Generator().manual_seed(s))[0], n, D).var().item()
+                 for s in range(20)]
+    assert statistics.mean(variances) * 3 * D == pytest.approx(1.0, rel=0.25)
+
+
+def test_a_smaller_rank_of_a_sum_sits_in_a_larger_one():
+    small, large, n, D = R.DualLPHMReconciliation(r=2, k=3), R.DualLPHMReconciliation(r=4, k=3), 12, 30
+    w = torch.randn(small.calculate_l(n, D))
+    padded = torch.zeros(large.calculate_l(n, D))
+    padded[small.rank_positions(n, D, large)] = w
+    torch.testing.assert_close(large(padded, n, D), small(w, n, D), rtol=0, atol=1e-6)
+    with pytest.raises(ValueError, match="cannot sit in"):
+        small.rank_positions(n, D, R.DualLPHMReconciliation(r=4, k=2))

@@ -113,9 +113,16 @@ def test_one_reconciliation_object_serves_layers_of_different_shapes():
     assert net(torch.randn(3, 12)).shape == (3, 4)
 
 
-def test_a_bad_p_names_the_layer_and_the_valid_divisors():
-    with pytest.raises(ValueError, match=r"layer 1 \(m=6 -> n=4, D=42\): .*p=3 does not divide n=4.*\[1, 2, 4\]"):
-        RPNNetwork([8, 6, 4], expansion=E.TaylorExpansion(d=2), reconciliation=R.HMReconciliation(p=3))
+def test_a_p_applies_where_it_divides_and_the_largest_divisor_below_it_elsewhere():
+    net = RPNNetwork([8, 6, 4], expansion=E.TaylorExpansion(d=2), reconciliation=R.HMReconciliation(p=3))
+    assert [row["p"] for row in net.describe()] == [3, 2]  # 3 divides n=6; n=4 gets 2
+
+
+def test_a_p_that_is_not_an_integer_names_the_layer():
+    with pytest.raises(ValueError, match=r"layer 0 \(m=8 -> n=6, D=72\): .*p=1.5 is invalid"):
+        psi = R.HMReconciliation()
+        psi.p = 1.5
+        RPNNetwork([8, 6, 4], expansion=E.TaylorExpansion(d=2), reconciliation=psi)
 
 
 def test_identity_remainder_needs_equal_widths():
@@ -123,7 +130,10 @@ def test_identity_remainder_needs_equal_widths():
         RPNLayer(5, 3, expansion=E.IdentityExpansion(), reconciliation=R.IdentityReconciliation(), remainder=P.IdentityRemainder())
 
 
-@pytest.mark.parametrize("psi", [R.HMReconciliation(), R.LPHMReconciliation(r=3), R.DualLPHMReconciliation(r=2), R.DuplicatedPaddingReconciliation()])
+@pytest.mark.parametrize("psi", [R.HMReconciliation(), R.LPHMReconciliation(r=3), R.DualLPHMReconciliation(r=2),
+                                 R.DuplicatedPaddingReconciliation(), R.HMReconciliation(k=2),
+                                 R.LPHMReconciliation(r=2, k=3), R.DualLPHMReconciliation(r=2, k=2)],
+                         ids=["hm", "lphm", "dual_lphm", "duplicated_padding", "hm_k2", "lphm_k3", "dual_lphm_k2"])
 @pytest.mark.parametrize("norm", [None, ["layer_norm"]])
 @pytest.mark.parametrize("m,n,batch", [(6, 4, 1), (10, 6, 7), (784, 64, 3)])
 def test_product_path_equals_materialized_in_outputs_and_gradients(psi, norm, m, n, batch):
@@ -220,6 +230,8 @@ def test_batch_norm_over_kappa_is_never_chunked(monkeypatch):
     "expansion,psi,path",
     [
         (E.TaylorExpansion(d=2, postprocess=["layer_norm"]), R.DualLPHMReconciliation(r=5), "product"),
+        (E.TaylorExpansion(d=2, postprocess=["layer_norm"]), R.LPHMReconciliation(r=2, k=3), "product"),  # a sum
+        (E.ChebyshevExpansion(d=2), R.HMReconciliation(k=2), "structured"),
         (E.TaylorExpansion(d=2, postprocess=["layer_norm"]), R.HMReconciliation(q=2), "structured"),  # q != m
         (E.TaylorExpansion(d=2, postprocess=["layer_norm"]), R.IdentityReconciliation(), "materialized"),  # κ narrow
         (E.TaylorExpansion(d=2, postprocess=["batch_norm"]), R.IdentityReconciliation(), "materialized"),
@@ -250,6 +262,7 @@ def test_layer_with_interdependence_heads_and_output_processing():
 
 @pytest.mark.parametrize("psi,m,n", [(R.DualLPHMReconciliation(r=2), 30, 12), (R.LowRankReconciliation(r=2), 30, 12),
                                      (R.HMReconciliation(), 30, 12), (R.IdentityReconciliation(), 30, 12),
+                                     (R.DualLPHMReconciliation(r=2, k=3), 30, 12),
                                      (R.DualLPHMReconciliation(r=5), 784, 64)])
 def test_the_weight_window_is_the_leading_block_of_W(psi, m, n):
     head = RPNLayer(m, n, expansion=E.TaylorExpansion(d=2), reconciliation=psi).heads[0]  # D = 930 or 615,440
@@ -367,7 +380,7 @@ def test_an_output_layer_below_classes_minus_1_is_warned_about(caplog):
         net = build_model(compose_config(["reconciliation.r=1"]))
     assert [row["rank_bound"] for row in net.describe()] == [1, 1]
     (warning,) = [r.getMessage() for r in caplog.records if "caps W" in r.getMessage()]
-    assert "layer 1: reconciliation=dual_lphm r=1 p=2 q=128 caps W at rank 1, below classes - 1 = 9" in warning
+    assert "layer 1: reconciliation=dual_lphm r=1 k=1 p=2 q=128 caps W at rank 1, below classes - 1 = 9" in warning
     assert "+reconciliation@model.layer_overrides.1.reconciliation=identity" in warning
     caplog.clear()
     with caplog.at_level("WARNING", logger="rpn_exp"):  # a dense baseline: its hidden width is what limits it

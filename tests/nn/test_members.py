@@ -16,6 +16,7 @@ from tests.conftest import compose_config
 #: One network per compute path (and the pieces around it: heads, channels, ξ, π, bias, chunked rows).
 NETWORKS = {
     "product": ["reconciliation=dual_lphm", "reconciliation.r=2"],
+    "product_kronecker_sum": ["reconciliation=dual_lphm", "reconciliation.r=2", "reconciliation.k=2"],
     "product_heads_channels_bias": ["reconciliation=lphm", "model.heads=2", "model.channels=2", "model.bias=true",
                                     "remainder=linear"],
     "bilinear_low_rank": ["reconciliation=lorr", "reconciliation.r=2"],

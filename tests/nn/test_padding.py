@@ -15,6 +15,7 @@ from tests.conftest import compose_config
 #: Networks of a family with a rank, one per compute path it takes.
 NETWORKS = {
     "product": ["reconciliation=dual_lphm"],
+    "product_kronecker_sum": ["reconciliation=lphm", "reconciliation.k=3"],
     "product_heads_channels_bias": ["reconciliation=lphm", "model.heads=2", "model.channels=2", "model.bias=true",
                                     "remainder=linear"],
     "bilinear_low_rank": ["reconciliation=lorr"],

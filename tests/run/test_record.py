@@ -62,8 +62,12 @@ def test_the_summary_line_is_true_for_baselines_layer_overrides_and_early_failur
     assert "| digits | mlp 64-32-10 | 2,410 learnable params | x" in R.summary_line(mlp)
     mixed = {"status": "completed", "model": "rpn", "dataset": "digits", "expansion": "taylor",
              "reconciliation": "dual_lphm", "reconciliation_hparams": {"r": 5},
-             "layers": [{"reconciliation": "dual_lphm"}, {"reconciliation": "identity"}], "output_dir": "x"}
-    assert "| taylor x dual_lphm/identity r=5 |" in R.summary_line(mixed)
+             "layers": [{"reconciliation": "dual_lphm", "r": 5, "k": 1, "p": 8, "q": 64}, {"reconciliation": "identity"}],
+             "output_dir": "x"}
+    assert "| taylor x dual_lphm/identity r=5 k=1 p=8 q=64 |" in R.summary_line(mixed)
+    fitted = {**mixed, "layers": [{"reconciliation": "lphm", "r": 5, "k": 1, "p": 8, "q": 64},
+                                  {"reconciliation": "lphm", "r": 5, "k": 1, "p": 5, "q": 128}]}
+    assert "| taylor x lphm r=5 k=1 p=8/5 q=64/128 |" in R.summary_line(fitted)  # each layer's p and q in force
     failed = {"status": "failed", "choices": {"dataset": "mnist", "expansion": "taylor", "reconciliation": "lorr"},
               "reconciliation_hparams": {"r": 5}, "error": "invalid configuration: ...", "output_dir": "x"}
     assert R.summary_line(failed).startswith("rpn_exp [failed] | mnist | taylor x lorr r=5 | error: invalid")

@@ -79,9 +79,10 @@ def test_dry_run_of_dual_lphm(make_config, tmp_path, caplog):
     assert "layer 0" in caplog.text and "product" in caplog.text
 
 
-def test_a_bad_p_is_rejected_before_training(make_config, tmp_path):
-    cfg = make_config("reconciliation=hm", "reconciliation.p=5", output_dir=tmp_path)
-    with pytest.raises(ConfigError, match=r"layer 0 \(m=64 -> n=128.*p=5 does not divide n=128.*\[1, 2, 4, 8, 16, 32, 64, 128\]"):
+def test_a_p_that_divides_no_layer_is_rejected_before_training_with_each_layers_values(make_config, tmp_path):
+    cfg = make_config("reconciliation=hm", "reconciliation.p=3", output_dir=tmp_path)
+    with pytest.raises(ConfigError, match=r"reconciliation.p=3 divides no layer's width.*layer 0 \(p divides 128\): 1, 2, "
+                                          r"4, 8, 16, 32, 64, 128; layer 1 \(p divides 10\): 1, 2, 5, 10"):
         train(cfg)
     record = read_record(tmp_path)
     assert record["status"] == "failed" and "invalid configuration" in record["error"]
@@ -208,7 +209,7 @@ def test_zero_epochs_are_refused_with_the_evaluation_command(make_config, tmp_pa
 def test_a_single_run_prints_its_config_as_a_tree(make_config, tmp_path, caplog):
     caplog.set_level("INFO", logger="rpn_exp")
     train(make_config(*FAST, "reconciliation=lphm", output_dir=tmp_path))
-    assert "├── reconciliation  r=5  p=null  q=null" in caplog.text  # the option's name comes from Hydra's choices
+    assert "├── reconciliation  r=5  k=1  p=null  q=null" in caplog.text  # the option's name comes from Hydra's choices
 
 
 @pytest.mark.slow

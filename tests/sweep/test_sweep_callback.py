@@ -103,13 +103,27 @@ def test_the_report_lists_a_missing_and_a_failed_job(grid, tmp_path):
 
 
 def test_a_failing_job_is_recorded_and_the_sweep_goes_on(tmp_path):
-    done, folder = multirun(tmp_path, "reconciliation=lphm", "reconciliation.p=2,3")  # 3 does not divide 128
+    done, folder = multirun(tmp_path, "reconciliation=lphm", "reconciliation.p=2,3")  # 3 divides neither 128 nor 10
     rows = {r["job"]: r for r in read_csv(folder / "summary.csv")}
     assert rows["000_lphm_p2"]["status"] == "completed" and rows["000_lphm_p2"]["p"] == "2"
     failed = rows["001_lphm_p3"]
     assert failed["status"] == "failed" and failed["reconciliation"] == "lphm" and failed["p"] == "3"
-    assert "p=3 does not divide n=128" in failed["error"]
+    assert "reconciliation.p=3 divides no layer's width" in failed["error"]
     assert "1 completed, 1 failed" in (folder / "summary.md").read_text()
+
+
+def test_a_p_sweep_trains_every_job_with_each_layers_p_recorded(tmp_path):
+    # digits [64, 128, 10]: p applies where it divides n (128 takes every power of 2), the largest divisor below it
+    # on the 10-wide output layer (4 -> 2, 8 -> 5)
+    done, folder = multirun(tmp_path, "reconciliation=lphm", "reconciliation.p=1,2,4,8")
+    rows = {r["job"]: r for r in read_csv(folder / "summary.csv")}
+    assert {job: (row["status"], row["p"]) for job, row in rows.items()} == {
+        "000_lphm_p1": ("completed", "1"), "001_lphm_p2": ("completed", "2"),
+        "002_lphm_p4": ("completed", "4/2"), "003_lphm_p8": ("completed", "8/5")}
+    record = json.loads((folder / "003_lphm_p8" / "result.json").read_text())
+    assert [(row["n"], row["p"]) for row in record["layers"]] == [(128, 8), (10, 5)]
+    assert "p=8/5" in done.stdout + done.stderr  # the job's summary line says what each layer used
+    assert "| 8/5 |" in (folder / "summary.md").read_text()
 
 
 def test_resume_skips_completed_jobs_and_runs_only_the_rest(grid, tmp_path):

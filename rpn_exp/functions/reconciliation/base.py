@@ -13,7 +13,8 @@ per-layer tensors from :meth:`Reconciliation.create_state`, ``{}`` or None when 
 ``structure(n, D)``                         the declared form of W (:class:`Structure`): dense, low rank,
                                             Kronecker or outer; the layer chooses its compute path from it alone
 ``factors(w, n, D, state)``                 W in its declared form: a (n, D) tensor, ``LowRank(U, V)``,
-                                            ``Kronecker(A, B)`` or ``Outer(a, b)`` (``rpn_exp.functions.factors``)
+                                            ``Kronecker(A, B)`` (or a ``KroneckerSum`` of them) or ``Outer(a, b)``
+                                            (``rpn_exp.functions.factors``)
 ``factor_std(n, D, variance)``              the std of every piece of w for Var(W_ij) = variance
 ``create_state(n, D, generator, variance)``  frozen tensors besides w (random matrices, masks); ``{}`` by default
 ``rank_bound(n, D)``, ``max_rank(n, D)``    rank(W) ≤ rank_bound whatever w is; the largest useful r (or None)
@@ -46,7 +47,17 @@ import torch
 import torch.nn.functional as F
 
 from rpn_exp.functions.base import Function
-from rpn_exp.functions.factors import Kronecker, LowRank, Outer, dense, kron_linear, outer_dense, outer_linear
+from rpn_exp.functions.factors import (
+    Kronecker,
+    KroneckerSum,
+    LowRank,
+    Outer,
+    dense,
+    kron_linear,
+    kron_terms,
+    sum_terms,
+)
+from rpn_exp.functions.outer import outer_dense, outer_linear
 
 Pieces = list[tuple[str, tuple[int, ...]]]
 State = Mapping[str, torch.Tensor]
@@ -63,7 +74,7 @@ class Structure:
     * ``dense``: ``factors`` returns W itself (n, D);
     * ``low_rank``: ``LowRank(U, V)``, W = U Vᵀ with U (n, k), V (D, k);
     * ``kronecker``: ``Kronecker(A, B)``, W = A ⊗ B with A of shape ``blocks`` = (p, q) and B (n/p, D/q), each
-      dense or ``LowRank``;
+      dense or ``LowRank``; or ``KroneckerSum(terms)``, W = Σᵢ Aᵢ ⊗ Bᵢ of such terms;
     * ``outer``: ``Outer(a, b)``, W = reshape_{n×D}(a bᵀ) (the reference implementation's layout).
 
     ``cheap_linear`` says that :meth:`Reconciliation.linear` computes x Wᵀ without building W even for a dense W
@@ -130,9 +141,9 @@ def normalized_normal(shape: tuple[int, ...], std: float, generator: torch.Gener
 
 
 def materialize(form, n: int, D: int) -> torch.Tensor:
-    """The dense (n, D) W of a declared form (a tensor, ``LowRank``, ``Kronecker`` or ``Outer``)."""
-    if isinstance(form, Kronecker):
-        return torch.kron(dense(form.A), dense(form.B))
+    """The dense (n, D) W of a declared form (a tensor, ``LowRank``, ``Kronecker``, ``KroneckerSum`` or ``Outer``)."""
+    if isinstance(form, (Kronecker, KroneckerSum)):
+        return sum_terms(torch.kron(dense(A), dense(B)) for A, B in kron_terms(form))
     if isinstance(form, Outer):
         return outer_dense(form.a, form.b, n, D)
     return dense(form)
@@ -234,8 +245,8 @@ class Reconciliation(Function):
     def linear(self, x: torch.Tensor, w: torch.Tensor, n: int, D: int, state: State | None = None) -> torch.Tensor:
         """``x Wᵀ`` for x of shape (batch, D) -> (batch, n), through the declared structure."""
         form = self.factors(w, n, D, self.state_or_default(n, D, state))
-        if isinstance(form, Kronecker):
-            return kron_linear(x, form.A, form.B)
+        if isinstance(form, (Kronecker, KroneckerSum)):
+            return sum_terms(kron_linear(x, A, B) for A, B in kron_terms(form))
         if isinstance(form, Outer):
             return outer_linear(x, form.a, form.b, n)
         if isinstance(form, LowRank):
