@@ -2,7 +2,9 @@
 
 Writes ``summary.csv``, ``summary.md`` and ``pareto.png`` (into DIR, or into ``--out`` when merging several
 sweeps) and prints the table. Works on finished, partial, interrupted and still-running sweeps: a job that
-left no record or failed is listed with its status.
+left no record or failed is listed with its status. A DIR that holds a ``summary.csv`` and no job folders (a summary
+kept without its runs, e.g. ``outputs/examples/fashion_mnist``) contributes the rows of that summary, so new sweeps
+can be set beside published ones.
 """
 
 from __future__ import annotations
@@ -11,8 +13,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from rpn_exp.sweep.rows import summarize
-from rpn_exp.sweep.summary import default_title, write_summary
+from rpn_exp.sweep.rows import find_jobs, summarize
+from rpn_exp.sweep.summary import SUMMARY_CSV, default_title, read_rows, write_summary
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -31,13 +33,21 @@ def parse_args(argv=None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def published_summary(folder: Path) -> bool:
+    """Whether ``folder`` is a summary kept without its runs: a ``summary.csv`` and no job folder."""
+    return (folder / SUMMARY_CSV).is_file() and not find_jobs([folder])
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     if args.out is None and len(args.folders) > 1:
         print("error: several DIRs are merged into one summary; say where it goes with --out FOLDER", file=sys.stderr)
         return 2
     try:
-        rows, left_out = summarize(args.folders, include_debug=args.include_debug)
+        kept = [folder for folder in args.folders if not published_summary(folder)]
+        published = [row for folder in args.folders if published_summary(folder)
+                     for row in read_rows(folder / SUMMARY_CSV)]
+        rows, left_out = summarize(kept, include_debug=args.include_debug, published=published)
     except FileNotFoundError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

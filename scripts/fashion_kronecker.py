@@ -4,7 +4,8 @@ process (``launcher=stacked``).
 
     python scripts/fashion_kronecker.py          # the sweeps below, then the merged summary and plot
 
-Needs Debian's Fashion-MNIST (apt-get install -y dataset-fashion-mnist). Runs into ``outputs/fashion_kronecker/<stamp>/``:
+Needs Debian's Fashion-MNIST (apt-get install -y dataset-fashion-mnist). Runs into
+``outputs/fashion_kronecker/<stamp>/``:
 
 * ``pq``: lphm and dual_lphm at the paper's r = 5 over p = 2, 4, 8, 16 (q automatic: q = m keeps the product path);
 * ``sums_*``: dual_lphm with k Kronecker terms at the parameter counts of r = 5 (9,330: k·r = 5) and r = 8

@@ -195,19 +195,20 @@ def pareto_front(rows: Sequence[dict], metric: str = "test_acc") -> list[int]:
     return front
 
 
-def summarize(folders: Iterable[str | Path], include_debug: bool = False) -> tuple[list[dict], int]:
-    """The rows of every job under ``folders``, Pareto-optimal ones marked (``pareto`` True), and how many
-    debug jobs were left out.
+def summarize(folders: Iterable[str | Path], include_debug: bool = False,
+              published: Sequence[dict] = ()) -> tuple[list[dict], int]:
+    """The rows of every job under ``folders`` (and the ``published`` rows of earlier summaries), Pareto-optimal ones
+    marked (``pareto`` True), and how many debug jobs were left out.
 
     Jobs of a ``debug`` preset (record ``"debug": true``) are left out unless ``include_debug`` is set or every
     job with a record is one (a debug sweep is summarized as such); a job without a readable record is kept.
     """
     folders = [Path(f) for f in folders]
-    rows = []
+    rows = [{**dict.fromkeys(COLUMNS, ""), **row, "pareto": False, "debug": False} for row in published]
     for job in find_jobs(folders):
         root = next((f for f in folders if job == f or f in job.parents), None)
-        rows.append(job_row(job, root.parent if len(folders) > 1 and root is not None else root))
-    if len(folders) == 1:  # the jobs of the sweep's plan that never started
+        rows.append(job_row(job, root.parent if len(folders) + bool(published) > 1 and root is not None else root))
+    if len(folders) == 1 and not published:  # the jobs of the sweep's plan that never started
         rows += pending_rows(folders[0], {row["job"] for row in rows})
         rows.sort(key=lambda row: _job_sort_key(Path(row["job"])))
     known = [row["debug"] for row in rows if row["debug"] is not None]
