@@ -27,6 +27,22 @@ def test_several_sweeps_are_merged_into_out(tmp_path):
     assert not (tmp_path / "a" / "summary.csv").exists()
 
 
+def test_a_summary_kept_without_its_runs_is_merged_with_new_sweeps(tmp_path):
+    write_record(tmp_path / "old" / "0", record("lphm", 983, 0.80, seed=1))
+    write_record(tmp_path / "old" / "1", record("lphm", 983, 0.82, seed=2))
+    assert main([str(tmp_path / "old")]) == 0
+    published = tmp_path / "published"
+    published.mkdir()
+    (published / "summary.csv").write_text((tmp_path / "old" / "summary.csv").read_text())  # the runs are gone
+    write_record(tmp_path / "new" / "0", record("lorr", 500, 0.85))
+    assert main([str(published), str(tmp_path / "new"), "--out", str(tmp_path / "merged")]) == 0
+    rows = {r["job"]: r for r in read_csv(tmp_path / "merged" / "summary.csv")}
+    assert set(rows) == {"0", "1", "new/0"}
+    assert rows["new/0"]["pareto"] == "True" and rows["0"]["pareto"] == "False"  # the front over all rows
+    (pooled,) = [r for r in read_csv(tmp_path / "merged" / "summary_by_config.csv") if r["reconciliation"] == "lphm"]
+    assert pooled["n"] == "2" and float(pooled["test_acc_mean"]) == pytest.approx(0.81)
+
+
 def test_merging_without_out_says_what_to_add(tmp_path, capsys):
     assert main([str(tmp_path), str(tmp_path)]) == 2
     assert "--out" in capsys.readouterr().err
