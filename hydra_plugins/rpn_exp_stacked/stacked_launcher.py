@@ -99,10 +99,12 @@ def _prepare(cfg: DictConfig):
 
 
 def _already_completed(cfg: DictConfig, context: dict) -> bool:
-    from rpn_exp.run.resume import completed_record
+    from rpn_exp.run.resume import completed_record, settings_change
 
     if not cfg.get("skip_completed", False):
         return False
+    if settings_change(cfg, Path(cfg.paths.output_dir)):  # the task refuses it (or runs it again, if allowed)
+        return True
     try:
         return completed_record(Path(cfg.paths.output_dir), context["overrides"]) is not None
     except ValueError:  # another sweep's job: the task says so when it runs

@@ -12,7 +12,7 @@ from omegaconf import DictConfig, OmegaConf
 #: Keys (and the nodes under them) that do not change what a run trains, or that tell the runs of one
 #: configuration apart: where it writes, what it prints and logs, how it is launched, and its seed.
 BOOKKEEPING = ("seed", "dataset.seed", "paths", "dataset.cache_dir", "hydra", "tags", "task_name", "threads",
-               "skip_completed", "print_config", "progress_bars_in_sweeps", "dry_run", "objective", "ckpt_path",
+               "skip_completed", "allow_config_change", "print_config", "progress_bars_in_sweeps", "dry_run", "objective", "ckpt_path",
                "logger", "callbacks.progress_bar", "callbacks.lr_monitor", "callbacks.weight_snapshots",
                "callbacks.model_checkpoint.dirpath", "trainer.default_root_dir")
 
@@ -39,3 +39,27 @@ def configuration_id(cfg: DictConfig) -> str:
     """A short hash of :func:`effective_settings`: equal for runs that train the same thing but for the seed."""
     text = json.dumps(effective_settings(cfg), sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def flat_settings(cfg: DictConfig) -> dict[str, object]:
+    """:func:`effective_settings` and the seed as ``{"dotted.key": value}`` (leaves only): what a job records so that
+    a resumed sweep can tell which keys changed (:func:`changed_settings`)."""
+    flat: dict[str, object] = {}
+
+    def walk(node, prefix: str) -> None:
+        if isinstance(node, dict) and node:
+            for key, value in node.items():
+                walk(value, f"{prefix}{key}.")
+        else:
+            flat[prefix[:-1]] = node
+
+    walk({**effective_settings(cfg), "seed": cfg.get("seed")}, "")
+    return flat
+
+
+def changed_settings(recorded: dict, now: dict) -> list[str]:
+    """``key: old -> new`` for every key whose value differs between two :func:`flat_settings` (``<unset>`` where
+    one has no such key), in key order."""
+    unset = "<unset>"
+    return [f"{key}: {recorded.get(key, unset)} -> {now.get(key, unset)}"
+            for key in sorted(set(recorded) | set(now)) if recorded.get(key, unset) != now.get(key, unset)]

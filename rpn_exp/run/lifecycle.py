@@ -28,7 +28,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from rpn_exp.config.build import ConfigError, build_datamodule, build_network, function_configs, model_name, qualify
 from rpn_exp.config.checks import check_added_keys, check_settings
-from rpn_exp.config.configuration import configuration_id
+from rpn_exp.config.configuration import configuration_id, flat_settings
 from rpn_exp.data import DatasetError
 from rpn_exp.nn.describe import STRUCTURE_HPARAMS, format_layer_table, model_record
 from rpn_exp.run.context import cluster_job, is_debug
@@ -83,7 +83,7 @@ def new_record(cfg: DictConfig, out: Path, context: dict) -> Record:
         "debug": is_debug(cfg, context), "reconciliation_hparams": configured, "cluster_job": cluster_job(),
         "lr": OmegaConf.select(cfg, "optimizer.lr"), "max_epochs": OmegaConf.select(cfg, "trainer.max_epochs"),
         "provenance": provenance(OmegaConf.select(cfg, "trainer.accelerator")), "metrics": {},
-        "configuration": configuration_id(cfg),
+        "configuration": configuration_id(cfg), "settings": flat_settings(cfg),
     }
 
 

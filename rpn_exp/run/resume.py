@@ -13,6 +13,7 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from rpn_exp.config.build import ConfigError
+from rpn_exp.config.configuration import changed_settings, flat_settings
 from rpn_exp.config.naming import comparable_overrides
 from rpn_exp.run.checkpointing import INTERRUPTED, LAST, check_resumable
 from rpn_exp.run.record import Status, read_record
@@ -26,6 +27,26 @@ def resume_point(cfg: DictConfig, out: Path) -> str | None:
     if cfg.get("ckpt_path"):
         return str(cfg.ckpt_path)
     return prepare_rerun(out) if cfg.get("skip_completed", False) else None
+
+
+def settings_change(cfg: DictConfig, out: Path) -> str | None:
+    """For a job run again into its folder (``skip_completed=true``): what differs between the settings its record
+    holds and the composed config now (a config file edited between the sweep and its resume, a default changed), as
+    one line; None when nothing differs or there is no earlier record to compare."""
+    try:
+        record = read_record(out)
+    except (OSError, ValueError):
+        return None
+    recorded = record.get("settings")
+    if recorded is None:  # a record from before settings were kept: its configuration hash, if any
+        return None
+    changes = changed_settings(recorded, flat_settings(cfg))
+    if not changes:
+        return None
+    shown = "; ".join(changes[:6]) + (f"; and {len(changes) - 6} more" if len(changes) > 6 else "")
+    return (f"skip_completed=true: {out.name} was run ({record.get('status')}) with other settings than the config "
+            f"composes now: {shown}. Resume it with the settings it had, or give allow_config_change=true to run it "
+            f"again from the start with the new ones")
 
 
 def completed_record(out: Path, overrides: list[str]) -> dict | None:

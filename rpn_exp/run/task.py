@@ -12,7 +12,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from rpn_exp.config.build import instantiate_node
+from rpn_exp.config.build import ConfigError, instantiate_node
 from rpn_exp.config.tree import format_config_tree
 from rpn_exp.run.checkpointing import AtomicCheckpointIO, LastCheckpoint, SaveOnInterrupt
 from rpn_exp.run.console import configure_console
@@ -20,7 +20,7 @@ from rpn_exp.run.context import hydra_context, own_process_job
 from rpn_exp.run.lifecycle import SIGTERM_EXIT, Run, objective_names, objective_value
 from rpn_exp.run.module import RPNClassifier
 from rpn_exp.run.record import Status, summary_line
-from rpn_exp.run.resume import completed_record
+from rpn_exp.run.resume import clear_attempt, completed_record, settings_change
 
 log = logging.getLogger("rpn_exp")
 
@@ -36,7 +36,17 @@ def train(cfg: DictConfig) -> float | tuple[float, ...] | None:
 
     context, objectives = hydra_context(), objective_names(cfg)
     configure_console(quiet=context["multirun"])
-    done = completed_record(Path(cfg.paths.output_dir), context["overrides"]) if cfg.get("skip_completed") else None
+    out = Path(cfg.paths.output_dir)
+    changed = settings_change(cfg, out) if cfg.get("skip_completed") else None
+    if changed and not cfg.get("allow_config_change", False):  # refused: the job's earlier record stays as it is
+        if not context["multirun"]:
+            raise ConfigError(changed)
+        log.error("rpn_exp [refused] %s", changed)
+        return None
+    if changed:
+        log.warning("%s: settings changed (allow_config_change=true); it runs again from the start", out.name)
+        clear_attempt(out)
+    done = completed_record(out, context["overrides"]) if cfg.get("skip_completed") and not changed else None
     if done is not None:
         log.info(summary_line(done).replace("rpn_exp ", "rpn_exp [skipped: already completed] ", 1))
         return objective_value(done, objectives)
