@@ -14,14 +14,16 @@ def main(cfg: DictConfig) -> float | tuple[float, ...] | None:
     """Train (or, with ``-m``, each job of a sweep). A refused setting ends a single run with one line on stderr
     and exit status 1 (``HYDRA_FULL_ERROR=1`` shows the traceback)."""
     from rpn_exp.config.build import ConfigError
+    from rpn_exp.run.ownership import FolderInUse
     from rpn_exp.run.task import train
 
     try:
         return train(cfg)
-    except ConfigError as error:
+    except (ConfigError, FolderInUse) as error:
         if os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise
-        print(f"Error: invalid configuration: {error}", file=sys.stderr, flush=True)
+        kind = "invalid configuration: " if isinstance(error, ConfigError) else ""
+        print(f"Error: {kind}{error}", file=sys.stderr, flush=True)
         raise SystemExit(1) from None
 
 

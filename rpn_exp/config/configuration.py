@@ -12,9 +12,9 @@ from omegaconf import DictConfig, OmegaConf
 #: Keys (and the nodes under them) that do not change what a run trains, or that tell the runs of one
 #: configuration apart: where it writes, what it prints and logs, how it is launched, and its seed.
 BOOKKEEPING = ("seed", "dataset.seed", "paths", "dataset.cache_dir", "hydra", "tags", "task_name", "threads",
-               "skip_completed", "allow_config_change", "print_config", "progress_bars_in_sweeps", "dry_run", "objective", "ckpt_path",
-               "logger", "callbacks.progress_bar", "callbacks.lr_monitor", "callbacks.weight_snapshots",
-               "callbacks.model_checkpoint.dirpath", "trainer.default_root_dir")
+               "skip_completed", "allow_config_change", "print_config", "progress_bars_in_sweeps", "dry_run",
+               "objective", "ckpt_path", "logger", "callbacks.progress_bar", "callbacks.lr_monitor",
+               "callbacks.weight_snapshots", "callbacks.model_checkpoint.dirpath", "trainer.default_root_dir")
 
 
 def effective_settings(cfg: DictConfig) -> dict:

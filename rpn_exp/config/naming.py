@@ -57,7 +57,8 @@ def _value(text: str) -> str:
 
 
 #: Overrides that do not change what a job computes; a resumed job or sweep may differ from its record in these.
-NOT_COMPARED = ("skip_completed", "allow_config_change", "paths.", "progress_bars_in_sweeps", "print_config", "launcher")
+NOT_COMPARED = ("skip_completed", "allow_config_change", "paths.", "progress_bars_in_sweeps", "print_config",
+                "launcher")
 
 
 def comparable_overrides(overrides: Iterable[str]) -> list[str]:

@@ -49,3 +49,12 @@ def own_process_job() -> bool:
     whole process, sweep included.
     """
     return bool(os.environ.get("SUBMITIT_EXECUTOR"))
+
+
+def local_worker() -> bool:
+    """Whether this process is a worker that a local launcher started for sweep jobs (a joblib/loky worker, a
+    submitit_local job), which must not outlive the launching process (``rpn_exp.run.ownership``)."""
+    import multiprocessing
+
+    return multiprocessing.current_process().name.startswith("LokyProcess") or \
+        os.environ.get("SUBMITIT_EXECUTOR") == "local"

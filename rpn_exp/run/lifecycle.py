@@ -31,6 +31,7 @@ from rpn_exp.config.checks import check_added_keys, check_settings
 from rpn_exp.config.configuration import configuration_id, flat_settings
 from rpn_exp.data import DatasetError
 from rpn_exp.nn.describe import STRUCTURE_HPARAMS, format_layer_table, model_record
+from rpn_exp.run import ownership
 from rpn_exp.run.context import cluster_job, is_debug
 from rpn_exp.run.dashboard import close_dashboards, dashboard_hparams, log_hyperparameters, sweep_keys
 from rpn_exp.run.module import DivergenceError
@@ -136,8 +137,9 @@ def outcome(error: BaseException, out: Path, interrupted: bool = False) -> dict:
     if isinstance(error, DivergenceError):
         return {"status": Status.DIVERGED, "error": str(error)}
     if isinstance(error, SIGTERMException):
-        return {"status": Status.INTERRUPTED, "error": "stopped by SIGTERM (e.g. a cluster's time limit or kill)",
-                **interruption_checkpoints(out)}
+        why = (f"stopped: its sweep's launching process (pid {ownership.orphaned_from}) ended"
+               if ownership.orphaned_from else "stopped by SIGTERM (e.g. a cluster's time limit or kill)")
+        return {"status": Status.INTERRUPTED, "error": why, **interruption_checkpoints(out)}
     if isinstance(error, KeyboardInterrupt) or (isinstance(error, SystemExit) and interrupted):
         return {"status": Status.INTERRUPTED, "error": "interrupted by the user (Ctrl-C)",
                 **interruption_checkpoints(out)}
@@ -165,6 +167,8 @@ class Run:
         """Begin the run: where it resumes from, and its record, written at once."""
         out = Path(cfg.paths.output_dir)
         run = cls(cfg, context, record={}, objectives=objective_names(cfg), main_process=main_process)
+        if main_process:
+            ownership.own_folder(out)  # a stacked member's folder (a solo run's is taken before it starts)
         run.resume_from = resume_point(cfg, out)
         run.record = {**new_record(cfg, out, context), "resumed_from": run.resume_from, **extra}
         run.save()
@@ -223,6 +227,7 @@ class Run:
         self.save()
         if self.main_process:
             log.info(summary_line(self.record))
+            ownership.release_folder(self.out)
 
     def save(self) -> None:
         if self.main_process:

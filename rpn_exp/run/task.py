@@ -16,9 +16,10 @@ from rpn_exp.config.build import ConfigError, instantiate_node
 from rpn_exp.config.tree import format_config_tree
 from rpn_exp.run.checkpointing import AtomicCheckpointIO, LastCheckpoint, SaveOnInterrupt
 from rpn_exp.run.console import configure_console
-from rpn_exp.run.context import hydra_context, own_process_job
+from rpn_exp.run.context import hydra_context, local_worker, own_process_job
 from rpn_exp.run.lifecycle import SIGTERM_EXIT, Run, objective_names, objective_value
 from rpn_exp.run.module import RPNClassifier
+from rpn_exp.run.ownership import FolderInUse, own_folder, release_folder, watch_launcher
 from rpn_exp.run.record import Status, summary_line
 from rpn_exp.run.resume import clear_attempt, completed_record, settings_change
 
@@ -32,11 +33,30 @@ def train(cfg: DictConfig) -> float | tuple[float, ...] | None:
     failed or diverged job is recorded and the sweep goes on; a single run fails loudly (exit status 1).
     """
     from lightning.pytorch.utilities import rank_zero_only
-    from lightning.pytorch.utilities.exceptions import SIGTERMException
 
     context, objectives = hydra_context(), objective_names(cfg)
     configure_console(quiet=context["multirun"])
     out = Path(cfg.paths.output_dir)
+    watch_launcher(local_worker())
+    if rank_zero_only.rank == 0:
+        try:
+            own_folder(out)
+        except FolderInUse as error:  # another process runs this job: its folder is left to it
+            if not context["multirun"]:
+                raise
+            log.error("rpn_exp [refused] %s", error)
+            return None
+    try:
+        return _train(cfg, context, objectives, out)
+    finally:
+        release_folder(out)
+
+
+def _train(cfg: DictConfig, context: dict, objectives: list[str], out: Path):
+    """:func:`train` in a job folder this process owns."""
+    from lightning.pytorch.utilities import rank_zero_only
+    from lightning.pytorch.utilities.exceptions import SIGTERMException
+
     changed = settings_change(cfg, out) if cfg.get("skip_completed") else None
     if changed and not cfg.get("allow_config_change", False):  # refused: the job's earlier record stays as it is
         if not context["multirun"]:

@@ -1,0 +1,85 @@
+"""Who may write a job folder, and for how long: one process per folder, and no job that outlives its sweep.
+
+* A job folder is owned by one process at a time: an advisory lock (``flock``) on ``<job>/.lock``, taken before the
+  job reads or clears anything there and held until it ends. The kernel drops it when the process dies, even by
+  SIGKILL, so a stale lock never blocks a resume. A second process given the same folder (a sweep resumed while an
+  earlier one still runs) is refused with the owner's pid and touches nothing.
+* A job that runs in a worker process of a local launcher (joblib's loky workers, submitit_local) watches its
+  launching process: when that is gone (killed), the job stops as a SIGTERM stops it (its record says why, its
+  last checkpoint stays) and the worker exits, so nothing keeps training or writing after its sweep.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+LOCK_FILE = ".lock"
+#: How often a worker checks its launching process, and how long it gives its job to record the stop.
+POLL_S, GRACE_S = 0.5, 8.0
+
+_held: dict[Path, int] = {}
+#: Set when the launching process of this worker ended: the pid it had (read by the failure policy).
+orphaned_from: int | None = None
+
+
+class FolderInUse(RuntimeError):
+    """Another living process owns the job folder."""
+
+
+def own_folder(out: Path) -> None:
+    """Take the job folder ``out`` for this process (again: nothing to do). Raises :class:`FolderInUse` naming the
+    owner when another process holds it."""
+    out = Path(out)
+    if out in _held:
+        return
+    out.mkdir(parents=True, exist_ok=True)
+    fd = os.open(out / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        owner = os.read(fd, 32).decode(errors="replace").strip() or "unknown"
+        os.close(fd)
+        raise FolderInUse(f"{out} is in use by another process (pid {owner}) running this job; wait for it to end "
+                          f"(or stop it), then run again") from None
+    try:
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+    except OSError:  # a full disk: the lock holds without the pid written
+        pass
+    _held[out] = fd
+
+
+def release_folder(out: Path) -> None:
+    """Give the job folder ``out`` up (nothing if this process does not hold it)."""
+    fd = _held.pop(Path(out), None)
+    if fd is not None:
+        os.close(fd)
+
+
+def watch_launcher(local_worker: bool) -> None:
+    """In a worker process of a local launcher, start (once) the thread that stops this process when its launching
+    process is gone (module docstring). Does nothing elsewhere."""
+    global _watching
+    if not local_worker or _watching:
+        return
+    _watching = True
+    parent = os.getppid()
+    threading.Thread(target=_watch, args=(parent,), name="rpn_exp-launcher-watch", daemon=True).start()
+
+
+_watching = False
+
+
+def _watch(parent: int) -> None:
+    global orphaned_from
+    while os.getppid() == parent:
+        time.sleep(POLL_S)
+    orphaned_from = parent
+    os.kill(os.getpid(), signal.SIGTERM)  # the job stops at its next step and records it (Lightning's handler)
+    time.sleep(GRACE_S)
+    os._exit(143)  # whatever still runs (a job between steps, the worker's own loop) ends here

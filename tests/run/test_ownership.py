@@ -1,0 +1,79 @@
+"""One process per job folder, and no job that outlives its sweep (``rpn_exp.run.ownership``)."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from rpn_exp.run.ownership import FolderInUse, own_folder, release_folder
+from tests.conftest import cli_command
+
+HOLD = "import sys, time; from rpn_exp.run.ownership import own_folder; own_folder(sys.argv[1]); print('held', " \
+       "flush=True); time.sleep(60)"
+
+
+def alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie waiting to be reaped does not)."""
+    try:
+        state = Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return False
+    return "\nState:\tZ" not in state
+
+
+def test_a_job_folder_is_owned_by_one_process_and_freed_when_it_dies(tmp_path):
+    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(tmp_path)], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "held"
+    with pytest.raises(FolderInUse, match=rf"in use by another process \(pid {holder.pid}\)"):
+        own_folder(tmp_path)
+    holder.send_signal(signal.SIGKILL)
+    holder.wait()
+    own_folder(tmp_path)  # the kernel dropped the dead owner's lock
+    own_folder(tmp_path)  # this process holds it already: nothing to do
+    release_folder(tmp_path)
+
+
+def test_a_second_run_into_a_busy_folder_is_refused_and_touches_nothing(tmp_path):
+    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(tmp_path)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        done = subprocess.run(cli_command(f"hydra.run.dir={tmp_path}", "dry_run=true"), capture_output=True,
+                              text=True, timeout=120)
+        assert done.returncode == 1
+        assert f"in use by another process (pid {holder.pid})" in done.stderr
+        assert not (tmp_path / "result.json").exists()
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+@pytest.mark.slow
+def test_killing_a_joblib_sweep_stops_its_workers_and_their_records_say_why(tmp_path):
+    folder = tmp_path / "sweep"
+    parent = subprocess.Popen(cli_command("-m", "seed=1,2", "launcher=joblib", "trainer.max_epochs=2000",
+                                          "callbacks.progress_bar.refresh_rate=0", f"hydra.sweep.dir={folder}"),
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 120
+    while len(list(folder.glob("*/checkpoints/last.ckpt"))) < 2:  # both jobs past their first epoch
+        if time.time() > deadline:
+            os.killpg(parent.pid, signal.SIGKILL)
+            pytest.fail("the jobs did not start training")
+        time.sleep(0.5)
+    workers = {json.loads(p.read_text())["pid"] for p in folder.glob("*/result.json")}
+    assert parent.pid not in workers and all(map(alive, workers))
+    parent.send_signal(signal.SIGKILL)
+    parent.wait()
+    killed = time.time()
+    while any(map(alive, workers)) and time.time() - killed < 15:
+        time.sleep(0.25)
+    assert not any(map(alive, workers)), "a worker outlived its sweep by 15 s"
+    for path in folder.glob("*/result.json"):
+        record = json.loads(path.read_text())
+        assert record["status"] == "interrupted", record
+        assert f"launching process (pid {parent.pid}) ended" in record["error"]
+        assert (path.parent / "checkpoints" / "last.ckpt").is_file()  # the last completed epoch is kept
