@@ -1,5 +1,6 @@
 """``python -m rpn_exp [overrides]``: train one RPN model, or a sweep with ``-m``."""
 
+import errno
 import os
 import sys
 
@@ -14,6 +15,7 @@ def main(cfg: DictConfig) -> float | tuple[float, ...] | None:
     """Train (or, with ``-m``, each job of a sweep). A refused setting ends a single run with one line on stderr
     and exit status 1 (``HYDRA_FULL_ERROR=1`` shows the traceback)."""
     from rpn_exp.config.build import ConfigError
+    from rpn_exp.run.lifecycle import no_space_message
     from rpn_exp.run.ownership import FolderInUse
     from rpn_exp.run.task import train
 
@@ -24,6 +26,11 @@ def main(cfg: DictConfig) -> float | tuple[float, ...] | None:
             raise
         kind = "invalid configuration: " if isinstance(error, ConfigError) else ""
         print(f"Error: {kind}{error}", file=sys.stderr, flush=True)
+        raise SystemExit(1) from None
+    except OSError as error:
+        if error.errno != errno.ENOSPC or os.environ.get("HYDRA_FULL_ERROR") == "1":
+            raise
+        print(f"Error: {no_space_message(error)}", file=sys.stderr, flush=True)
         raise SystemExit(1) from None
 
 

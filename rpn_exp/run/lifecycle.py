@@ -14,6 +14,7 @@ stacked group (:mod:`rpn_exp.run.stacked`) are made of these steps.
 
 from __future__ import annotations
 
+import errno
 import logging
 import math
 import os
@@ -36,7 +37,7 @@ from rpn_exp.run.context import cluster_job, is_debug
 from rpn_exp.run.dashboard import close_dashboards, dashboard_hparams, log_hyperparameters, sweep_keys
 from rpn_exp.run.module import DivergenceError
 from rpn_exp.run.provenance import provenance
-from rpn_exp.run.record import Record, Status, summary_line, write_record
+from rpn_exp.run.record import Record, Status, reserve_space, save_outcome, summary_line, write_record
 from rpn_exp.run.resume import check_checkpoint, interruption_checkpoints, resume_point
 from rpn_exp.run.threads import use_threads
 
@@ -116,13 +117,21 @@ def build_experiment(cfg: DictConfig, record: dict, verbose: bool = True):
     return datamodule, net
 
 
-def save_record(out: Path, record: dict) -> None:
-    """Write ``result.json``; if that fails (a full disk), say so on stderr and keep the last good record."""
+def save_record(out: Path, record: dict, final: bool = False) -> None:
+    """Write ``result.json`` (a ``final`` one with the space the run reserved, ``record.save_outcome``); if that
+    fails (a full disk), say so on stderr and keep the last good record."""
     try:
-        write_record(out, record)
+        (save_outcome if final else write_record)(out, record)
     except OSError as error:
         print(f"rpn_exp: could not write {out / 'result.json'} ({error}); its last good version is kept, the run's "
               f"outcome was: {summary_line(record)}", file=sys.stderr, flush=True)
+
+
+def no_space_message(error: OSError) -> str:
+    """What a run that met a full disk says (its record, and one line on stderr)."""
+    where = f" writing {error.filename}" if error.filename else ""
+    return (f"no space left on device{where}: the last good checkpoint and record are kept; free some space and "
+            f"resume from the run's checkpoints/last.ckpt")
 
 
 def outcome(error: BaseException, out: Path, interrupted: bool = False) -> dict:
@@ -145,6 +154,8 @@ def outcome(error: BaseException, out: Path, interrupted: bool = False) -> dict:
                 **interruption_checkpoints(out)}
     if isinstance(error, SystemExit):
         return {"status": Status.FAILED, "error": f"exited with {error.code}"}
+    if isinstance(error, OSError) and error.errno == errno.ENOSPC:
+        return {"status": Status.FAILED, "error": no_space_message(error)}
     return {"status": Status.FAILED, "error": f"{type(error).__name__}: {error}", "traceback": traceback.format_exc()}
 
 
@@ -172,6 +183,8 @@ class Run:
         run.resume_from = resume_point(cfg, out)
         run.record = {**new_record(cfg, out, context), "resumed_from": run.resume_from, **extra}
         run.save()
+        if main_process:
+            reserve_space(out)
         return run
 
     @property
@@ -222,16 +235,19 @@ class Run:
         outcome, ``result.json`` written and the summary line logged."""
         self.record["metrics"].update(metrics or {})
         self.record.update(progress)
-        close_dashboards(self.loggers, self.status)
+        try:
+            close_dashboards(self.loggers, self.status)
+        except OSError as error:  # an event file that cannot be written (a full disk): the record still can
+            log.error("%s: could not close the TensorBoard run: %s", self.out.name, error)
         self.record["wall_time_s"] = round((self.stopped or time.perf_counter()) - self.started, 3)
-        self.save()
+        self.save(final=True)
         if self.main_process:
             log.info(summary_line(self.record))
             ownership.release_folder(self.out)
 
-    def save(self) -> None:
+    def save(self, final: bool = False) -> None:
         if self.main_process:
-            save_record(self.out, self.record)
+            save_record(self.out, self.record, final)
 
     def objective(self) -> float | tuple[float, ...] | None:
         """The configured objective of a completed run (None otherwise)."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+import threading
 from typing import Any
 
 from lightning.pytorch.loggers import TensorBoardLogger as _LightningTensorBoardLogger
@@ -82,3 +84,20 @@ class TensorBoardLogger(_LightningTensorBoardLogger):
         plugin = SummaryMetadata.PluginData(plugin_name=metadata.PLUGIN_NAME, content=content)
         summary = Summary(value=[Summary.Value(tag=tag, metadata=SummaryMetadata(plugin_data=plugin))])
         self.experiment._get_file_writer().add_summary(summary)
+
+
+def quiet_full_disk_in_writer_threads() -> None:
+    """A full disk met by TensorBoard's writer thread is not printed as that thread's traceback: the same error
+    reaches the training loop at the next write, and the run records and reports it once (``run.lifecycle``).
+    Any other exception in any thread is printed as before."""
+    previous = threading.excepthook
+    if getattr(previous, "rpn_exp", False):
+        return
+
+    def hook(args):
+        if isinstance(args.exc_value, OSError) and args.exc_value.errno == errno.ENOSPC:
+            return
+        previous(args)
+
+    hook.rpn_exp = True
+    threading.excepthook = hook

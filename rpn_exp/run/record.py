@@ -26,6 +26,7 @@ class Status(StrEnum):
     INTERRUPTED = "interrupted"  # SIGTERM or Ctrl-C; its last.ckpt resumes it
     FAILED = "failed"
     KILLED = "killed"  # read: a running record whose process is gone (SIGKILL, out of memory)
+    UNKNOWN = "unknown"  # read: a running record whose process ended but could not write its outcome (a full disk)
     MISSING = "missing"  # read: a job folder without a record
     UNREADABLE = "unreadable"  # read: a record that cannot be parsed
     PENDING = "pending"  # read: a planned job that has no folder yet
@@ -115,6 +116,34 @@ def write_json(path: str | Path, data: dict) -> Path:
 def write_record(folder: str | Path, record: Record) -> Path:
     """Write ``record`` to ``folder/result.json`` atomically and return the path."""
     return write_json(Path(folder) / RECORD_FILE, record)
+
+
+#: Space a run keeps next to its record from its start to its end, so that its outcome can be written on a full disk:
+#: the run gives it up to write its last record (:func:`save_outcome`). A running record whose process is gone
+#: still has it if the process was killed, and lacks it if the process ended but even then could not write.
+RESERVE_FILE, RESERVE_BYTES = ".outcome_reserve", 64 * 1024
+
+
+def reserve_space(folder: str | Path) -> None:
+    """Keep :data:`RESERVE_BYTES` beside the record (nothing if the disk has no room for it already)."""
+    try:
+        (Path(folder) / RESERVE_FILE).write_bytes(b"\0" * RESERVE_BYTES)
+    except OSError:
+        (Path(folder) / RESERVE_FILE).unlink(missing_ok=True)
+
+
+def save_outcome(folder: str | Path, record: Record) -> None:
+    """Write the run's last record: on a full disk, give up the reserved space and write again. Raises OSError when
+    even that fails."""
+    reserve = Path(folder) / RESERVE_FILE
+    try:
+        write_record(folder, record)
+    except OSError:
+        if not reserve.is_file():
+            raise
+        reserve.unlink()
+        write_record(folder, record)
+    reserve.unlink(missing_ok=True)
 
 
 def read_record(folder: str | Path) -> Record:

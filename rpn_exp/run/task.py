@@ -18,6 +18,7 @@ from rpn_exp.run.checkpointing import AtomicCheckpointIO, LastCheckpoint, SaveOn
 from rpn_exp.run.console import configure_console
 from rpn_exp.run.context import hydra_context, local_worker, own_process_job
 from rpn_exp.run.lifecycle import SIGTERM_EXIT, Run, objective_names, objective_value
+from rpn_exp.run.loggers import quiet_full_disk_in_writer_threads
 from rpn_exp.run.module import RPNClassifier
 from rpn_exp.run.ownership import FolderInUse, own_folder, release_folder, watch_launcher
 from rpn_exp.run.record import Status, summary_line
@@ -38,6 +39,7 @@ def train(cfg: DictConfig) -> float | tuple[float, ...] | None:
     configure_console(quiet=context["multirun"])
     out = Path(cfg.paths.output_dir)
     watch_launcher(local_worker())
+    quiet_full_disk_in_writer_threads()
     if rank_zero_only.rank == 0:
         try:
             own_folder(out)

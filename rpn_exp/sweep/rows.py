@@ -13,7 +13,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from rpn_exp.nn.describe import STRUCTURE_HPARAMS, output_rank_limit, per_layer
-from rpn_exp.run.record import RECORD_FILE, Status, process_alive, read_record
+from rpn_exp.run.record import RECORD_FILE, RESERVE_FILE, Status, process_alive, read_record
 
 #: The columns of ``summary.csv`` in order; ``summary.md`` shows the same minus the long ``error`` text and
 #: minus the :data:`SHOWN_IF_VARYING` columns that hold one value for every job.
@@ -58,7 +58,8 @@ def job_row(folder: str | Path, root: str | Path | None = None) -> dict:
 
     A missing record gives status ``missing`` and an unreadable one ``unreadable``, with the overrides Hydra
     saved for that job, so a report on a partial sweep still lists every job it launched. A ``running`` record
-    whose process is gone (same host, pid not alive) is ``killed``.
+    whose process is gone (same host, pid not alive) is ``killed``, or ``unknown`` when the process reached its end but
+    could not write its outcome.
     """
     folder = Path(folder)
     name = str(folder.relative_to(root)) if root is not None and folder != Path(root) else folder.name
@@ -74,9 +75,14 @@ def job_row(folder: str | Path, root: str | Path | None = None) -> dict:
         return {**row, "status": Status.UNREADABLE, "overrides": _hydra_overrides(folder), "error": f"{path}: {error}"}
 
     if record.get("status") == Status.RUNNING and not process_alive(record):
-        record = {**record, "status": Status.KILLED,
-                  "error": f"the process (pid {record.get('pid')}) ended without writing an outcome: killed "
-                           "(SIGKILL, out of memory) or lost with its machine; skip_completed=true runs it again"}
+        if (folder / RESERVE_FILE).is_file():  # it never reached its end (record.RESERVE_FILE)
+            record = {**record, "status": Status.KILLED,
+                      "error": f"the process (pid {record.get('pid')}) ended without writing an outcome: killed "
+                               "(SIGKILL, out of memory) or lost with its machine; skip_completed=true runs it again"}
+        else:
+            record = {**record, "status": Status.UNKNOWN,
+                      "error": f"the process (pid {record.get('pid')}) ended but could not write its outcome (a full "
+                               "disk?); skip_completed=true runs it again"}
     layers = record.get("layers", [])
     metrics = record.get("metrics", {})
     choices = record.get("choices", {})  # a job that failed while building still names its config choices

@@ -99,6 +99,54 @@ def test_a_run_that_meets_a_full_disk_says_so_and_keeps_its_last_good_record(mak
     assert not list(tiny_disk.rglob("*.tmp")) and not list(tiny_disk.rglob("*.ckpt"))  # nothing truncated
 
 
+def fill_to(disk: Path, free: int) -> None:
+    """Fill the file system until about ``free`` bytes are left."""
+    stats = os.statvfs(disk)
+    (disk / "filler").write_bytes(b"\0" * max(0, stats.f_bavail * stats.f_frsize - free))
+
+
+@pytest.mark.slow
+def test_a_disk_that_fills_during_training_leaves_a_true_record_and_one_line(tiny_disk):
+    fill_to(tiny_disk, 160 * 1024)
+    run = tiny_disk / "run"
+    done = run_cli(f"hydra.run.dir={run}", "trainer.max_epochs=30", "callbacks.progress_bar.refresh_rate=0",
+                   "print_config=false")
+    assert done.returncode == 1
+    errors = [line for line in done.stderr.splitlines() if line.strip()]
+    assert len(errors) <= 3 and "no space left on device" in errors[-1], done.stderr[-3000:]
+    assert "Traceback" not in done.stderr
+    record = read_record(run)
+    assert record["status"] == "failed" and record["error"].startswith("no space left on device")
+    assert not list(tiny_disk.rglob("*.tmp"))
+    last = run / "checkpoints" / "last.ckpt"
+    if last.is_file():  # the last good checkpoint, whole
+        assert torch.load(last, weights_only=False)["epoch"] >= 1
+    rows = read_csv(_report(run))
+    assert rows[0]["status"] == "failed"
+
+
+def _report(folder: Path) -> Path:
+    from rpn_exp.report import main
+
+    assert main([str(folder), "--out", str(folder.parent.parent / "report")]) == 0
+    return folder.parent.parent / "report" / "summary.csv"
+
+
+def test_a_running_record_without_its_reserve_reads_unknown_with_it_killed(tmp_path):
+    from rpn_exp.run.record import RESERVE_FILE, Status, reserve_space
+    from rpn_exp.sweep.rows import job_row
+
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    write_json(tmp_path / "result.json", {"status": "running", "pid": dead.pid, "host": os.uname().nodename})
+    reserve_space(tmp_path)
+    assert (tmp_path / RESERVE_FILE).stat().st_size > 0
+    assert job_row(tmp_path)["status"] == Status.KILLED  # it never reached its end
+    (tmp_path / RESERVE_FILE).unlink()
+    row = job_row(tmp_path)
+    assert row["status"] == Status.UNKNOWN and "could not write its outcome" in row["error"]
+
+
 @pytest.mark.slow
 def test_sigterm_is_recorded_and_exits_non_zero_then_the_run_resumes(tmp_path):
     env = {**os.environ, "RPN_TEST_SIGNAL": ":7:SIGTERM"}
