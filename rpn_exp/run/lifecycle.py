@@ -35,6 +35,7 @@ from rpn_exp.nn.describe import STRUCTURE_HPARAMS, format_layer_table, model_rec
 from rpn_exp.run import ownership
 from rpn_exp.run.context import cluster_job, is_debug
 from rpn_exp.run.dashboard import close_dashboards, dashboard_hparams, log_hyperparameters, sweep_keys
+from rpn_exp.run.learning import frequency_loss, learning_flag
 from rpn_exp.run.module import DivergenceError
 from rpn_exp.run.provenance import provenance
 from rpn_exp.run.record import Record, Status, reserve_space, save_outcome, summary_line, write_record
@@ -209,6 +210,7 @@ class Run:
         datamodule, net = build_experiment(self.cfg, self.record, verbose=verbose)
         if not self.cfg.dry_run:
             self.record["data_sizes"] = datamodule.sizes()
+            self.record["frequency_loss"] = frequency_loss(datamodule.splits["train"][1], datamodule.num_classes)
             check_checkpoint(self.resume_from, net)
         return datamodule, net
 
@@ -235,6 +237,11 @@ class Run:
         outcome, ``result.json`` written and the summary line logged."""
         self.record["metrics"].update(metrics or {})
         self.record.update(progress)
+        if self.status == Status.COMPLETED:
+            flag = learning_flag(self.record["metrics"].get("train/loss_epoch"), self.record.get("frequency_loss"))
+            if flag:
+                self.record["flag"] = flag
+                log.warning("%s: %s", self.out.name, flag)
         try:
             close_dashboards(self.loggers, self.status)
         except OSError as error:  # an event file that cannot be written (a full disk): the record still can

@@ -62,6 +62,7 @@ class Record(TypedDict, total=False):
     threads: int  # intra-op threads it computed with (rpn_exp.run.threads)
     stacked_group: dict[str, Any]  # name, members, member: a member of a stacked group only
     configuration: str  # what it trains, but for the seed (rpn_exp.config.configuration): runs that pool
+    settings: dict[str, Any]  # the composed config it trains with, flat (a resume compares it)
     # what it built (rpn_exp.nn.describe.model_record), and its data
     model: str
     dataset: str
@@ -76,6 +77,7 @@ class Record(TypedDict, total=False):
     compression_vs_identity: float
     layers: list[dict[str, Any]]  # one row per layer: m, n, D, l, path, rank bound, ψ's hyper-parameters
     data_sizes: dict[str, int]
+    frequency_loss: float  # the training loss of predicting the class frequencies (rpn_exp.run.learning)
     # how it ended
     metrics: dict[str, float]
     best_checkpoint: str | None
@@ -83,6 +85,7 @@ class Record(TypedDict, total=False):
     global_step: int
     wall_time_s: float
     error: str
+    flag: str  # a completed run that learned nothing or exploded (rpn_exp.run.learning)
     traceback: str
     last_checkpoint: str | None  # an interrupted run: where it resumes exactly
     interrupted_checkpoint: str | None
@@ -198,6 +201,8 @@ def summary_line(record: Record) -> str:
             parts.append(f"{label} {metrics[key]:.4f}")
     if record.get("wall_time_s") is not None:
         parts.append(f"{record['wall_time_s']:.1f} s")
+    if record.get("flag"):
+        parts.append(record["flag"])
     if record.get("error"):
         parts.append(f"error: {record['error'].splitlines()[0]}")
     return "rpn_exp " + " | ".join(parts) + f" | {record.get('output_dir', '')}"

@@ -21,9 +21,10 @@ COLUMNS = (
     "job", "status", "model", "dataset", "expansion", "reconciliation", "layout", "interdependence", "remainder",
     "widths",
     *STRUCTURE_HPARAMS, "rank_bound", "rank_limited", "seed", "lr", "epochs", "learnable_params", "frozen_params",
-    "test_acc", "val_acc_best", "wall_time_s", "pareto", "overrides", "configuration", "error",
+    "test_acc", "val_acc_best", "wall_time_s", "pareto", "flag", "overrides", "configuration", "error",
 )
-SHOWN_IF_VARYING = ("model", "layout", "interdependence", "remainder", "widths", "rank_bound", "seed", "lr", "epochs")
+SHOWN_IF_VARYING = ("model", "layout", "interdependence", "remainder", "widths", "rank_bound", "seed", "lr", "epochs",
+                    "flag")
 #: Marks a rank bound below classes − 1 (``rpn_exp.run.record.output_rank_limit``) in the tables.
 RANK_MARK = "⚠"
 #: A model within this much accuracy of chance (1 / classes) is never on the Pareto front.
@@ -105,6 +106,7 @@ def job_row(folder: str | Path, root: str | Path | None = None) -> dict:
         overrides=" ".join(record.get("overrides", [])),
         configuration=record.get("configuration", ""),
         error=(record.get("error") or "").splitlines()[0] if record.get("error") else "",
+        flag=(record.get("flag") or "").split(":")[0],
     )
     for key in STRUCTURE_HPARAMS:
         row[key] = per_layer(layers, key) if layers else record.get("reconciliation_hparams", {}).get(key, "")
@@ -185,13 +187,14 @@ def pareto_front(rows: Sequence[dict], metric: str = "test_acc") -> list[int]:
 
     Row i is dominated when some row j has params_j <= params_i and acc_j >= acc_i with one of them strict;
     ``metric`` is the accuracy column compared. Rows at chance level (:func:`above_chance` false) are never on
-    the front: a model that guesses is not a trade-off. Returned in order of increasing parameter count.
+    the front: a model that guesses is not a trade-off; nor is a flagged one (learned nothing, exploded). Returned
+    in order of increasing parameter count.
     """
     points = [
         (int(row["learnable_params"]), accuracy(row, metric), i)
         for i, row in enumerate(rows)
         if row["status"] == Status.COMPLETED and row["learnable_params"] != "" and not math.isnan(accuracy(row, metric))
-        and above_chance(row, metric)
+        and above_chance(row, metric) and not row.get("flag")
     ]
     front, best = [], (math.nan, -math.inf)
     for params, acc, i in sorted(points, key=lambda t: (t[0], -t[1])):
