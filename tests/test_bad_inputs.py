@@ -21,10 +21,10 @@ from tests.idx import write_dataset, write_idx
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def table_rows() -> list[tuple[str, str, str]]:
-    """(what, overrides, excerpt) of each row of the README's bad-input table."""
+def table_rows(header: str = "| bad input | e.g. | refused with (excerpt) |") -> list[tuple[str, str, str]]:
+    """(what, overrides, excerpt) of each row of the README's table that starts with ``header``."""
     text = (ROOT / "README.md").read_text()
-    table = text[text.index("| bad input | e.g. | refused with (excerpt) |"):].split("\n\n", 1)[0]
+    table = text[text.index(header):].split("\n\n", 1)[0]
     rows = []
     for line in table.splitlines()[2:]:
         what, example, excerpt = (cell.strip() for cell in line.strip("|").split(" | "))
@@ -81,3 +81,30 @@ def test_a_bad_input_is_refused_before_training(what, example, excerpt, made, tm
     assert {p.name for p in written} <= {"result.json", "config.yaml", "hydra.yaml", "overrides.yaml", "train.log"}
     assert not (tmp_path / "data").exists() or not any((tmp_path / "data").rglob("*-ubyte"))  # nothing staged
     shutil.rmtree(tmp_path, ignore_errors=True)
+
+
+VALUE_ROWS = table_rows("| bad value | e.g. | refused with (excerpt) |")
+
+
+def test_the_readme_lists_the_bad_values_of_every_kind():
+    assert len(VALUE_ROWS) >= 25
+
+
+@pytest.mark.parametrize("what, example, excerpt", VALUE_ROWS, ids=[row[0] for row in VALUE_ROWS])
+def test_a_bad_value_is_refused_before_anything_is_built(what, example, excerpt, tmp_path):
+    """In-process through the task every command runs (``rpn_exp.run.task.train``): one ConfigError line naming the
+    key, a failed record and nothing else written."""
+    from rpn_exp.config.build import ConfigError
+    from rpn_exp.run.record import read_record
+    from rpn_exp.run.task import train
+    from tests.conftest import compose_config
+
+    cfg = compose_config([*shlex.split(example), "print_config=false"], output_dir=tmp_path / "run")
+    with pytest.raises(ConfigError) as refused:
+        train(cfg)
+    message = str(refused.value)
+    assert "\n" not in message
+    for fragment in (f.strip() for f in excerpt.split("...") if f.strip()):
+        assert fragment in message, f"{fragment!r} not in {message!r}"
+    assert read_record(tmp_path / "run")["status"] == "failed"
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == [".lock", "result.json"]

@@ -13,10 +13,7 @@ import math
 from omegaconf import DictConfig, OmegaConf
 
 from rpn_exp.config.build import ConfigError
-
-#: Keys of the model node that ``rpn_exp.config.build.build_network`` reads.
-MODEL_KEYS = ("hidden", "heads", "channels", "bias", "output_processing", "materialize", "compile", "chunk_elements",
-              "layer_overrides")
+from rpn_exp.config.schema import MODEL_KEYS, check_types
 
 
 def _number(cfg: DictConfig, key: str, *, integer: bool = False, low: float | None = None, high: float | None = None,
@@ -26,8 +23,8 @@ def _number(cfg: DictConfig, key: str, *, integer: bool = False, low: float | No
         return
     kind = "an integer" if integer else "a number"
     ok_type = isinstance(value, int) if integer else isinstance(value, int | float)
-    if isinstance(value, bool) or not ok_type or (not integer and math.isnan(value)):
-        raise ConfigError(f"{key}={value!r} is invalid; it must be {kind}{hint}")
+    if isinstance(value, bool) or not ok_type or (not integer and not math.isfinite(value)):
+        raise ConfigError(f"{key}={value!r} is invalid; it must be {'a finite number' if ok_type else kind}{hint}")
     if low is not None and (value < low or (low_open and value == low)):
         bound = f"> {low}" if low_open else f">= {low}"
         raise ConfigError(f"{key}={value!r} is invalid; it must be {kind} {bound}{hint}")
@@ -36,8 +33,10 @@ def _number(cfg: DictConfig, key: str, *, integer: bool = False, low: float | No
 
 
 def check_settings(cfg: DictConfig) -> None:
-    """Refuse run settings that cannot work, before anything is built (ConfigError)."""
-    _number(cfg, "seed", integer=True, hint=", e.g. seed=42")
+    """Refuse run settings that cannot work, before anything is built (ConfigError): first every type
+    (``rpn_exp.config.schema``), then the ranges and rules between keys that a type cannot say."""
+    check_types(cfg)
+    _number(cfg, "seed", integer=True, low=0, high=SEED_MAX, hint=", e.g. seed=42")
     _number(cfg, "threads", integer=True, low=1, hint=", or null for the run's share of this machine's cores")
     _number(cfg, "optimizer.lr", low=0, low_open=True, hint=", e.g. optimizer.lr=1e-3")
     _number(cfg, "optimizer.weight_decay", low=0, hint=", e.g. optimizer.weight_decay=2e-4")
@@ -50,9 +49,70 @@ def check_settings(cfg: DictConfig) -> None:
     if sum(fractions) >= 1:
         raise ConfigError(f"dataset.val_fraction + dataset.test_fraction = {sum(fractions)} leaves no training data; "
                           "keep their sum below 1")
+    task = str(cfg.get("task_name", ""))
+    if not task or "/" in task or task in (".", ".."):
+        raise ConfigError(f"task_name={task!r} is invalid; it names a folder under paths.log_dir: give a plain name "
+                          f"such as task_name=my_sweep (no '/', not '..')")
     if not cfg.get("dry_run", False):
         _number(cfg, "trainer.max_epochs", integer=True, low=1,
                 hint=", or evaluate a checkpoint with: python -m rpn_exp.eval ckpt_path=<file.ckpt>")
+        check_training(cfg)
+
+
+#: numpy's seed range (``np.random.seed``), which ``lightning.seed_everything`` also requires.
+SEED_MAX = 2**32 - 1
+#: The metrics the LightningModule logs that a callback may monitor (``rpn_exp.run.module.RPNClassifier``).
+MONITORABLE = ("val/acc", "val/loss", "val/acc_best", "train/loss_epoch", "train/acc")
+
+
+def check_training(cfg: DictConfig) -> None:
+    """Optimizer, scheduler, trainer and callback values a type allows but training cannot use."""
+    _number(cfg, "optimizer.momentum", low=0, hint=", e.g. optimizer.momentum=0.9")
+    _number(cfg, "scheduler.T_max", integer=True, low=1, hint=" (epochs of one cosine half-period)")
+    _number(cfg, "trainer.min_epochs", integer=True, low=0)
+    _number(cfg, "trainer.accumulate_grad_batches", integer=True, low=1)
+    max_epochs, min_epochs = OmegaConf.select(cfg, "trainer.max_epochs"), OmegaConf.select(cfg, "trainer.min_epochs")
+    if isinstance(min_epochs, int) and isinstance(max_epochs, int) and min_epochs > max_epochs:
+        raise ConfigError(f"trainer.min_epochs={min_epochs} is above trainer.max_epochs={max_epochs}; give "
+                          f"trainer.min_epochs <= {max_epochs}")
+    every = OmegaConf.select(cfg, "trainer.check_val_every_n_epoch")
+    if every is not None:
+        _number(cfg, "trainer.check_val_every_n_epoch", integer=True, low=1, high=max_epochs,
+                hint=f" so that validation (and the best checkpoint) happens at least once in {max_epochs} epochs")
+    devices = OmegaConf.select(cfg, "trainer.devices")
+    if isinstance(devices, int) and not isinstance(devices, bool) and devices == 0 or devices in ("0", []):
+        raise ConfigError(f"trainer.devices={devices!r} is invalid; give a number of devices >= 1, -1 (all) or auto")
+    accelerator = str(OmegaConf.select(cfg, "trainer.accelerator") or "")
+    if accelerator in ("gpu", "cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise ConfigError(f"trainer.accelerator={accelerator} but this machine has no usable GPU; use "
+                              f"trainer=cpu (or trainer.accelerator=cpu)")
+    for name, callback in (cfg.get("callbacks") or {}).items():
+        check_callback(f"callbacks.{name}", callback)
+
+
+def check_callback(key: str, callback: DictConfig) -> None:
+    """A monitored metric the module logs, a mode of min or max, a patience >= 0, a snapshot of >= 1 cell."""
+    monitor = callback.get("monitor")
+    if monitor is not None and monitor not in MONITORABLE:
+        guess = difflib.get_close_matches(str(monitor), MONITORABLE, n=1)
+        hint = f"; did you mean {guess[0]}?" if guess else ""
+        raise ConfigError(f"{key}.monitor={monitor!r} is not a metric the model logs; valid choices: "
+                          f"{', '.join(MONITORABLE)}{hint}")
+    mode = callback.get("mode")
+    if mode is not None and mode not in ("min", "max"):
+        raise ConfigError(f"{key}.mode={mode!r} is invalid; valid choices: min, max")
+    if monitor is not None and mode is not None and (mode == "max") != (monitor.endswith("acc") or
+                                                      monitor.endswith("acc_best")):
+        better = "max" if mode == "min" else "min"
+        raise ConfigError(f"{key}.mode={mode} would keep the worst {monitor}; give {key}.mode={better}")
+    for field in ("patience", "rows", "cols"):
+        if callback.get(field) is not None:
+            holder = OmegaConf.create()
+            OmegaConf.update(holder, f"{key}.{field}", callback.get(field))
+            _number(holder, f"{key}.{field}", integer=True, low=0 if field == "patience" else 1)
 
 
 def check_added_keys(overrides: list[str], groups: set[str]) -> None:

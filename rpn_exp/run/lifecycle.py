@@ -203,8 +203,8 @@ class Run:
     def prepare(self, verbose: bool = True):
         """Check the settings, build the data module and the network (described in the record), and check the
         checkpoint it resumes from; returns (datamodule, network). Raises ConfigError for a refused setting."""
-        check_settings(self.cfg)
         check_added_keys(self.context["overrides"], set(self.context["choices"]))
+        check_settings(self.cfg)
         self.record["threads"] = use_threads(self.cfg.get("threads"), self.context.get("launcher"),
                                              self.cfg.get("trainer") or {})
         datamodule, net = build_experiment(self.cfg, self.record, verbose=verbose)

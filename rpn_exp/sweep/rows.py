@@ -76,14 +76,7 @@ def job_row(folder: str | Path, root: str | Path | None = None) -> dict:
         return {**row, "status": Status.UNREADABLE, "overrides": _hydra_overrides(folder), "error": f"{path}: {error}"}
 
     if record.get("status") == Status.RUNNING and not process_alive(record):
-        if (folder / RESERVE_FILE).is_file():  # it never reached its end (record.RESERVE_FILE)
-            record = {**record, "status": Status.KILLED,
-                      "error": f"the process (pid {record.get('pid')}) ended without writing an outcome: killed "
-                               "(SIGKILL, out of memory) or lost with its machine; skip_completed=true runs it again"}
-        else:
-            record = {**record, "status": Status.UNKNOWN,
-                      "error": f"the process (pid {record.get('pid')}) ended but could not write its outcome (a full "
-                               "disk?); skip_completed=true runs it again"}
+        record = {**record, **_ended_unrecorded(folder, record.get("pid"))}
     layers = record.get("layers", [])
     metrics = record.get("metrics", {})
     choices = record.get("choices", {})  # a job that failed while building still names its config choices
@@ -117,6 +110,17 @@ def job_row(folder: str | Path, root: str | Path | None = None) -> dict:
         value = metrics.get(metric)
         row[column] = "" if value is None else float(value)
     return row
+
+
+def _ended_unrecorded(folder: Path, pid) -> dict:
+    """Status and error of a running record whose process is gone: ``killed`` if it never reached its end (its
+    reserve is still there, ``rpn_exp.run.record.RESERVE_FILE``), else ``unknown`` (it could not write its outcome)."""
+    again = "skip_completed=true runs it again"
+    if (folder / RESERVE_FILE).is_file():
+        return {"status": Status.KILLED, "error": f"the process (pid {pid}) ended without writing an outcome: killed "
+                                                  f"(SIGKILL, out of memory) or lost with its machine; {again}"}
+    return {"status": Status.UNKNOWN,
+            "error": f"the process (pid {pid}) ended but could not write its outcome (a full disk?); {again}"}
 
 
 def pending_rows(folder: Path, found: set[str]) -> list[dict]:

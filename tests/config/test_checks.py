@@ -14,8 +14,8 @@ def test_the_default_settings_pass():
 
 @pytest.mark.parametrize("override, message", [
     ("optimizer.lr=0", r"optimizer.lr=0 is invalid; it must be a number > 0, e.g. optimizer.lr=1e-3"),
-    ("optimizer.lr=nan", r"optimizer.lr=nan is invalid; it must be a number"),
-    ("seed=1.5", r"seed=1.5 is invalid; it must be an integer, e.g. seed=42"),
+    ("optimizer.lr=nan", r"optimizer.lr=nan is invalid; it must be a finite number"),
+    ("seed=1.5", r"seed=1.5 is invalid; it must be an integer"),
     ("scheduler.gamma=2", r"scheduler.gamma=2 is invalid; it must be a number <= 1"),
     ("dataset.batch_size=0", r"dataset.batch_size=0 is invalid; it must be an integer >= 1"),
     ("trainer.max_epochs=0", r"trainer.max_epochs=0 is invalid; .* python -m rpn_exp.eval"),

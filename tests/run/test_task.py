@@ -158,9 +158,9 @@ def test_skip_completed_runs_a_job_whose_record_did_not_complete(make_config, tm
     assert read_record(tmp_path)["status"] == "diverged"
     (tmp_path / "checkpoints").mkdir(exist_ok=True)
     (tmp_path / "checkpoints" / "best-epoch000.ckpt").write_text("a stale attempt's file")
-    train(make_config(*FAST, "skip_completed=true", output_dir=tmp_path))
+    train(make_config(*FAST, "skip_completed=true", "allow_config_change=true", output_dir=tmp_path))  # fixed lr
     record = read_record(tmp_path)
-    assert record["status"] == "completed" and record["resumed_from"] is None  # no last.ckpt: a clean start
+    assert record["status"] == "completed" and record["resumed_from"] is None  # a clean start
     assert all(p.read_bytes()[:2] == b"PK" for p in (tmp_path / "checkpoints").iterdir())  # the stale file is gone
 
 
