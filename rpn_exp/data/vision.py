@@ -195,12 +195,28 @@ class VisionDataModule(TensorDataModule):
                     f"{self.num_classes} classes 0..{self.num_classes - 1}: the labels file is not this dataset's"
                 )
             parts[part] = (x, y)
+        problem = degenerate(*parts["train"])
+        if problem:
+            raise DatasetError(f"the train images of {self.name} in {root} {problem}: there is nothing to learn; "
+                               f"replace the files")
         train, val = split_off(*parts["train"], self.val_fraction, self.seed)
         return {"train": train, "val": val, "test": parts["test"]}
 
 
 #: Bytes per value of each IDX data type code.
 IDX_ITEM_SIZE = {0x08: 1, 0x09: 1, 0x0B: 2, 0x0C: 4, 0x0D: 4, 0x0E: 8}
+IDX_TYPE_NAMES = {0x08: "unsigned bytes", 0x09: "signed bytes", 0x0B: "16-bit integers", 0x0C: "32-bit integers",
+                  0x0D: "32-bit floats", 0x0E: "64-bit floats"}
+
+
+def degenerate(x: torch.Tensor, y: torch.Tensor) -> str | None:
+    """What makes a training split unlearnable (every pixel the same value, one class only), or None."""
+    if len(x) and bool((x == x.reshape(-1)[0]).all()):
+        return f"all have the same value {x.reshape(-1)[0].item()} in every pixel"
+    classes = torch.unique(y)
+    if len(classes) < 2:
+        return f"all have the label {classes.tolist()[0] if len(classes) else None}"
+    return None
 
 
 class DatasetError(ValueError):
@@ -216,6 +232,9 @@ def check_idx(path: Path, source: Path | None = None) -> None:
         if len(header) < 4 or header[:2] != b"\0\0" or header[2] not in IDX_ITEM_SIZE:
             raise DatasetError(f"{source} is not an IDX file (its first bytes are {header!r}); replace it")
         dims = [int.from_bytes(handle.read(4), "big") for _ in range(header[3])]
+    if len(dims) == 3 and header[2] != 0x08:  # images: MNIST-style pixels are unsigned bytes
+        raise DatasetError(f"{source} holds images of IDX type 0x{header[2]:02X} ({IDX_TYPE_NAMES[header[2]]}); "
+                           f"MNIST-style images are unsigned bytes (type 0x08, pixels 0..255): convert the file")
     expected = 4 + 4 * len(dims) + math.prod(dims) * IDX_ITEM_SIZE[header[2]]
     size = path.stat().st_size
     if size != expected:

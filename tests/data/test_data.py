@@ -121,6 +121,35 @@ def test_labels_outside_the_classes_are_refused(tmp_path):
         dm.setup()
 
 
+def test_constant_images_and_a_single_class_are_refused_at_load(tmp_path):
+    import numpy as np
+
+    from tests.idx import write_idx
+
+    names = flat_mnist(tmp_path)
+    images, labels = (tmp_path / "flat" / name for name in names["train"])
+    write_idx(images, np.full((60, 28, 28), 7, dtype=np.uint8), compress=True)
+    dm = VisionDataModule("mnist", root=str(tmp_path / "flat"), cache_dir=str(tmp_path / "cache"))
+    with pytest.raises(DatasetError, match=r"train images of mnist .* all have the same value 7 in every pixel"):
+        dm.setup()
+    flat_mnist(tmp_path)
+    write_idx(labels, np.full(60, 3, dtype=np.uint8), compress=True)
+    dm = VisionDataModule("mnist", root=str(tmp_path / "flat"), cache_dir=str(tmp_path / "cache2"))
+    with pytest.raises(DatasetError, match=r"train images of mnist .* all have the label 3"):
+        dm.setup()
+
+
+def test_images_that_are_not_unsigned_bytes_are_refused_with_their_type(tmp_path):
+    import struct
+
+    names = flat_mnist(tmp_path)
+    images = tmp_path / "flat" / names["train"][0]
+    images.write_bytes(struct.pack(">BBBB3I", 0, 0, 0x0D, 3, 60, 28, 28) + bytes(4 * 60 * 28 * 28))  # float32
+    dm = VisionDataModule("mnist", root=str(tmp_path / "flat"), cache_dir=str(tmp_path / "cache"))
+    with pytest.raises(DatasetError, match=r"holds images of IDX type 0x0D \(32-bit floats\); MNIST-style images"):
+        dm.setup()
+
+
 def test_bad_dataset_arguments_list_the_valid_choices():
     with pytest.raises(ValueError, match="valid choices: .*fashion_mnist"):
         VisionDataModule("cifar")
