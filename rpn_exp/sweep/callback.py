@@ -97,6 +97,23 @@ def _describe(definition: dict | None) -> str:
     return " ".join(parts) or "no overrides"
 
 
+def launch_settings_problem(hydra: DictConfig) -> str | None:
+    """A launcher or sweeper setting with which the sweep cannot run anything: no trials, no parallel jobs, no
+    members in a stacked group."""
+    for key, low in (("sweeper.n_trials", 1), ("launcher.n_jobs", None), ("launcher.max_members", 1),
+                     ("launcher.cpus_per_task", 1), ("launcher.tasks_per_node", 1)):
+        value = OmegaConf.select(hydra, key, default=None)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int):
+            return f"hydra.{key}={value!r} is invalid; it must be an integer"
+        if low is None and value == 0:  # joblib: n_jobs=-1 is one job per core
+            return f"hydra.{key}=0 is invalid; give a number of parallel jobs >= 1, or -1 for one per core"
+        if low is not None and value < low:
+            return f"hydra.{key}={value} is invalid; it must be an integer >= {low}"
+    return None
+
+
 class SweepSummary(Callback):
     """Claims the sweep folder (:func:`claim_folder`), prints one line per job start and end (k/N, status,
     accuracy, time, an estimate of the rest) and writes ``summary.csv``, ``summary.md`` and ``pareto.png`` into
@@ -115,6 +132,10 @@ class SweepSummary(Callback):
         return {**self.__dict__, "progress": None, "folder": None}
 
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
+        problem = launch_settings_problem(config.hydra)
+        if problem:  # refused before any folder is claimed or job launched
+            print(f"Error: invalid configuration: {problem}", file=sys.stderr, flush=True)
+            raise SystemExit(2)
         lock = None
         try:
             lock = lock_folder(config.hydra.sweep.dir)

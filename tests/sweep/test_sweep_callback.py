@@ -305,3 +305,25 @@ def test_the_summary_marks_output_layers_below_classes_minus_1(grid):
     lines = (folder / "summary.md").read_text().splitlines()
     (line,) = [row for row in lines if "002_dual_lphm_r1" in row]
     assert "| 1 ⚠ |" in line
+
+
+@pytest.mark.parametrize("settings, message", [
+    ({"launcher": {"n_jobs": 0}}, "hydra.launcher.n_jobs=0 is invalid; give a number of parallel jobs >= 1, or -1 "
+                                  "for one per core"),
+    ({"launcher": {"max_members": 0}}, "hydra.launcher.max_members=0 is invalid; it must be an integer >= 1"),
+    ({"sweeper": {"n_trials": 0}}, "hydra.sweeper.n_trials=0 is invalid; it must be an integer >= 1"),
+    ({"launcher": {"n_jobs": "two"}}, "hydra.launcher.n_jobs='two' is invalid; it must be an integer"),
+    ({"launcher": {"n_jobs": -1, "max_members": 16}, "sweeper": {"n_trials": 20}}, None),
+])
+def test_launch_settings_that_run_nothing_are_named(settings, message):
+    from omegaconf import OmegaConf
+
+    from rpn_exp.sweep.callback import launch_settings_problem
+
+    assert launch_settings_problem(OmegaConf.create(settings)) == message
+
+
+def test_a_sweep_with_no_trials_is_refused_before_it_starts(tmp_path):
+    done = run_cli("-m", "hparams_search=optuna_pareto", "hydra.sweeper.n_trials=0", f"hydra.sweep.dir={tmp_path / 's'}")
+    assert done.returncode == 2 and "hydra.sweeper.n_trials=0 is invalid" in done.stderr
+    assert not (tmp_path / "s").exists()
