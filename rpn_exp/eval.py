@@ -61,6 +61,28 @@ def saved_config(checkpoint: dict, path: Path) -> DictConfig:
     raise EvalError(f"{path} holds no config and {run_file} does not exist: the network cannot be rebuilt")
 
 
+def check_overrides(saved: DictConfig, cfg: DictConfig, overrides) -> None:
+    """Each override names a key of the saved config and gives the data module values it can use."""
+    from rpn_exp.config.build import ConfigError
+    from rpn_exp.config.checks import check_data_values
+    from rpn_exp.config.schema import check_target
+
+    missing = object()
+    for override in overrides:
+        key = override.partition("=")[0]
+        if OmegaConf.select(saved, key, default=missing) is missing:
+            parent = key.rpartition(".")[0]
+            node = OmegaConf.select(saved, parent) if parent else saved
+            valid = ", ".join(str(k) for k in node) if isinstance(node, DictConfig) else "none"
+            where = f" of {parent}" if parent else ""
+            raise EvalError(f"{key} is not a key of the run's saved config; valid keys{where}: {valid}")
+    try:
+        check_target(cfg.dataset, "dataset")
+        check_data_values(cfg)
+    except ConfigError as error:
+        raise EvalError(str(error)) from None
+
+
 def evaluate(path: str | Path, split: str = "test", overrides: list[str] | tuple[str, ...] = ()) -> dict:
     """Evaluate the checkpoint at ``path`` on ``split``; return the entry written to ``eval.json``."""
     import lightning as L
@@ -73,8 +95,14 @@ def evaluate(path: str | Path, split: str = "test", overrides: list[str] | tuple
 
     path = Path(path)
     configure_console(quiet=True)
-    checkpoint = torch.load(path, map_location="cpu", weights_only=False)
-    cfg = OmegaConf.merge(saved_config(checkpoint, path), OmegaConf.from_dotlist(list(overrides)))
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as error:  # a record, a log, a truncated file: anything but a checkpoint
+        raise EvalError(f"ckpt_path={path} is not a readable checkpoint ({type(error).__name__}); give a .ckpt file "
+                        f"from <run folder>/checkpoints/") from None
+    saved = saved_config(checkpoint, path)
+    cfg = OmegaConf.merge(saved, OmegaConf.from_dotlist(list(overrides)))
+    check_overrides(saved, cfg, overrides)
     model = RPNClassifier.load_from_checkpoint(path, map_location="cpu", config=OmegaConf.to_container(cfg))
     datamodule = build_datamodule(cfg)
     accelerator = OmegaConf.select(cfg, "trainer.accelerator") or "cpu"
@@ -111,6 +139,9 @@ def main(argv: list[str] | None = None) -> int:
         path, split, overrides = parse_args(argv)
         entry = evaluate(path, split, overrides)
     except EvalError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except ValueError as error:  # a ConfigError of the data module (a dataset that cannot be found or read)
         print(f"error: {error}", file=sys.stderr)
         return 2
     metrics = entry["metrics"]

@@ -41,14 +41,7 @@ def check_settings(cfg: DictConfig) -> None:
     _number(cfg, "optimizer.lr", low=0, low_open=True, hint=", e.g. optimizer.lr=1e-3")
     _number(cfg, "optimizer.weight_decay", low=0, hint=", e.g. optimizer.weight_decay=2e-4")
     _number(cfg, "scheduler.gamma", low=0, low_open=True, high=1, hint=" (the factor of the learning rate per epoch)")
-    _number(cfg, "dataset.batch_size", integer=True, low=1, hint=", e.g. dataset.batch_size=64")
-    _number(cfg, "dataset.eval_batch_size", integer=True, low=1, hint=", e.g. dataset.eval_batch_size=1024")
-    for key in ("dataset.val_fraction", "dataset.test_fraction"):
-        _number(cfg, key, low=0, low_open=True, high=0.99, hint=", a fraction of the data, e.g. 0.1")
-    fractions = [OmegaConf.select(cfg, k) or 0 for k in ("dataset.val_fraction", "dataset.test_fraction")]
-    if sum(fractions) >= 1:
-        raise ConfigError(f"dataset.val_fraction + dataset.test_fraction = {sum(fractions)} leaves no training data; "
-                          "keep their sum below 1")
+    check_data_values(cfg)
     task = str(cfg.get("task_name", ""))
     if not task or "/" in task or task in (".", ".."):
         raise ConfigError(f"task_name={task!r} is invalid; it names a folder under paths.log_dir: give a plain name "
@@ -57,6 +50,18 @@ def check_settings(cfg: DictConfig) -> None:
         _number(cfg, "trainer.max_epochs", integer=True, low=1,
                 hint=", or evaluate a checkpoint with: python -m rpn_exp.eval ckpt_path=<file.ckpt>")
         check_training(cfg)
+
+
+def check_data_values(cfg: DictConfig) -> None:
+    """Batch sizes of at least 1 and split fractions that leave training data."""
+    _number(cfg, "dataset.batch_size", integer=True, low=1, hint=", e.g. dataset.batch_size=64")
+    _number(cfg, "dataset.eval_batch_size", integer=True, low=1, hint=", e.g. dataset.eval_batch_size=1024")
+    for key in ("dataset.val_fraction", "dataset.test_fraction"):
+        _number(cfg, key, low=0, low_open=True, high=0.99, hint=", a fraction of the data, e.g. 0.1")
+    fractions = [OmegaConf.select(cfg, k) or 0 for k in ("dataset.val_fraction", "dataset.test_fraction")]
+    if sum(fractions) >= 1:
+        raise ConfigError(f"dataset.val_fraction + dataset.test_fraction = {sum(fractions)} leaves no training data; "
+                          "keep their sum below 1")
 
 
 #: numpy's seed range (``np.random.seed``), which ``lightning.seed_everything`` also requires.

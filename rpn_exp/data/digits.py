@@ -14,7 +14,8 @@ class DigitsDataModule(TensorDataModule):
     num_features = 64
     num_classes = 10
 
-    def __init__(self, batch_size=64, eval_batch_size=1024, seed=0, val_fraction=0.1, test_fraction=0.2):
+    def __init__(self, batch_size: int = 64, eval_batch_size: int = 1024, seed: int = 0, val_fraction: float = 0.1,
+                 test_fraction: float = 0.2):
         super().__init__(batch_size=batch_size, eval_batch_size=eval_batch_size, seed=seed)
         self.val_fraction, self.test_fraction = val_fraction, test_fraction
 

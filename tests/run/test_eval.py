@@ -63,6 +63,24 @@ def test_bad_arguments_say_what_to_give(args, message, capsys):
     assert message in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("extra, message", [
+    (["dataset.eval_batch_size=0"], "dataset.eval_batch_size=0 is invalid; it must be an integer >= 1"),
+    (["dataset.rot=/x"], "dataset.rot is not a key of the run's saved config; valid keys of dataset: _target_, "),
+    (["dataset.seed=abc"], "dataset.seed='abc' is invalid; it must be an integer"),
+])
+def test_bad_overrides_of_the_saved_config_say_what_to_give(finished_run, extra, message, capsys):
+    _, record = finished_run
+    assert main([f"ckpt_path={record['best_checkpoint']}", *extra]) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_file_that_is_not_a_checkpoint_is_named(finished_run, capsys):
+    folder, _ = finished_run
+    assert main([f"ckpt_path={folder / 'result.json'}"]) == 2
+    assert f"ckpt_path={folder / 'result.json'} is not a readable checkpoint" in capsys.readouterr().err
+
+
 @pytest.mark.slow
 def test_the_command_line_prints_the_accuracy(finished_run):
     _, record = finished_run
