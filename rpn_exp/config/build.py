@@ -140,6 +140,7 @@ def build_network(cfg: DictConfig, num_features: int, num_classes: int, shapes_o
     warn_rank_limit(skeleton)
     if shapes_only:
         return skeleton
+    check_memory(skeleton)
     net = make()
     if mode is not None:
         net.compile(mode=mode)
@@ -164,6 +165,24 @@ def check_degenerate(net: RPNNetwork) -> None:
                 "is added (remainder=zero, no bias): it cannot learn. Use another reconciliation, a remainder "
                 "(remainder=linear), model.bias=true, or expansion.postprocess=null"
             )
+
+
+#: Bytes a learnable float32 parameter takes while training: itself, its gradient and two optimizer moments.
+TRAINING_BYTES_PER_PARAMETER = 16
+
+
+def check_memory(net: RPNNetwork) -> None:
+    """Refuse a network whose parameters, gradients and optimizer state alone exceed this machine's memory (it
+    would be killed, or swap for hours, before its first step)."""
+    import os
+
+    params = sum(p.numel() for p in net.parameters()) + sum(b.numel() for b in net.buffers())
+    need = params * TRAINING_BYTES_PER_PARAMETER
+    total = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    if need > total:
+        raise ConfigError(f"the network has {params:,} parameters: about {need / 2**30:.1f} GiB with their gradients "
+                          f"and optimizer state, more than this machine's {total / 2**30:.1f} GiB; make it smaller "
+                          f"(model.channels, model.heads, model.hidden, reconciliation.r); dry_run=true shows sizes")
 
 
 def check_factors(net: RPNNetwork, cfg: DictConfig) -> None:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import difflib
 import math
+import os
+from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -96,6 +98,11 @@ def check_training(cfg: DictConfig) -> None:
                               f"trainer=cpu (or trainer.accelerator=cpu)")
     for name, callback in (cfg.get("callbacks") or {}).items():
         check_callback(f"callbacks.{name}", callback)
+    for name, logger in (cfg.get("logger") or {}).items():
+        for field in ("save_dir", "root_dir"):
+            problem = folder_problem(f"logger.{name}.{field}", str(logger[field])) if logger.get(field) else None
+            if problem:
+                raise ConfigError(problem)
 
 
 def check_callback(key: str, callback: DictConfig) -> None:
@@ -138,3 +145,18 @@ def check_added_keys(overrides: list[str], groups: set[str]) -> None:
             hint = f"; did you mean model.{guess[0]}?" if guess else ""
             raise ConfigError(f"{override} adds model.{rest.split('.')[0]}, which the model does not read; valid keys: "
                               f"{', '.join(MODEL_KEYS)}{hint}")
+
+
+def folder_problem(key: str, folder: str) -> str | None:
+    """Why ``folder`` cannot be the output folder (a file is in its way, or it cannot be created), or None."""
+    path = Path(folder)
+    blocker = next((p for p in (path, *path.parents) if p.exists() and not p.is_dir()), None)
+    if blocker is not None:
+        return f"{key}={folder} cannot be a folder: {blocker} is a file; give another {key}"
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        return f"{key}={folder} cannot be created ({error.strerror}); give a folder you can write to"
+    if not os.access(path, os.W_OK):
+        return f"{key}={folder} is not writable; give a folder you can write to"
+    return None

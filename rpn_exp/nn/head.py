@@ -128,7 +128,9 @@ class RPNHead(nn.Module):
         self.chunk_elements = check_positive_int(chunk_elements, name="chunk_elements")
 
         variance = channels * heads * dense_variance(self.D) if init == "variance" else None
-        if init == "variance":
+        if torch.empty(0).is_meta:  # shapes only (a dry run, the config checks): no draws, whatever the size
+            w = torch.empty(channels, self.l)
+        elif init == "variance":
             w = reconciliation.init_w(n, self.D, channels, variance=variance)
         else:
             bound = math.sqrt(6.0 / (channels + self.l))

@@ -103,6 +103,7 @@ def build_experiment(cfg: DictConfig, record: dict, verbose: bool = True):
             datamodule.setup("fit")
         except (FileNotFoundError, DatasetError) as error:
             raise ConfigError(qualify("dataset", error, cfg.dataset.keys())) from error
+        warn_small_splits(datamodule.sizes())
     head = net.layers[0].heads[0]
     record.update(
         model=model_name(cfg),
@@ -116,6 +117,22 @@ def build_experiment(cfg: DictConfig, record: dict, verbose: bool = True):
     log.log(logging.INFO if verbose else logging.DEBUG, "RPN network %s\n%s", net.widths,
             format_layer_table(record["layers"]))
     return datamodule, net
+
+
+#: Fewer validation or test samples than this, and a run says how coarse its accuracy is.
+MIN_EVAL_SAMPLES = 100
+
+
+def warn_small_splits(sizes: dict[str, int]) -> None:
+    """Warn, with the sample count, about a validation or test split too small to mean much: the best checkpoint is
+    chosen on the first, the reported accuracy measured on the second, in steps of 1/samples."""
+    for split, fraction in (("val", "dataset.val_fraction"), ("test", "dataset.test_fraction")):
+        count = sizes.get(split)
+        if count is not None and count < MIN_EVAL_SAMPLES:
+            log.warning("the %s split has %d samples (%s): its accuracy moves in steps of %.3f and %s; give at least "
+                        "%d samples", split, count, fraction, 1 / max(count, 1),
+                        "the best checkpoint is chosen on it" if split == "val" else "it is the reported test accuracy",
+                        MIN_EVAL_SAMPLES)
 
 
 def save_record(out: Path, record: dict, final: bool = False) -> None:

@@ -15,6 +15,7 @@ from pathlib import Path
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
+from rpn_exp.config.checks import folder_problem
 from rpn_exp.config.sweep_definition import SWEEP_FILE, sweep_definition, sweep_plan
 from rpn_exp.run.record import RECORD_FILE, process_alive, write_json
 from rpn_exp.sweep.progress import SweepProgress, planned_jobs
@@ -131,8 +132,14 @@ class SweepSummary(Callback):
         """Launchers (joblib, submitit) pickle the callbacks into each job: the watcher stays in this process."""
         return {**self.__dict__, "progress": None, "folder": None}
 
+    def on_run_start(self, config: DictConfig, **kwargs) -> None:
+        problem = folder_problem("hydra.run.dir", config.hydra.run.dir)
+        if problem:
+            print(f"Error: invalid configuration: {problem}", file=sys.stderr, flush=True)
+            raise SystemExit(2)
+
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
-        problem = launch_settings_problem(config.hydra)
+        problem = folder_problem("hydra.sweep.dir", config.hydra.sweep.dir) or launch_settings_problem(config.hydra)
         if problem:  # refused before any folder is claimed or job launched
             print(f"Error: invalid configuration: {problem}", file=sys.stderr, flush=True)
             raise SystemExit(2)

@@ -239,3 +239,12 @@ def test_instance_interdependence_trains_and_evaluates_with_its_defaults(make_co
     train(make_config(*FAST, f"interdependence={option}", output_dir=tmp_path))  # evaluation batches of 1,024 rows
     record = read_record(tmp_path)
     assert record["status"] == "completed" and 0.0 <= record["metrics"]["test/acc"] <= 1.0
+
+
+def test_a_small_validation_or_test_split_is_warned_about_with_its_size(caplog):
+    from rpn_exp.run.lifecycle import warn_small_splits
+
+    with caplog.at_level("WARNING", logger="rpn_exp"):
+        warn_small_splits({"train": 1000, "val": 10, "test": 500})
+    (warning,) = [r.getMessage() for r in caplog.records]
+    assert warning.startswith("the val split has 10 samples (dataset.val_fraction): its accuracy moves in steps of 0.100")
