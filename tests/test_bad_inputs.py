@@ -49,7 +49,9 @@ def made(tmp_path_factory):
     torch.save({"state_dict": {"net.layers.0.heads.0.w": torch.zeros(1, 7)}}, checkpoint)
     (base / "truncated.ckpt").write_bytes(checkpoint.read_bytes()[:200])
     write_idx(base / "unused", np.zeros(1, dtype=np.uint8))
+    (base / "result.json").write_text('{"status": "completed"}')
     return {
+        "<a run record, not a checkpoint>": base / "result.json",
         "<a folder with a truncated IDX file>": base / "truncated",
         "<a folder whose labels reach 11>": base / "labels",
         "<a truncated checkpoint>": base / "truncated.ckpt",
@@ -78,7 +80,7 @@ def test_a_bad_input_is_refused_before_training(what, example, excerpt, made, tm
     logs = tmp_path / "logs"
     written = [p for p in logs.rglob("*") if p.is_file()] if logs.exists() else []
     assert not [p for p in written if p.suffix == ".ckpt" or p.name.startswith("events.out")]  # nothing trained
-    assert {p.name for p in written} <= {"result.json", "config.yaml", "hydra.yaml", "overrides.yaml", "train.log"}
+    assert {p.name for p in written} <= {"result.json", "config.yaml", "hydra.yaml", "overrides.yaml", "train.log", ".lock"}
     assert not (tmp_path / "data").exists() or not any((tmp_path / "data").rglob("*-ubyte"))  # nothing staged
     shutil.rmtree(tmp_path, ignore_errors=True)
 

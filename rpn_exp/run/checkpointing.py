@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import pickle
 import shutil
 from pathlib import Path
 
@@ -42,7 +43,7 @@ def check_resumable(path: str | Path, net: torch.nn.Module, prefix: str = "net."
         raise ValueError(f"{path}: no such file (a run keeps its checkpoints in <run folder>/checkpoints/)")
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=False)
-    except (OSError, EOFError, RuntimeError, ValueError) as error:  # torch's errors for a damaged file
+    except (OSError, EOFError, RuntimeError, ValueError, pickle.UnpicklingError) as error:  # damaged, or not one
         raise ValueError(f"{path} is not a readable checkpoint ({type(error).__name__}: {error}); it may be "
                          "truncated. Resume from the run's last.ckpt, written whole at every epoch end") from error
     state = checkpoint.get("state_dict") if isinstance(checkpoint, dict) else None

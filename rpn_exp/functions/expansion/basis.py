@@ -172,6 +172,9 @@ class _RBFExpansion(_ElementwiseExpansion):
         super().__init__(postprocess)
         self.base_range = [float(v) for v in base_range]
         self.num_interval = check_positive_int(num_interval, name="num_interval", owner=f"{self.name} expansion")
+        if not epsilon > 0:
+            raise ValueError(f"{self.name} expansion: epsilon={epsilon!r} is invalid; it must be a number > 0 (the "
+                             f"inverse width of each basis function: 0 makes every feature constant)")
         self.epsilon = epsilon
 
     def orders(self):
