@@ -64,3 +64,21 @@ def test_the_built_network_computes_logits_for_every_class():
     cfg = compose_config(["reconciliation=hm"])
     net = build_network(cfg, 64, 10)
     assert net(torch.randn(5, 64)).shape == (5, 10)
+
+
+@pytest.mark.parametrize("p, per_layer", [(1, [1, 1, 1]), (2, [2, 2, 2]), (4, [4, 4, 2]), (8, [8, 8, 5])])
+def test_a_p_sweep_builds_every_job_of_the_paper_model_with_each_layers_p(p, per_layer, caplog):
+    cfg = compose_config(["experiment=paper_mnist", "reconciliation=lphm", f"reconciliation.p={p}"])
+    with caplog.at_level("WARNING", logger="rpn_exp"):
+        net = build_network(cfg, 784, 10, shapes_only=True)  # [784, 64, 64, 10]
+    assert [row["p"] for row in net.describe()] == per_layer
+    fitted = [r.getMessage() for r in caplog.records if "largest divisor below it" in r.getMessage()]
+    assert len(fitted) == sum(used != p for used in per_layer)  # each fitted layer is named
+
+
+def test_a_p_that_divides_no_layer_is_refused_with_each_layers_values():
+    cfg = compose_config(["experiment=paper_mnist", "reconciliation=lphm", "reconciliation.p=3"])
+    with pytest.raises(ConfigError, match=r"reconciliation.p=3 divides no layer's width, so no layer would use it\. "
+                                          r"Valid values per layer: layer 0 \(p divides 64\): 1, 2, 4, 8, 16, 32, 64; "
+                                          r"layer 1 \(p divides 64\).*layer 2 \(p divides 10\): 1, 2, 5, 10"):
+        build_network(cfg, 784, 10, shapes_only=True)
