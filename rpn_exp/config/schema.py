@@ -87,8 +87,8 @@ def check_types(cfg: DictConfig) -> None:
 
 def _merge(schema: type, values: dict, prefix: str) -> None:
     hints = typing.get_type_hints(schema)
-    for name, value in values.items():  # a boolean is a boolean: "no" or "off" is not read as one
-        if isinstance(value, str) and _fits(True, hints.get(name)) and not _fits(value, hints.get(name)):
+    for name, value in values.items():  # a boolean is a boolean: "no", "off" or 1 is not read as one
+        if _fits(True, hints.get(name)) and not _fits(value, hints.get(name)):
             raise ConfigError(f"{prefix}{name}={value!r} is invalid; it must be true or false")
     try:
         OmegaConf.merge(OmegaConf.structured(schema), values)

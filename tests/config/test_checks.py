@@ -8,8 +8,8 @@ from rpn_exp.config.checks import check_added_keys, check_settings
 from tests.conftest import compose_config
 
 
-def test_the_default_settings_pass():
-    check_settings(compose_config())
+def test_the_default_settings_pass(tmp_path):
+    check_settings(compose_config(output_dir=tmp_path))
 
 
 @pytest.mark.parametrize("override, message", [
