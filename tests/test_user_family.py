@@ -21,7 +21,8 @@ def user_env() -> dict:
 
 
 def test_a_solo_run_selected_by_target_takes_the_product_path(tmp_path):
-    done = run_cli("reconciliation._target_=my_families.KronAdapter", "~reconciliation.r", "~reconciliation.layout",
+    done = run_cli("reconciliation._target_=my_families.KronAdapter", "~reconciliation.r", "~reconciliation.k",
+                   "~reconciliation.layout",
                    "trainer.max_epochs=2", "callbacks.progress_bar.refresh_rate=0", f"hydra.run.dir={tmp_path}",
                    cwd=tmp_path, env=user_env())
     assert done.returncode == 0, done.stderr[-3000:]

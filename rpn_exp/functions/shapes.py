@@ -34,9 +34,10 @@ def fit_factor(value: int, k: int) -> int:
     return max(d for d in divisors(k) if d <= value)
 
 
-def resolve_factor(value: int | None, k: int, *, factor: str, owner: str) -> int:
-    """The factor in force for a dimension ``k``: the automatic factor of ``k`` if ``value`` is None, else
-    :func:`fit_factor` (``value`` where it divides ``k``, the largest divisor of ``k`` below it elsewhere).
+def resolve_factor(value: int | None, k: int, *, factor: str, owner: str, dim: str = "") -> int:
+    """The factor in force for a dimension ``k`` (named ``dim``, e.g. ``"n"``): the automatic factor of ``k`` if
+    ``value`` is None, else :func:`fit_factor` (``value`` where it divides ``k``, the largest divisor of ``k`` below
+    it elsewhere).
 
     Raises:
         ValueError: naming the function and the factor when ``value`` is not an integer >= 1.

@@ -139,7 +139,7 @@ class SweepSummary(Callback):
             raise SystemExit(2)
 
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
-        problem = folder_problem("hydra.sweep.dir", config.hydra.sweep.dir) or launch_settings_problem(config.hydra)
+        problem = launch_settings_problem(config.hydra) or folder_problem("hydra.sweep.dir", config.hydra.sweep.dir)
         if problem:  # refused before any folder is claimed or job launched
             print(f"Error: invalid configuration: {problem}", file=sys.stderr, flush=True)
             raise SystemExit(2)

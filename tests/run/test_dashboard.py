@@ -85,7 +85,7 @@ def test_the_columns_that_differ_come_first_and_constants_are_hidden(dashboard):
     assert differs == sorted(differs, reverse=True)  # every differing column before every constant one
     names = [info["name"] for info in infos]
     assert set(names[:3]) == {"reconciliation", "r", "learnable_params"}  # what the sweep varies
-    assert set(names) <= {"reconciliation", "r", "p", "q", "learnable_params"}
+    assert set(names) <= {"reconciliation", "r", "k", "p", "q", "learnable_params"}
     assert not {"dataset", "batch_size", "expansion", "seed", "lr"} & set(names)  # constants of this sweep
     assert {m["name"]["tag"] for m in experiment["metricInfos"]} >= set(METRICS)
     assert not any(m["name"]["tag"].startswith("hp/") for m in experiment["metricInfos"])
