@@ -78,6 +78,8 @@ def check_training(cfg: DictConfig) -> None:
     _number(cfg, "scheduler.T_max", integer=True, low=1, hint=" (epochs of one cosine half-period)")
     _number(cfg, "trainer.min_epochs", integer=True, low=0)
     _number(cfg, "trainer.accumulate_grad_batches", integer=True, low=1)
+    _number(cfg, "trainer.log_every_n_steps", integer=True, low=1)
+    _number(cfg, "trainer.gradient_clip_val", low=0)
     max_epochs, min_epochs = OmegaConf.select(cfg, "trainer.max_epochs"), OmegaConf.select(cfg, "trainer.min_epochs")
     if isinstance(min_epochs, int) and isinstance(max_epochs, int) and min_epochs > max_epochs:
         raise ConfigError(f"trainer.min_epochs={min_epochs} is above trainer.max_epochs={max_epochs}; give "
@@ -87,7 +89,7 @@ def check_training(cfg: DictConfig) -> None:
         _number(cfg, "trainer.check_val_every_n_epoch", integer=True, low=1, high=max_epochs,
                 hint=f" so that validation (and the best checkpoint) happens at least once in {max_epochs} epochs")
     devices = OmegaConf.select(cfg, "trainer.devices")
-    if isinstance(devices, int) and not isinstance(devices, bool) and devices == 0 or devices in ("0", []):
+    if isinstance(devices, int) and not isinstance(devices, bool) and devices < -1 or devices in (0, "0", []):
         raise ConfigError(f"trainer.devices={devices!r} is invalid; give a number of devices >= 1, -1 (all) or auto")
     accelerator = str(OmegaConf.select(cfg, "trainer.accelerator") or "")
     if accelerator in ("gpu", "cuda"):
@@ -120,11 +122,11 @@ def check_callback(key: str, callback: DictConfig) -> None:
                                                       monitor.endswith("acc_best")):
         better = "max" if mode == "min" else "min"
         raise ConfigError(f"{key}.mode={mode} would keep the worst {monitor}; give {key}.mode={better}")
-    for field in ("patience", "rows", "cols"):
+    for field in ("patience", "refresh_rate", "rows", "cols"):
         if callback.get(field) is not None:
             holder = OmegaConf.create()
             OmegaConf.update(holder, f"{key}.{field}", callback.get(field))
-            _number(holder, f"{key}.{field}", integer=True, low=0 if field == "patience" else 1)
+            _number(holder, f"{key}.{field}", integer=True, low=0 if field in ("patience", "refresh_rate") else 1)
 
 
 def check_added_keys(overrides: list[str], groups: set[str]) -> None:

@@ -19,6 +19,11 @@ def test_the_default_settings_pass(tmp_path):
     ("scheduler.gamma=2", r"scheduler.gamma=2 is invalid; it must be a number <= 1"),
     ("dataset.batch_size=0", r"dataset.batch_size=0 is invalid; it must be an integer >= 1"),
     ("trainer.max_epochs=0", r"trainer.max_epochs=0 is invalid; .* python -m rpn_exp.eval"),
+    ("trainer.log_every_n_steps=0", r"trainer.log_every_n_steps=0 is invalid; it must be an integer >= 1"),
+    ("+trainer.gradient_clip_val=-1", r"trainer.gradient_clip_val=-1 is invalid; it must be a number >= 0"),
+    ("trainer.devices=-2", r"trainer.devices=-2 is invalid; give a number of devices >= 1, -1 \(all\) or auto"),
+    ("callbacks.progress_bar.refresh_rate=-3", r"callbacks.progress_bar.refresh_rate=-3 is invalid; it must be an "
+                                               r"integer >= 0"),
 ])
 def test_a_bad_setting_names_key_value_and_what_to_give(override, message):
     with pytest.raises(ConfigError, match=message):
