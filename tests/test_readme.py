@@ -11,6 +11,7 @@ import re
 import shlex
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -29,18 +30,34 @@ def test_the_readme_shows_commands():
     assert len(commands) >= 15 and any(" -m " in c.replace("python -m", "") for c in commands)
 
 
+def run_command(command: str, folder: Path) -> subprocess.CompletedProcess:
+    """``command`` as written plus ``dry_run=true``, writing under ``folder``."""
+    args = shlex.split(command, comments=True)[3:]  # after "python -m rpn_exp"
+    return subprocess.run([sys.executable, "-m", "rpn_exp", *args, "dry_run=true", f"paths.log_dir={folder}",
+                           f"paths.data_dir={folder / 'no-data'}"], capture_output=True, text=True, cwd=folder,
+                          timeout=600)
+
+
+@pytest.fixture(scope="module")
+def command_runs(tmp_path_factory):
+    """Every README command run once, two at a time (each is one process, mostly importing: the two cores overlap
+    them); {command: (completed process, its folder)}."""
+    commands = readme_commands()
+    folders = [tmp_path_factory.mktemp("command") for _ in commands]
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        done = list(pool.map(run_command, commands, folders))
+    return {command: (result, folder) for command, result, folder in zip(commands, done, folders)}
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("command", readme_commands())
-def test_a_readme_command_runs_as_written(command, tmp_path):
-    args = shlex.split(command, comments=True)[3:]  # after "python -m rpn_exp"
-    done = subprocess.run([sys.executable, "-m", "rpn_exp", *args, "dry_run=true", f"paths.log_dir={tmp_path}",
-                           f"paths.data_dir={tmp_path / 'no-data'}"], capture_output=True, text=True, cwd=tmp_path,
-                          timeout=600)
+def test_a_readme_command_runs_as_written(command, command_runs):
+    done, folder = command_runs[command]
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
-    if "--help" in args:
+    if "--help" in command:
         assert "== Config groups" in done.stdout
         return
-    records = [json.loads(p.read_text()) for p in tmp_path.rglob("result.json")]
+    records = [json.loads(p.read_text()) for p in folder.rglob("result.json")]
     assert records, done.stdout[-2000:]
     assert {r["status"] for r in records} == {"dry_run"}, [r.get("error") for r in records if r.get("error")]
 

@@ -12,7 +12,7 @@ pytestmark = pytest.mark.slow
 
 
 def sweep(conf, folder, *extra):
-    done = run_cli("-m", "reconciliation=mine", "seed=1,2", *FAST, f"hydra.searchpath=[file://{conf}]",
+    done = run_cli("-m", "reconciliation=mine", "seed=1", *FAST, f"hydra.searchpath=[file://{conf}]",
                    f"hydra.sweep.dir={folder}", *extra)
     assert done.returncode == 0, done.stderr[-3000:]
     return done
@@ -27,12 +27,12 @@ def test_a_config_file_edited_between_a_sweep_and_its_resume_is_refused_then_all
     sweep(tmp_path / "conf", folder)
     jobs = sorted(p for p in folder.iterdir() if (p / "result.json").is_file())
     before = {job.name: (job / "result.json").read_text() for job in jobs}
-    assert len(before) == 2
+    assert len(before) == 1
 
     option.write_text("_target_: rpn_exp.functions.reconciliation.LPHMReconciliation\nr: 3\n")  # edited
     done = sweep(tmp_path / "conf", folder, "skip_completed=true")
     refused = [line for line in (done.stdout + done.stderr).splitlines() if "[refused]" in line]
-    assert len(refused) == 2 and all("reconciliation.r: 2 -> 3" in line for line in refused)
+    assert len(refused) == 1 and "reconciliation.r: 2 -> 3" in refused[0]
     assert {job.name: (job / "result.json").read_text() for job in jobs} == before  # nothing trained, nothing lost
 
     sweep(tmp_path / "conf", folder, "skip_completed=true", "allow_config_change=true")
