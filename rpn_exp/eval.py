@@ -86,9 +86,9 @@ def check_overrides(saved: DictConfig, cfg: DictConfig, overrides) -> None:
 def evaluate(path: str | Path, split: str = "test", overrides: list[str] | tuple[str, ...] = ()) -> dict:
     """Evaluate the checkpoint at ``path`` on ``split``; return the entry written to ``eval.json``."""
     import lightning as L
-    import torch
 
     from rpn_exp.config.build import build_datamodule
+    from rpn_exp.run.checkpointing import UnsafeCheckpoint, load_checkpoint
     from rpn_exp.run.console import configure_console
     from rpn_exp.run.module import RPNClassifier
     from rpn_exp.run.provenance import provenance
@@ -96,14 +96,17 @@ def evaluate(path: str | Path, split: str = "test", overrides: list[str] | tuple
     path = Path(path)
     configure_console(quiet=True)
     try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+        checkpoint = load_checkpoint(path)
+    except UnsafeCheckpoint as error:
+        raise EvalError(str(error)) from None
     except Exception as error:  # a record, a log, a truncated file: anything but a checkpoint
         raise EvalError(f"ckpt_path={path} is not a readable checkpoint ({type(error).__name__}); give a .ckpt file "
                         f"from <run folder>/checkpoints/") from None
     saved = saved_config(checkpoint, path)
     cfg = OmegaConf.merge(saved, OmegaConf.from_dotlist(list(overrides)))
     check_overrides(saved, cfg, overrides)
-    model = RPNClassifier.load_from_checkpoint(path, map_location="cpu", config=OmegaConf.to_container(cfg))
+    model = RPNClassifier.load_from_checkpoint(path, map_location="cpu", weights_only=True,
+                                               config=OmegaConf.to_container(cfg))
     datamodule = build_datamodule(cfg)
     accelerator = OmegaConf.select(cfg, "trainer.accelerator") or "cpu"
     trainer = L.Trainer(accelerator=accelerator, devices=1, logger=False, enable_checkpointing=False,

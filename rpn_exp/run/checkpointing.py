@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import pickle
+import re
 import shutil
 from pathlib import Path
 
@@ -35,6 +36,29 @@ def atomic_torch_save(obj, path: str | Path) -> Path:
     return atomic_write(path, lambda handle: torch.save(obj, handle))
 
 
+class UnsafeCheckpoint(ValueError):
+    """A file whose pickle names something other than tensors and plain data: what it names was not loaded."""
+
+
+def load_checkpoint(path: str | Path) -> dict:
+    """The checkpoint at ``path``, read without running any of its code: ``torch.load(weights_only=True)`` takes
+    tensors, numbers, strings, lists and dicts only (every checkpoint rpn_exp writes, and those of 0.1.0).
+
+    A pickle that names anything else (a function or class, the way a crafted file runs code) is refused with
+    :class:`UnsafeCheckpoint` before any of it runs; other unreadable files raise what ``torch.load`` raises.
+    """
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        found = re.search(r"GLOBAL ([\w.]+)", str(error))
+        if not found:  # not a pickle at all (a record, a log, a truncated file)
+            raise
+        raise UnsafeCheckpoint(
+            f"{path} is refused: besides tensors and plain data it names {found.group(1)} "
+            "(code a pickle can run); nothing of it was run. rpn_exp reads checkpoints of tensors and plain data "
+            "only: use a checkpoint written by rpn_exp") from None
+
+
 def check_resumable(path: str | Path, net: torch.nn.Module, prefix: str = "net.") -> None:
     """Refuse (ValueError, naming the file) a checkpoint that cannot be resumed into ``net``: missing, unreadable
     (truncated), without a model state, or saved from a model of other shapes."""
@@ -42,7 +66,9 @@ def check_resumable(path: str | Path, net: torch.nn.Module, prefix: str = "net."
     if not path.is_file():
         raise ValueError(f"{path}: no such file (a run keeps its checkpoints in <run folder>/checkpoints/)")
     try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+        checkpoint = load_checkpoint(path)
+    except UnsafeCheckpoint:
+        raise
     except (OSError, EOFError, RuntimeError, ValueError, pickle.UnpicklingError) as error:  # damaged, or not one
         raise ValueError(f"{path} is not a readable checkpoint ({type(error).__name__}: {error}); it may be "
                          "truncated. Resume from the run's last.ckpt, written whole at every epoch end") from error

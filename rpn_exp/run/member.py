@@ -13,7 +13,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from rpn_exp.config.build import ConfigError
 from rpn_exp.nn.padding import RankPadding
-from rpn_exp.run.checkpointing import atomic_torch_save
+from rpn_exp.run.checkpointing import atomic_torch_save, load_checkpoint
 from rpn_exp.run.lifecycle import Run
 from rpn_exp.run.loggers import TensorBoardLogger
 from rpn_exp.run.members import MemberOptimizers
@@ -110,7 +110,7 @@ def restore_member(member: Member, checkpoint: dict) -> None:
     best, score = best_checkpoint(checkpoint)
     if best and Path(best).is_file():
         member.best_score, member.best_path = score, Path(best)
-        saved = torch.load(best, map_location="cpu", weights_only=False)["state_dict"]
+        saved = load_checkpoint(best)["state_dict"]
         member.best_state = {k[len(prefix):]: v for k, v in saved.items() if k.startswith(prefix)}
     member.fitted = member.epoch >= member.max_epochs
 

@@ -18,11 +18,11 @@ from __future__ import annotations
 import logging
 import signal
 
-import torch
 from omegaconf import DictConfig
 
 from rpn_exp.config.build import ConfigError, instantiate_node
 from rpn_exp.nn.members import MemberStack
+from rpn_exp.run.checkpointing import load_checkpoint
 from rpn_exp.run.lifecycle import SIGTERM_EXIT, Run
 from rpn_exp.run.loggers import TensorBoardLogger
 from rpn_exp.run.member import Member, restore_member, stack_nets
@@ -75,7 +75,7 @@ def start_member(cfg: DictConfig, context: dict, group: str, size: int, index: i
             member.scheduler_factory = instantiate_node(cfg.scheduler, "scheduler")
         run.open_dashboards(instantiate_node(c, f"logger.{k}") for k, c in (cfg.get("logger") or {}).items())
         if run.resume_from is not None:
-            member.resume = torch.load(run.resume_from, map_location="cpu", weights_only=False)
+            member.resume = load_checkpoint(run.resume_from)
             restore_member(member, member.resume)
     except ConfigError as error:
         run.fail(error)

@@ -134,11 +134,11 @@ def fit_and_test(cfg: DictConfig, trainer, module, datamodule, record: dict, res
                  verbose: bool = True) -> None:
     """Fit (continuing from the checkpoint ``resume_from`` if given), then test the best checkpoint; the metrics
     go into ``record`` (and the test table to the console when ``verbose``)."""
-    trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from)
+    trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from, weights_only=True)
     record["metrics"].update(_metrics(trainer))
     if cfg.get("test", True):
         best = getattr(trainer.checkpoint_callback, "best_model_path", "") if trainer.checkpoint_callback else ""
-        trainer.test(module, datamodule=datamodule, ckpt_path=best or None, weights_only=False, verbose=verbose)
+        trainer.test(module, datamodule=datamodule, ckpt_path=best or None, weights_only=True, verbose=verbose)
         record["metrics"].update(_metrics(trainer))
         record["best_checkpoint"] = best or None
 
