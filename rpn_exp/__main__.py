@@ -8,6 +8,9 @@ import hydra
 from omegaconf import DictConfig
 
 from rpn_exp.config.location import config_dir
+from rpn_exp.files import restrict_umask
+
+restrict_umask()  # before Hydra creates the first folder: nothing a run writes is writable by other users
 
 
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="config")

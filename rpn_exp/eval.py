@@ -17,6 +17,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from rpn_exp.config.legacy import upgrade_targets
+from rpn_exp.files import restrict_umask
 from rpn_exp.run.record import write_json
 
 EVAL_FILE = "eval.json"
@@ -138,6 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     if any(a in ("-h", "--help") for a in argv):
         print(__doc__.strip() + "\n\n" + USAGE)
         return 0
+    restrict_umask()
     try:
         path, split, overrides = parse_args(argv)
         entry = evaluate(path, split, overrides)

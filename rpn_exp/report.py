@@ -13,6 +13,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from rpn_exp.files import restrict_umask
 from rpn_exp.sweep.rows import find_jobs, summarize
 from rpn_exp.sweep.summary import SUMMARY_CSV, default_title, read_rows, write_summary
 
@@ -39,6 +40,7 @@ def published_summary(folder: Path) -> bool:
 
 
 def main(argv=None) -> int:
+    restrict_umask()
     args = parse_args(argv)
     if args.out is None and len(args.folders) > 1:
         print("error: several DIRs are merged into one summary; say where it goes with --out FOLDER", file=sys.stderr)

@@ -44,10 +44,9 @@ def check_settings(cfg: DictConfig) -> None:
     _number(cfg, "optimizer.weight_decay", low=0, hint=", e.g. optimizer.weight_decay=2e-4")
     _number(cfg, "scheduler.gamma", low=0, low_open=True, high=1, hint=" (the factor of the learning rate per epoch)")
     check_data_values(cfg)
-    task = str(cfg.get("task_name", ""))
-    if not task or "/" in task or task in (".", ".."):
-        raise ConfigError(f"task_name={task!r} is invalid; it names a folder under paths.log_dir: give a plain name "
-                          f"such as task_name=my_sweep (no '/', not '..')")
+    problem = task_name_problem(cfg.get("task_name", ""))
+    if problem:
+        raise ConfigError(problem)
     if not cfg.get("dry_run", False):
         _number(cfg, "trainer.max_epochs", integer=True, low=1,
                 hint=", or evaluate a checkpoint with: python -m rpn_exp.eval ckpt_path=<file.ckpt>")
@@ -147,6 +146,15 @@ def check_added_keys(overrides: list[str], groups: set[str]) -> None:
             hint = f"; did you mean model.{guess[0]}?" if guess else ""
             raise ConfigError(f"{override} adds model.{rest.split('.')[0]}, which the model does not read; valid keys: "
                               f"{', '.join(MODEL_KEYS)}{hint}")
+
+
+def task_name_problem(task) -> str | None:
+    """Why ``task_name`` cannot name a folder under ``paths.log_dir`` (it would lead out of it), or None."""
+    task = str(task or "")
+    if not task or "/" in task or task in (".", "..") or "\0" in task:
+        return (f"task_name={task!r} is invalid; it names a folder under paths.log_dir: give a plain name such as "
+                f"task_name=my_sweep (no '/', not '..')")
+    return None
 
 
 def folder_problem(key: str, folder: str) -> str | None:

@@ -63,3 +63,26 @@ def changed_settings(recorded: dict, now: dict) -> list[str]:
     unset = "<unset>"
     return [f"{key}: {recorded.get(key, unset)} -> {now.get(key, unset)}"
             for key in sorted(set(recorded) | set(now)) if recorded.get(key, unset) != now.get(key, unset)]
+
+
+#: Keys a run resumed from a checkpoint may change without ``allow_config_change``: how long it trains, whether it
+#: tests at the end, and where its data files are read from.
+RESUME_MAY_CHANGE = ("trainer.max_epochs", "trainer.min_epochs", "trainer.max_steps", "trainer.max_time", "test",
+                     "dataset.root", "dataset.download")
+#: Keys that decide which samples train, validate and test: a resume that changed one would train on samples the
+#: checkpoint's run validated or tested on (refused, always).
+DATA_SPLIT = ("seed", "dataset._target_", "dataset.dataset", "dataset.split", "dataset.val_fraction",
+              "dataset.test_fraction")
+
+
+def resume_changes(saved: dict, cfg: DictConfig) -> tuple[list[str], list[str]]:
+    """(changes of :data:`DATA_SPLIT`, other changes) between the config saved in a checkpoint (a plain dict, as
+    ``RPNClassifier`` saves it) and the composed config ``cfg`` of the run resuming from it, each as
+    :func:`changed_settings` words them. Keys of :data:`RESUME_MAY_CHANGE` are not compared, nor keys the saved
+    config does not have (added since the version that wrote it, with defaults that keep what it trained)."""
+    recorded = flat_settings(OmegaConf.create(saved))
+    now = {key: value for key, value in flat_settings(cfg).items() if key in recorded}
+    changes = [line for line in changed_settings(recorded, now)
+               if line.split(":", 1)[0] not in RESUME_MAY_CHANGE]
+    split = [line for line in changes if line.split(":", 1)[0] in DATA_SPLIT]
+    return split, [line for line in changes if line not in split]

@@ -56,9 +56,10 @@ def _value(text: str) -> str:
     return text
 
 
-#: Overrides that do not change what a job computes; a resumed job or sweep may differ from its record in these.
+#: Overrides that do not change what a job computes, only where, how fast and how verbosely: a resumed job or sweep
+#: may differ from its record in these (a slow sweep resumed with ``threads=1`` on a busy machine is the same sweep).
 NOT_COMPARED = ("skip_completed", "allow_config_change", "paths.", "progress_bars_in_sweeps", "print_config",
-                "launcher")
+                "launcher", "threads", "callbacks.progress_bar.", "hydra.launcher.")
 
 
 def comparable_overrides(overrides: Iterable[str]) -> list[str]:

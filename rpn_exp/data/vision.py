@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 
 from rpn_exp.data.base import TensorDataModule, split_off
+from rpn_exp.files import open_new
 
 EMNIST_CLASSES = {"byclass": 62, "bymerge": 47, "balanced": 47, "letters": 26, "digits": 10, "mnist": 10}
 
@@ -254,7 +255,7 @@ def _stage(source: Path, target: Path) -> None:
     tmp = target.with_suffix(".partial")
     opener = {".gz": gzip.open, ".xz": lzma.open}.get(source.suffix, open)
     try:
-        with opener(source, "rb") as src, open(tmp, "wb") as dst:
+        with opener(source, "rb") as src, open_new(tmp) as dst:
             shutil.copyfileobj(src, dst)
         check_idx(tmp, source)
     except (OSError, EOFError, lzma.LZMAError, DatasetError) as error:

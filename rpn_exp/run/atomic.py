@@ -7,18 +7,22 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
+from rpn_exp.files import open_new
+
 
 def atomic_write(path: str | Path, write: Callable[[BinaryIO], None]) -> Path:
     """``write(handle)`` into ``<path>.tmp``, flushed to disk, then renamed over ``path``; returns the path.
 
-    A reader never sees a partial file. If writing fails (a full disk, a kill), the temporary file is removed and
-    the error raised: ``path`` keeps its last good content.
+    A reader never sees a partial file, and no link is followed: the temporary file is created afresh
+    (:func:`rpn_exp.files.open_new`) and the rename replaces a link at ``path`` rather than writing through it.
+    If writing fails (a full disk, a kill), the temporary file is removed and the error raised: ``path`` keeps its
+    last good content.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     try:
-        with open(tmp, "wb") as handle:
+        with open_new(tmp) as handle:  # never through a link planted under the temporary name
             write(handle)
             handle.flush()
             os.fsync(handle.fileno())

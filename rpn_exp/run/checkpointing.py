@@ -59,9 +59,10 @@ def load_checkpoint(path: str | Path) -> dict:
             "only: use a checkpoint written by rpn_exp") from None
 
 
-def check_resumable(path: str | Path, net: torch.nn.Module, prefix: str = "net.") -> None:
-    """Refuse (ValueError, naming the file) a checkpoint that cannot be resumed into ``net``: missing, unreadable
-    (truncated), without a model state, or saved from a model of other shapes."""
+def check_resumable(path: str | Path, net: torch.nn.Module, prefix: str = "net.") -> dict:
+    """The checkpoint at ``path``, read; refused (ValueError, naming the file) if it cannot be resumed into ``net``:
+    missing, unreadable (truncated), crafted (:func:`load_checkpoint`), without a model state, or saved from a
+    model of other shapes."""
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"{path}: no such file (a run keeps its checkpoints in <run folder>/checkpoints/)")
@@ -83,6 +84,7 @@ def check_resumable(path: str | Path, net: torch.nn.Module, prefix: str = "net."
         raise ValueError(f"{path} was saved from a model of other shapes ({len(differences)} difference(s), e.g. "
                          f"{differences[0]}); resume it with the overrides of the run that wrote it")
     check_epoch_boundary(path, checkpoint)
+    return checkpoint
 
 
 def check_epoch_boundary(path: Path, checkpoint: dict) -> None:
@@ -99,29 +101,43 @@ def check_epoch_boundary(path: Path, checkpoint: dict) -> None:
                      f"there would not reproduce an uninterrupted run; {where}")
 
 
-def carry_best_checkpoints(checkpoint: dict, callbacks) -> None:
+def carry_best_checkpoints(checkpoint: dict, callbacks) -> bool:
     """Resumed into another folder than its checkpoint's, a run keeps its best-checkpoint bookkeeping: the best
     checkpoints named by each ``ModelCheckpoint`` state are copied into this run's checkpoint folder and the state is
     rewritten to name the copies, so Lightning restores it whole (its score included) and the run tests the best
-    checkpoint of its one validation history. ``callbacks``: this run's ``ModelCheckpoint`` callbacks."""
+    checkpoint of its one validation history. ``callbacks``: this run's ``ModelCheckpoint`` callbacks.
+
+    A best checkpoint that is gone (deleted, or not copied along with ``last.ckpt``) is forgotten with its score, so
+    the run's best is chosen again among the epochs it trains; returns whether that happened."""
+    missing = False
     for callback in callbacks:
         state = (checkpoint.get("callbacks") or {}).get(callback.state_key)
         if not state or not state.get("dirpath") or callback.dirpath is None:
             continue
+        named = state.get("best_model_path")
         folder = Path(callback.dirpath)
-        if Path(state["dirpath"]).resolve() == folder.resolve():
-            continue
-        folder.mkdir(parents=True, exist_ok=True)
-        copies = {}
-        for old in {state.get("best_model_path"), *(state.get("best_k_models") or {})} - {None, ""}:
-            if Path(old).is_file():
-                copies[old] = str(shutil.copy2(old, folder / Path(old).name))
-        state["dirpath"] = str(folder)
-        state["best_k_models"] = {copies[k]: v for k, v in (state.get("best_k_models") or {}).items() if k in copies}
+        if Path(state["dirpath"]).resolve() != folder.resolve():
+            _copy_best(state, folder)
+        state["best_k_models"] = {k: v for k, v in (state.get("best_k_models") or {}).items() if Path(k).is_file()}
         for key in ("best_model_path", "kth_best_model_path", "last_model_path"):
-            state[key] = copies.get(state.get(key), "")
-        if not state["best_model_path"]:  # its best checkpoint is gone: its score cannot stand alone
-            state["best_model_score"] = None
+            if state.get(key) and not Path(state[key]).is_file():
+                state[key] = ""
+        if named and not state["best_model_path"]:  # its best checkpoint is gone: its score cannot stand alone
+            state["best_model_score"], missing = None, True
+    return missing
+
+
+def _copy_best(state: dict, folder: Path) -> None:
+    """Copy the checkpoints a ``ModelCheckpoint`` state names into ``folder`` and rename them in the state."""
+    folder.mkdir(parents=True, exist_ok=True)
+    copies = {}
+    for old in {state.get("best_model_path"), *(state.get("best_k_models") or {})} - {None, ""}:
+        if Path(old).is_file():
+            copies[old] = str(shutil.copy2(old, folder / Path(old).name))
+    state["dirpath"] = str(folder)
+    state["best_k_models"] = {copies[k]: v for k, v in (state.get("best_k_models") or {}).items() if k in copies}
+    for key in ("best_model_path", "kth_best_model_path", "last_model_path"):
+        state[key] = copies.get(state.get(key), "")
 
 
 def rng_states() -> dict:

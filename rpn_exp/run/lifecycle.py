@@ -39,7 +39,7 @@ from rpn_exp.run.learning import frequency_loss, learning_flag
 from rpn_exp.run.module import DivergenceError
 from rpn_exp.run.provenance import provenance
 from rpn_exp.run.record import Record, Status, reserve_space, save_outcome, summary_line, write_record
-from rpn_exp.run.resume import check_checkpoint, interruption_checkpoints, resume_point
+from rpn_exp.run.resume import check_checkpoint, check_resume, interruption_checkpoints, resume_point
 from rpn_exp.run.threads import use_threads
 
 log = logging.getLogger("rpn_exp")
@@ -199,7 +199,8 @@ class Run:
         if main_process:
             ownership.own_folder(out)  # a stacked member's folder (a solo run's is taken before it starts)
         run.resume_from = resume_point(cfg, out)
-        run.record = {**new_record(cfg, out, context), "resumed_from": run.resume_from, **extra}
+        resumed = check_resume(run.resume_from, cfg)  # refused (ConfigError) before anything is written
+        run.record = {**new_record(cfg, out, context), "resumed_from": run.resume_from, **resumed, **extra}
         run.save()
         if main_process:
             reserve_space(out)

@@ -108,7 +108,9 @@ def restore_member(member: Member, checkpoint: dict) -> None:
     member.epoch, member.global_step = checkpoint["epoch"] + 1, checkpoint["global_step"]
     member.val_acc_best = checkpoint.get("val_acc_best", 0.0)
     best, score = best_checkpoint(checkpoint)
-    if best and Path(best).is_file():
+    if best and not Path(best).is_file():  # its best epoch's weights are gone: the best is chosen again from here on
+        member.val_acc_best = 0.0
+    elif best:
         member.best_score, member.best_path = score, Path(best)
         saved = load_checkpoint(best)["state_dict"]
         member.best_state = {k[len(prefix):]: v for k, v in saved.items() if k.startswith(prefix)}

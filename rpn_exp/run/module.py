@@ -125,7 +125,8 @@ class RPNClassifier(L.LightningModule):
             return
         if "rng_states" in checkpoint:
             restore_rng_states(checkpoint["rng_states"])
-        carry_best_checkpoints(checkpoint, [c for c in self.trainer.callbacks if isinstance(c, ModelCheckpoint)])
+        if carry_best_checkpoints(checkpoint, [c for c in self.trainer.callbacks if isinstance(c, ModelCheckpoint)]):
+            self.val_acc_best = 0.0  # its best epoch's weights are gone: the best is chosen again from here on
 
     def configure_optimizers(self):
         if self.optimizer_factory is None:

@@ -18,6 +18,8 @@ import threading
 import time
 from pathlib import Path
 
+from rpn_exp.files import FILE_MODE, links_problem
+
 LOCK_FILE = ".lock"
 #: How often a worker checks its launching process, and how long it gives its job to record the stop.
 POLL_S, GRACE_S = 0.5, 8.0
@@ -28,7 +30,7 @@ orphaned_from: int | None = None
 
 
 class FolderInUse(RuntimeError):
-    """Another living process owns the job folder."""
+    """Another living process owns the job folder (or it holds a symbolic link a run would write through)."""
 
 
 def own_folder(out: Path) -> None:
@@ -38,7 +40,10 @@ def own_folder(out: Path) -> None:
     if out in _held:
         return
     out.mkdir(parents=True, exist_ok=True)
-    fd = os.open(out / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    problem = links_problem("the job folder", out)
+    if problem:
+        raise FolderInUse(problem)
+    fd = os.open(out / LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, FILE_MODE)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -52,6 +57,37 @@ def own_folder(out: Path) -> None:
     except OSError:  # a full disk: the lock holds without the pid written
         pass
     _held[out] = fd
+
+
+def folder_owner(out: Path) -> str | None:
+    """The pid of the living process that owns the job folder ``out`` (as its lock file says), or None; takes
+    nothing and creates nothing."""
+    try:
+        fd = os.open(Path(out) / LOCK_FILE, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError:  # no lock file (or a link in its place, refused elsewhere): nobody owns it
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        return None
+    except BlockingIOError:
+        return os.read(fd, 32).decode(errors="replace").strip() or "unknown"
+    finally:
+        os.close(fd)  # drops the shared lock if it was taken
+
+
+def busy_problem(key: str, folder: Path) -> str | None:
+    """One line naming the job folders in or at ``folder`` that another living process owns, or None."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return None
+    parent = str(os.getppid())  # a DDP rank that Lightning started runs in its rank 0's folder
+    busy = [(job, pid) for job in (folder, *sorted(p for p in folder.iterdir() if p.is_dir() and not p.is_symlink()))
+            if (pid := folder_owner(job)) and pid != parent]
+    if not busy:
+        return None
+    shown = ", ".join(f"in use by another process (pid {pid}) running {job.name}" for job, pid in busy[:3])
+    return (f"{key}={folder} is {shown}; nothing was written. Wait for it to end (or stop it), or give another "
+            f"{key}")
 
 
 def release_folder(out: Path) -> None:

@@ -9,6 +9,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, TypedDict
 
+from rpn_exp.files import open_new
 from rpn_exp.nn.describe import STRUCTURE_HPARAMS, per_layer
 from rpn_exp.run.atomic import atomic_write
 
@@ -130,7 +131,8 @@ RESERVE_FILE, RESERVE_BYTES = ".outcome_reserve", 64 * 1024
 def reserve_space(folder: str | Path) -> None:
     """Keep :data:`RESERVE_BYTES` beside the record (nothing if the disk has no room for it already)."""
     try:
-        (Path(folder) / RESERVE_FILE).write_bytes(b"\0" * RESERVE_BYTES)
+        with open_new(Path(folder) / RESERVE_FILE) as handle:
+            handle.write(b"\0" * RESERVE_BYTES)
     except OSError:
         (Path(folder) / RESERVE_FILE).unlink(missing_ok=True)
 
@@ -193,8 +195,10 @@ def summary_line(record: Record) -> str:
     parts = [f"[{record.get('status', '?')}]", *([dataset] if dataset else []), model_label(record)]
     if "learnable_params" in record:
         compression = record.get("compression_vs_identity")
-        versus = f" ({compression:.1f}x fewer than identity)" if record.get("model", "rpn") == "rpn" and compression \
-            else ""
+        versus = ""
+        if record.get("model", "rpn") == "rpn" and compression:
+            versus = (f" ({compression:.1f}x fewer than identity)" if compression >= 1 else
+                      f" ({1 / compression:.1f}x more than identity)")
         parts.append(f"{record['learnable_params']:,} learnable params{versus}")
     for key, label in (("test/acc", "test acc"), ("val/acc_best", "best val acc")):
         if metrics.get(key) is not None:

@@ -13,9 +13,17 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from rpn_exp.config.build import ConfigError
-from rpn_exp.config.configuration import changed_settings, flat_settings
+from rpn_exp.config.configuration import changed_settings, flat_settings, resume_changes
+from rpn_exp.config.legacy import upgrade_targets
 from rpn_exp.config.naming import comparable_overrides
-from rpn_exp.run.checkpointing import INTERRUPTED, LAST, check_resumable
+from rpn_exp.run.checkpointing import (
+    INTERRUPTED,
+    LAST,
+    UnsafeCheckpoint,
+    check_epoch_boundary,
+    check_resumable,
+    load_checkpoint,
+)
 from rpn_exp.run.record import Status, read_record
 
 log = logging.getLogger("rpn_exp")
@@ -98,6 +106,66 @@ def check_checkpoint(path: str | None, net) -> None:
         check_resumable(path, net)
     except ValueError as error:
         raise ConfigError(f"ckpt_path={path}: {error}") from error
+
+
+def check_resume(path: str | None, cfg: DictConfig) -> dict:
+    """Before a resumed run writes anything: refuse a checkpoint that cannot be read safely or was trained with other
+    settings than ``cfg`` (:func:`check_settings`); returns what the run's record says of the resume (the settings
+    it changed, a best checkpoint that is gone)."""
+    if path is None:
+        return {}
+    try:
+        checkpoint = load_checkpoint(path)
+    except FileNotFoundError:
+        raise ConfigError(f"ckpt_path={path}: no such file (a run keeps its checkpoints in <run folder>/"
+                          "checkpoints/)") from None
+    except UnsafeCheckpoint as error:
+        raise ConfigError(f"ckpt_path={path}: {error}") from None
+    except Exception as error:  # unreadable: check_checkpoint says how, once the network is built
+        log.debug("%s is not readable here (%s)", path, error)
+        return {}
+    if not isinstance(checkpoint, dict):  # not a checkpoint: check_checkpoint says so once the network is built
+        return {}
+    try:
+        check_epoch_boundary(Path(path), checkpoint)
+    except ValueError as error:
+        raise ConfigError(f"ckpt_path={path}: {error}") from error
+    noted = {}
+    changes = check_settings(path, checkpoint, cfg)
+    if changes:
+        noted["config_changes"] = changes
+        if any(line.startswith("optimizer.lr:") for line in changes):  # it trains on the checkpoint's schedule
+            noted["lr"] = checkpoint["hyper_parameters"]["config"]["optimizer"]["lr"]
+    best, _ = best_checkpoint(checkpoint)
+    if best and not Path(best).is_file():
+        log.warning("ckpt_path=%s names its best checkpoint %s, which is gone: val/acc_best and the tested weights "
+                    "come from the epochs trained from here on", path, best)
+        noted["missing_best_checkpoint"] = best
+    return noted
+
+
+def check_settings(path: str, checkpoint: dict, cfg: DictConfig) -> list[str]:
+    """The settings a resume changes from those the checkpoint was trained with (:func:`resume_changes`): a change of
+    the data split is refused always (it would train on samples the checkpoint's run validated or tested on), any
+    other unless ``allow_config_change=true`` (then returned, to be recorded)."""
+    saved = (checkpoint.get("hyper_parameters") or {}).get("config")
+    if not isinstance(saved, dict):  # a checkpoint without its config (not rpn_exp's): nothing to compare
+        return []
+    split, other = resume_changes(upgrade_targets(saved), cfg)
+    if split:
+        raise ConfigError(f"ckpt_path={path}: resuming with {'; '.join(split)} would change which samples train, "
+                          "validate and test (the checkpoint's weights have seen its own training split); resume "
+                          "with the seed and dataset settings it was trained with, or start a new run")
+    if other and not cfg.get("allow_config_change", False):
+        shown = "; ".join(other[:6]) + (f"; and {len(other) - 6} more" if len(other) > 6 else "")
+        raise ConfigError(f"ckpt_path={path} was trained with other settings than the config composes now: {shown}. "
+                          "Resume with the settings it had, or give allow_config_change=true to continue from its "
+                          "weights and training state with the new ones (its optimizer and scheduler state, "
+                          "learning rate included, still come from the checkpoint; result.json lists the changes)")
+    if other:
+        log.warning("ckpt_path=%s: continuing with changed settings (allow_config_change=true): %s", path,
+                    "; ".join(other))
+    return other
 
 
 def interruption_checkpoints(out: Path) -> dict:

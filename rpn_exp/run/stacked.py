@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import signal
+from pathlib import Path
 
 from omegaconf import DictConfig
 
@@ -27,6 +28,7 @@ from rpn_exp.run.lifecycle import SIGTERM_EXIT, Run
 from rpn_exp.run.loggers import TensorBoardLogger
 from rpn_exp.run.member import Member, restore_member, stack_nets
 from rpn_exp.run.members import MemberBatches
+from rpn_exp.run.ownership import release_folder
 from rpn_exp.run.record import Status
 from rpn_exp.run.stacked_loop import evaluate, fit_members
 
@@ -38,7 +40,8 @@ def train_group(jobs: list[tuple[DictConfig, dict]], group: str) -> list:
 
     Every member always leaves its ``result.json``, whatever happens to the others.
     """
-    members = [start_member(cfg, context, group, len(jobs), k) for k, (cfg, context) in enumerate(jobs)]
+    started = [start_member(cfg, context, group, len(jobs), k) for k, (cfg, context) in enumerate(jobs)]
+    members = [m for m in started if m is not None]
     stop = _StopOnSigterm()
     try:
         stack_nets(members)
@@ -59,14 +62,20 @@ def train_group(jobs: list[tuple[DictConfig, dict]], group: str) -> list:
             finish_member(member, stop.received)
     if stop.received:  # as a solo run: SIGTERM ends the sweep, once every member's record is written
         raise SystemExit(SIGTERM_EXIT)
-    return [m.run.objective() for m in members]
+    return [m.run.objective() if m is not None else None for m in started]
 
 
-def start_member(cfg: DictConfig, context: dict, group: str, size: int, index: int) -> Member:
+def start_member(cfg: DictConfig, context: dict, group: str, size: int, index: int) -> Member | None:
     """A member starts as its solo run starts (:class:`~rpn_exp.run.lifecycle.Run`: record, checks, data, network,
     the checkpoint it resumes from), then gets its optimizer and scheduler factories and loggers; a member whose
-    settings are refused is recorded ``failed`` and takes no part."""
-    run = Run.start(cfg, context, stacked_group={"name": group, "members": size, "member": index})
+    settings are refused is recorded ``failed`` and takes no part, and one whose resume is refused before it
+    starts (None) writes nothing: its folder's earlier record stays as it is."""
+    try:
+        run = Run.start(cfg, context, stacked_group={"name": group, "members": size, "member": index})
+    except ConfigError as error:
+        release_folder(Path(cfg.paths.output_dir))
+        log.error("rpn_exp [refused] %s: %s", Path(cfg.paths.output_dir).name, error)
+        return None
     member = Member(run=run)
     try:
         member.datamodule, member.net = run.prepare(verbose=False)

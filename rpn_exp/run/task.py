@@ -74,7 +74,13 @@ def _train(cfg: DictConfig, context: dict, objectives: list[str], out: Path):
         return objective_value(done, objectives)
     if cfg.get("print_config", True) and rank_zero_only.rank == 0 and not context["multirun"]:
         log.info("%s", format_config_tree(cfg, context["choices"]))  # a sweep job's config is in .hydra/
-    run = Run.start(cfg, context, main_process=rank_zero_only.rank == 0)
+    try:
+        run = Run.start(cfg, context, main_process=rank_zero_only.rank == 0)
+    except ConfigError as error:  # a resume refused before anything was written: an earlier record stays as it is
+        if not context["multirun"]:
+            raise
+        log.error("rpn_exp [refused] %s: %s", out.name, error)
+        return None
     trainer = None
     try:
         datamodule, net = run.prepare(verbose=not context["multirun"])

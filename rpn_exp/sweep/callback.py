@@ -15,8 +15,10 @@ from pathlib import Path
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from rpn_exp.config.checks import folder_problem
+from rpn_exp.config.checks import folder_problem, task_name_problem
 from rpn_exp.config.sweep_definition import SWEEP_FILE, sweep_definition, sweep_plan
+from rpn_exp.files import FILE_MODE, links_problem
+from rpn_exp.run.ownership import busy_problem
 from rpn_exp.run.record import RECORD_FILE, process_alive, write_json
 from rpn_exp.sweep.progress import SweepProgress, planned_jobs
 from rpn_exp.sweep.rows import summarize
@@ -43,7 +45,7 @@ def lock_folder(folder: str | Path) -> Path:
     lock = folder / LOCK_FILE
     for _ in range(3):
         try:
-            handle = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            handle = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_NOFOLLOW, FILE_MODE)
         except FileExistsError:
             try:
                 owner = json.loads(lock.read_text())
@@ -115,6 +117,15 @@ def launch_settings_problem(hydra: DictConfig) -> str | None:
     return None
 
 
+def output_problem(key: str, config: DictConfig) -> str | None:
+    """Why the run or sweep folder ``key`` cannot be written, checked before Hydra writes anything into it (its
+    ``.hydra/`` and log file): a ``task_name`` that leads out of ``paths.log_dir``, symbolic links planted inside,
+    a job folder another process owns, a file in the way or no write permission."""
+    folder = OmegaConf.select(config, key)
+    return (task_name_problem(config.get("task_name")) or links_problem(key, folder)
+            or busy_problem(key, Path(folder)) or folder_problem(key, folder))
+
+
 class SweepSummary(Callback):
     """Claims the sweep folder (:func:`claim_folder`), prints one line per job start and end (k/N, status,
     accuracy, time, an estimate of the rest) and writes ``summary.csv``, ``summary.md`` and ``pareto.png`` into
@@ -133,13 +144,13 @@ class SweepSummary(Callback):
         return {**self.__dict__, "progress": None, "folder": None}
 
     def on_run_start(self, config: DictConfig, **kwargs) -> None:
-        problem = folder_problem("hydra.run.dir", config.hydra.run.dir)
+        problem = output_problem("hydra.run.dir", config)
         if problem:
             print(f"Error: invalid configuration: {problem}", file=sys.stderr, flush=True)
             raise SystemExit(2)
 
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
-        problem = launch_settings_problem(config.hydra) or folder_problem("hydra.sweep.dir", config.hydra.sweep.dir)
+        problem = launch_settings_problem(config.hydra) or output_problem("hydra.sweep.dir", config)
         if problem:  # refused before any folder is claimed or job launched
             print(f"Error: invalid configuration: {problem}", file=sys.stderr, flush=True)
             raise SystemExit(2)

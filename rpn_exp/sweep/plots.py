@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from rpn_exp.nn.describe import STRUCTURE_HPARAMS
+from rpn_exp.run.atomic import atomic_write
 from rpn_exp.run.record import Status
 from rpn_exp.sweep.grouping import accuracy_interval
 from rpn_exp.sweep.rows import chance, family, is_baseline
@@ -87,7 +88,7 @@ def pareto_plot(rows: Sequence[dict], path: str | Path, title: str = "") -> Path
 
     fig = pareto_figure(rows, title)
     path = Path(path)
-    fig.savefig(path)
+    atomic_write(path, lambda handle: fig.savefig(handle, format="png"))
     plt.close(fig)
     return path
 

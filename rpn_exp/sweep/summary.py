@@ -4,10 +4,12 @@
 from __future__ import annotations
 
 import csv
+import io
 import math
 from collections.abc import Sequence
 from pathlib import Path
 
+from rpn_exp.run.atomic import atomic_write
 from rpn_exp.run.record import Status
 from rpn_exp.sweep.grouping import GROUP_COLUMNS, format_group_table, group_by_config
 from rpn_exp.sweep.plots import pareto_plot
@@ -50,12 +52,11 @@ def _natural(text: str):
 
 
 def write_csv(rows: Sequence[dict], path: str | Path, columns: Sequence[str] = COLUMNS) -> Path:
-    path = Path(path)
-    with path.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=columns, extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(rows)
-    return path
+    text = io.StringIO(newline="")
+    writer = csv.DictWriter(text, fieldnames=columns, extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(rows)
+    return atomic_write(path, lambda handle: handle.write(text.getvalue().encode()))
 
 
 def read_csv(path: str | Path) -> list[dict]:
@@ -159,7 +160,7 @@ def write_summary(folder: str | Path, rows: Sequence[dict], title: str = "", lef
         text += ("## By configuration (jobs that differ only in seed pooled)\n\n" + format_group_table(groups) +
                  "\n\n★: the front by mean best validation accuracy. The interval is the mean's 95% confidence "
                  "interval (Student's t).\n\n## By job\n\n")
-    md.write_text(text + format_markdown(rows, left_out))
+    atomic_write(md, lambda handle: handle.write((text + format_markdown(rows, left_out)).encode()))
     return {
         "csv": write_csv(rows, folder / SUMMARY_CSV),
         "by_config": write_csv(groups, folder / BY_CONFIG_CSV, GROUP_COLUMNS),

@@ -82,3 +82,16 @@ def test_a_p_that_divides_no_layer_is_refused_with_each_layers_values():
                                           r"Valid values per layer: layer 0 \(p divides 64\): 1, 2, 4, 8, 16, 32, 64; "
                                           r"layer 1 \(p divides 64\).*layer 2 \(p divides 10\): 1, 2, 5, 10"):
         build_network(cfg, 784, 10, shapes_only=True)
+
+
+@pytest.mark.parametrize("override", ["reconciliation.k=1000000", "model.channels=100000"])
+def test_a_dry_run_of_a_network_too_large_for_memory_answers_and_says_so(override, tmp_path, caplog):
+    from rpn_exp.run.record import read_record
+    from rpn_exp.run.task import train
+
+    train(compose_config([override, "dry_run=true", "print_config=false"], output_dir=tmp_path))
+    record = read_record(tmp_path)
+    assert record["status"] == "dry_run"
+    assert "this network would not fit: the network has" in caplog.text and "more than this machine" in caplog.text
+    with pytest.raises(ConfigError, match="more than this machine's"):  # and a run of it is refused, unallocated
+        build_network(compose_config([override]), 64, 10)

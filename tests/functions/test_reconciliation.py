@@ -384,6 +384,12 @@ def test_the_rank_bound_of_a_sum_is_reached_by_a_random_draw(psi, n, D, bound):
     assert torch.linalg.matrix_rank(W) == bound
 
 
+def test_the_rank_bound_of_a_huge_sum_draws_no_more_terms_than_the_layer_has_rows():
+    """k = 10⁶ terms on the paper's first layer (64 × 615,440): the bound is n, found from at most n terms."""
+    assert R.DualLPHMReconciliation(r=5, k=10**6, p=8).rank_bound(64, 784 * 785) == 64
+    assert R.LPHMReconciliation(r=2, k=10**6, p=4, q=3).rank_bound(12, 12) == 12  # the meeting planes fill up
+
+
 @pytest.mark.parametrize("name,make,names", SUMS, ids=[s[0] for s in SUMS])
 def test_each_term_is_drawn_for_its_share_of_the_variance(name, make, names):
     n, D, k = 24, 60, 4

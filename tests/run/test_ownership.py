@@ -40,13 +40,17 @@ def test_a_job_folder_is_owned_by_one_process_and_freed_when_it_dies(tmp_path):
 
 def test_a_second_run_into_a_busy_folder_is_refused_and_touches_nothing(tmp_path):
     holder = subprocess.Popen([sys.executable, "-c", HOLD, str(tmp_path)], stdout=subprocess.PIPE, text=True)
+    (tmp_path / ".hydra").mkdir()
+    (tmp_path / ".hydra" / "config.yaml").write_text("seed: 1\n")  # the owner's
     try:
         assert holder.stdout.readline().strip() == "held"
-        done = subprocess.run(cli_command(f"hydra.run.dir={tmp_path}", "dry_run=true"), capture_output=True,
-                              text=True, timeout=120)
-        assert done.returncode == 1
+        done = subprocess.run(cli_command(f"hydra.run.dir={tmp_path}", "dry_run=true", "seed=2"), capture_output=True,
+                              text=True, timeout=300)
+        assert done.returncode == 2
         assert f"in use by another process (pid {holder.pid})" in done.stderr
-        assert not (tmp_path / "result.json").exists()
+        assert len(done.stderr.strip().splitlines()) == 1
+        assert not (tmp_path / "result.json").exists() and not (tmp_path / "train.log").exists()
+        assert (tmp_path / ".hydra" / "config.yaml").read_text() == "seed: 1\n"  # Hydra wrote nothing either
     finally:
         holder.kill()
         holder.wait()

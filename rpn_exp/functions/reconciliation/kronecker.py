@@ -148,21 +148,40 @@ def kron_sum_rank(k: int, a_shape: tuple[int, int], b_shape: tuple[int, int], ra
     The columns of W lie in Σᵢ col(Aᵢ) ⊗ col(Bᵢ) ⊂ R^{ps} and its rows in Σᵢ row(Aᵢ) ⊗ row(Bᵢ) ⊂ R^{qt}; for
     subspaces in general position (which every w lies in the closure of) each sum has its largest dimension, at most
     k·rank_a·rank_b but less where the terms' subspaces must meet (two 3-dimensional col(Aᵢ) in R⁴ share a plane).
-    The dimensions are found exactly from one draw of random bases Uᵢ, Vᵢ: the rank of the Gram matrix of the
-    vectors Uᵢ ⊗ Vᵢ, whose blocks (UᵢᵀUⱼ) ⊗ (VᵢᵀVⱼ) are small, so W is never built. The bound is
-    min(both dimensions), which a random draw of w attains (tests).
+    The dimensions are found exactly from one draw of random bases (:func:`generic_span`), W never built; the bound
+    is min(both dimensions), which a random draw of w attains (tests). The column side (ps = n) is counted first and
+    the row side only up to it, so the work is bounded by n terms whatever k is.
     """
     generator = torch.Generator().manual_seed(0)
-
-    def span(rows_a: int, rows_b: int) -> int:
-        U = [torch.randn(rows_a, rank_a, generator=generator, dtype=torch.float64) for _ in range(k)]
-        V = [torch.randn(rows_b, rank_b, generator=generator, dtype=torch.float64) for _ in range(k)]
-        gram = torch.cat([torch.cat([torch.kron(U[i].T @ U[j], V[i].T @ V[j]) for j in range(k)], 1)
-                          for i in range(k)])
-        return int(torch.linalg.matrix_rank(gram, hermitian=True))
-
     (p, q), (s, t) = a_shape, b_shape
-    return min(span(p, s), span(q, t))
+    columns = generic_span(k, (p, s), (rank_a, rank_b), generator, stop=min(p * s, q * t))
+    return generic_span(k, (q, t), (rank_a, rank_b), generator, stop=columns)
+
+
+def generic_span(k: int, rows: tuple[int, int], ranks: tuple[int, int], generator: torch.Generator,
+                 stop: int) -> int:
+    """dim Σᵢ₌₁ᵏ col(Uᵢ) ⊗ col(Vᵢ) for random Uᵢ (rows[0] × ranks[0]), Vᵢ (rows[1] × ranks[1]), counted up to
+    ``stop``: terms are added one at a time (each generic term adds at least one dimension until the space is full,
+    since the products U ⊗ V of all subspaces span it), so at most ``stop`` terms are drawn. Float64 orthonormal
+    basis; a new direction counts when its part outside the basis is above 1e-8 of its length."""
+    (rows_a, rows_b), (rank_a, rank_b) = rows, ranks
+    stop = min(stop, rows_a * rows_b, k * min(rank_a, rows_a) * min(rank_b, rows_b))
+    # At most ``stop`` terms are drawn, whose col(Uᵢ) span at most stop·rank_a dimensions: a generic projection onto
+    # that many is one-to-one on them, so the count is the same with bases drawn in the smaller space.
+    rows_a, rows_b = min(rows_a, stop * rank_a), min(rows_b, stop * rank_b)
+    basis = torch.zeros(rows_a * rows_b, 0, dtype=torch.float64)
+    for _ in range(k):
+        if basis.shape[1] >= stop:
+            break
+        U = torch.randn(rows_a, rank_a, generator=generator, dtype=torch.float64)
+        V = torch.randn(rows_b, rank_b, generator=generator, dtype=torch.float64)
+        block = torch.kron(U, V)  # columns uᵢ ⊗ vⱼ
+        scale = block.norm(dim=0).max()
+        for _ in range(2):  # projected out twice: orthogonal to float precision
+            block = block - basis @ (basis.T @ block)
+        directions, values, _ = torch.linalg.svd(block, full_matrices=False)
+        basis = torch.cat([basis, directions[:, values > 1e-8 * scale]], dim=1)
+    return min(basis.shape[1], stop)
 
 
 class DuplicatedPaddingReconciliation(KroneckerReconciliation):
