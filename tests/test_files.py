@@ -10,7 +10,6 @@ import pytest
 import torch
 
 from rpn_exp.files import open_new, planted_links
-from rpn_exp.run.atomic import atomic_write
 from rpn_exp.run.checkpointing import atomic_torch_save
 from rpn_exp.run.ownership import FolderInUse, own_folder
 from rpn_exp.run.record import read_record, reserve_space, write_record
