@@ -1,64 +1,85 @@
-"""Intra-op threads against wall time: a solo run, a 2-worker joblib sweep and a stacked group, each with the
-threads rpn_exp gives it (``threads=null``, its share of the cores) and with a fixed count.
+"""Intra-op threads against step time, on an idle machine and on one whose every core is busy with other work.
 
-    python benchmarks/threads.py                  # digits, 20 epochs; prints a table (a few minutes on 2 cores)
+For each model and load, the mean training step (forward, backward, AdamW step; batch 64, random 784-feature inputs)
+of the paper's MNIST model with ``threads=1``, one thread per core, and ``threads=null`` (what rpn_exp picks: the
+cores idle when the run starts, ``rpn_exp.run.threads``). The load is CPU-bound processes (``while True: pass``)
+started before the measuring process and kept running through it.
 
-Every row is a whole ``python -m rpn_exp`` process (imports included), timed from outside, the median of
-``--repeats``; each record's ``threads`` says what the run used.
+    python benchmarks/threads.py                       # paper model dual_lphm r=5 and identity; ~4 min on 2 cores
+    python benchmarks/threads.py --seconds 4 --models dual_lphm
+
+The mean, not the median: on a loaded machine a few steps that wait for a preempted thread dominate the wall time.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import statistics
 import subprocess
 import sys
-import tempfile
-import time
 from pathlib import Path
 
-from rpn_exp.run.threads import available_cores
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 
-COMMON = ["trainer.max_epochs=20", "callbacks.progress_bar.refresh_rate=0", "~callbacks.weight_snapshots",
-          "print_config=false"]
-SETUPS = {
-    "solo run": [],
-    "joblib sweep, 2 workers, 4 jobs": ["-m", "launcher=joblib", "seed=1,2,3,4"],
-    "stacked group, 4 members": ["-m", "launcher=stacked", "seed=1,2,3,4"],
-}
+from rpn_exp.run.threads import available_cores  # noqa: E402
+
+#: Run in a fresh process: build the model, set the threads as a run would, train for ``seconds``, print
+#: "<threads> <mean step ms> <steps>".
+STEP = """
+import sys, time, torch
+from tests.conftest import compose_config
+from rpn_exp.config.build import build_network
+from rpn_exp.run.threads import use_threads
+threads = None if sys.argv[2] == "null" else int(sys.argv[2])
+used = use_threads(threads, None, {})
+cfg = compose_config(["experiment=paper_mnist", f"reconciliation={sys.argv[1]}"])
+net = build_network(cfg, 784, 10)
+opt = torch.optim.AdamW(net.parameters(), lr=1e-3)
+x, y = torch.randn(64, 784), torch.randint(0, 10, (64,))
+def step():
+    loss = torch.nn.functional.cross_entropy(net(x), y); opt.zero_grad(); loss.backward(); opt.step()
+for _ in range(3):
+    step()
+steps, start = 0, time.perf_counter()
+while time.perf_counter() - start < float(sys.argv[3]) or steps < 3:
+    step(); steps += 1
+print(used, 1000 * (time.perf_counter() - start) / steps, steps)
+"""
 
 
-def run(args: list[str], threads: str) -> tuple[float, list[int]]:
-    """Wall time of one ``python -m rpn_exp`` process and the threads its records say."""
-    with tempfile.TemporaryDirectory() as folder:
-        where = f"hydra.sweep.dir={folder}" if "-m" in args else f"hydra.run.dir={folder}"
-        started = time.perf_counter()
-        done = subprocess.run([sys.executable, "-m", "rpn_exp", *args, *COMMON, f"threads={threads}", where],
-                              capture_output=True, text=True)
-        wall = time.perf_counter() - started
-        if done.returncode != 0:
-            raise SystemExit(done.stderr[-3000:])
-        used = [json.loads(p.read_text()).get("threads") for p in sorted(Path(folder).rglob("result.json"))]
-    return wall, used
+def measure(model: str, threads: str, seconds: float, load: int) -> tuple[int, float, int]:
+    """(threads used, mean step in ms, steps) with ``load`` CPU-bound processes running beside it."""
+    spinners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(load)]
+    try:
+        done = subprocess.run([sys.executable, "-c", STEP, model, threads, str(seconds)], cwd=ROOT,
+                              capture_output=True, text=True, check=True)
+    finally:
+        for spinner in spinners:
+            spinner.kill()
+            spinner.wait()
+    used, ms, steps = done.stdout.split()
+    return int(used), float(ms), int(steps)
 
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--seconds", type=float, default=6.0)
+    parser.add_argument("--models", nargs="+", default=["dual_lphm", "identity"])
     args = parser.parse_args(argv)
     cores = available_cores()
-    print(f"{cores} cores; command: python benchmarks/threads.py --repeats {args.repeats}\n")
-    print(f"| setup | threads | threads per run (recorded) | wall time (median of {args.repeats}) |")
-    print("|---|---|---|---|")
-    for name, setup in SETUPS.items():
-        for threads in ("null", "1", str(cores)):
-            walls, used = [], []
-            for _ in range(args.repeats):
-                wall, used = run(setup, threads)
-                walls.append(wall)
-            label = "null (its share)" if threads == "null" else threads
-            print(f"| {name} | {label} | {sorted(set(used))} | {statistics.median(walls):.1f} s |", flush=True)
+    loads = {"idle": 0, f"{cores} busy processes": cores, f"{5 * cores} busy processes": 5 * cores}
+    print(f"{cores} cores; command: python benchmarks/threads.py --seconds {args.seconds:g} --models "
+          f"{' '.join(args.models)}\n")
+    print("| model | load | threads | threads used | mean step | steps | vs the best of the row's load |")
+    print("|---|---|---|---|---|---|---|")
+    for model in args.models:
+        for name, load in loads.items():
+            rows = [(threads, *measure(model, threads, args.seconds, load)) for threads in ("1", str(cores), "null")]
+            best = min(ms for _, _, ms, _ in rows)
+            for threads, used, ms, steps in rows:
+                label = "null (rpn_exp's choice)" if threads == "null" else threads
+                print(f"| paper {model} | {name} | {label} | {used} | {ms:.1f} ms | {steps} | {ms / best:.2f}x |",
+                      flush=True)
 
 
 if __name__ == "__main__":

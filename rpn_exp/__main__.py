@@ -19,11 +19,17 @@ def main(cfg: DictConfig) -> float | tuple[float, ...] | None:
     and exit status 1 (``HYDRA_FULL_ERROR=1`` shows the traceback)."""
     from rpn_exp.config.build import ConfigError
     from rpn_exp.run.lifecycle import no_space_message
+    from rpn_exp.run.module import DivergenceError
     from rpn_exp.run.ownership import FolderInUse
     from rpn_exp.run.task import train
 
     try:
         return train(cfg)
+    except DivergenceError as error:  # recorded as diverged; one line, not Lightning's traceback
+        if os.environ.get("HYDRA_FULL_ERROR") == "1":
+            raise
+        print(f"Error: diverged: {error}", file=sys.stderr, flush=True)
+        raise SystemExit(1) from None
     except (ConfigError, FolderInUse) as error:
         if os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise
@@ -33,9 +39,25 @@ def main(cfg: DictConfig) -> float | tuple[float, ...] | None:
     except OSError as error:
         if error.errno != errno.ENOSPC or os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise
-        print(f"Error: {no_space_message(error)}", file=sys.stderr, flush=True)
+        from pathlib import Path
+
+        print(f"Error: {no_space_message(error, Path(cfg.paths.output_dir))}", file=sys.stderr, flush=True)
         raise SystemExit(1) from None
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    """``python -m rpn_exp`` and ``rpn-exp``: the command line checked first (:mod:`rpn_exp.config.command_line`),
+    so a mistyped option or key is one line with the closest valid choices (exit status 2), then Hydra's main."""
+    from pathlib import Path
+
+    from rpn_exp.config.command_line import command_line_problem
+
+    problem = command_line_problem(sys.argv[1:], Path(config_dir()))
+    if problem:
+        print(f"Error: {problem}", file=sys.stderr, flush=True)
+        raise SystemExit(2)
     main()
+
+
+if __name__ == "__main__":
+    cli()

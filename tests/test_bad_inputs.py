@@ -21,6 +21,18 @@ from tests.idx import write_dataset, write_idx
 ROOT = Path(__file__).resolve().parents[1]
 
 
+class Payload:
+    """Unpickled, it would run a shell command that leaves ``marker`` behind."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        import os
+
+        return os.system, (f"touch {shlex.quote(str(self.marker))}",)
+
+
 def table_rows(header: str = "| bad input | e.g. | refused with (excerpt) |") -> list[tuple[str, str, str]]:
     """(what, overrides, excerpt) of each row of the README's table that starts with ``header``."""
     text = (ROOT / "README.md").read_text()
@@ -50,12 +62,16 @@ def made(tmp_path_factory):
     (base / "truncated.ckpt").write_bytes(checkpoint.read_bytes()[:200])
     write_idx(base / "unused", np.zeros(1, dtype=np.uint8))
     (base / "result.json").write_text('{"status": "completed"}')
+    crafted = torch.load(checkpoint, weights_only=True)
+    crafted["extra"] = Payload(base / "payload-ran")
+    torch.save(crafted, base / "crafted.ckpt")
     return {
         "<a run record, not a checkpoint>": base / "result.json",
         "<a folder with a truncated IDX file>": base / "truncated",
         "<a folder whose labels reach 11>": base / "labels",
         "<a truncated checkpoint>": base / "truncated.ckpt",
         "<a checkpoint of another model>": checkpoint,
+        "<a checkpoint that runs code>": base / "crafted.ckpt",
     }
 
 
@@ -81,7 +97,7 @@ def refusals(made, tmp_path_factory):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("what, example, excerpt", table_rows(), ids=[row[0] for row in table_rows()])
-def test_a_bad_input_is_refused_before_training(what, example, excerpt, refusals):
+def test_a_bad_input_is_refused_before_training(what, example, excerpt, refusals, made):
     args, done, folder = refusals[example]
     assert done.returncode != 0, done.stdout[-2000:]
     error = done.stderr
@@ -99,6 +115,7 @@ def test_a_bad_input_is_refused_before_training(what, example, excerpt, refusals
     assert {p.name for p in written} <= {"result.json", "config.yaml", "hydra.yaml", "overrides.yaml", "train.log",
                                          ".lock"}
     assert not (folder / "data").exists() or not any((folder / "data").rglob("*-ubyte"))  # nothing staged
+    assert not (made["<a checkpoint that runs code>"].parent / "payload-ran").exists()  # no checkpoint ran code
 
 
 VALUE_ROWS = table_rows("| bad value | e.g. | refused with (excerpt) |")

@@ -79,6 +79,8 @@ def check_training(cfg: DictConfig) -> None:
     _number(cfg, "trainer.accumulate_grad_batches", integer=True, low=1)
     _number(cfg, "trainer.log_every_n_steps", integer=True, low=1)
     _number(cfg, "trainer.gradient_clip_val", low=0)
+    _number(cfg, "trainer.limit_train_batches", low=0, low_open=True,
+            hint=" (a count of batches, or a fraction of them): with 0 nothing would train")
     max_epochs, min_epochs = OmegaConf.select(cfg, "trainer.max_epochs"), OmegaConf.select(cfg, "trainer.min_epochs")
     if isinstance(min_epochs, int) and isinstance(max_epochs, int) and min_epochs > max_epochs:
         raise ConfigError(f"trainer.min_epochs={min_epochs} is above trainer.max_epochs={max_epochs}; give "

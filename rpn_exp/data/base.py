@@ -100,6 +100,11 @@ class TensorDataModule(L.LightningDataModule):
     def load(self) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
         raise NotImplementedError
 
+    def missing(self) -> str | None:
+        """Why the data cannot be found, without loading or staging anything (a sweep asks once before its jobs
+        start); None when it can (always, for data that ships with a package)."""
+        return None
+
     def setup(self, stage: str | None = None) -> None:
         if self.splits is not None:
             return

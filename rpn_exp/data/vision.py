@@ -146,6 +146,16 @@ class VisionDataModule(TensorDataModule):
             return self.cache_dir
         return None
 
+    def missing(self) -> str | None:
+        if self.download:
+            return None
+        if self.root is not None and not self.root.is_dir():
+            return f"root={self.root} does not exist; give the folder that holds the {self.name} IDX files"
+        names = [n for part in self.spec.files(self.split).values() for n in part]
+        if any(all(self._find(folder, n) for n in names) for folder in self.candidate_folders()):
+            return None
+        return self.missing_message()
+
     def missing_message(self) -> str:
         searched = "\n".join(f"  - {p}" for p in self.candidate_folders())
         names = ", ".join(n for part in self.spec.files(self.split).values() for n in part)
@@ -188,6 +198,9 @@ class VisionDataModule(TensorDataModule):
             if self.name == "emnist" and self.split == "letters":
                 y = y - 1  # letters are labelled 1..26
             y = y.to(torch.int64)
+            if len(y) != len(x):
+                raise DatasetError(f"the {part} files of {self.name} in {root} disagree: {len(x):,} images but "
+                                   f"{len(y):,} labels (an IDX header counts the wrong number of items); replace them")
             if len(y) and (y.min() < 0 or y.max() >= self.num_classes):
                 for path in self.staged:  # refused data does not stay in the cache
                     path.unlink(missing_ok=True)

@@ -44,6 +44,9 @@ from rpn_exp.run.threads import use_threads
 
 log = logging.getLogger("rpn_exp")
 
+#: The config groups of an RPN layer's functions, which a baseline model does not use.
+RPN_FUNCTION_GROUPS = ("expansion", "reconciliation", "interdependence", "remainder")
+
 #: Exit status of a run stopped by SIGTERM (128 + 15, as a shell reports a process ended by that signal).
 SIGTERM_EXIT = 143
 
@@ -145,11 +148,18 @@ def save_record(out: Path, record: dict, final: bool = False) -> None:
               f"outcome was: {summary_line(record)}", file=sys.stderr, flush=True)
 
 
-def no_space_message(error: OSError) -> str:
-    """What a run that met a full disk says (its record, and one line on stderr)."""
+def no_space_message(error: OSError, out: Path | None = None) -> str:
+    """What a run that met a full disk says (its record, and one line on stderr): where to resume from, if the run
+    folder ``out`` holds a ``last.ckpt``; else that it must start again."""
     where = f" writing {error.filename}" if error.filename else ""
-    return (f"no space left on device{where}: the last good checkpoint and record are kept; free some space and "
-            f"resume from the run's checkpoints/last.ckpt")
+    last = out / "checkpoints" / "last.ckpt" if out is not None else None
+    if last is not None and last.is_file():
+        then = f"free some space and resume with ckpt_path={last}"
+    elif last is not None:
+        then = "no epoch had ended, so there is no checkpoint to resume from: free some space and run it again"
+    else:
+        then = "free some space and resume from the run's checkpoints/last.ckpt if it has one, or run it again"
+    return f"no space left on device{where}: the last good checkpoint and record are kept; {then}"
 
 
 def outcome(error: BaseException, out: Path, interrupted: bool = False) -> dict:
@@ -173,7 +183,7 @@ def outcome(error: BaseException, out: Path, interrupted: bool = False) -> dict:
     if isinstance(error, SystemExit):
         return {"status": Status.FAILED, "error": f"exited with {error.code}"}
     if isinstance(error, OSError) and error.errno == errno.ENOSPC:
-        return {"status": Status.FAILED, "error": no_space_message(error)}
+        return {"status": Status.FAILED, "error": no_space_message(error, out)}
     return {"status": Status.FAILED, "error": f"{type(error).__name__}: {error}", "traceback": traceback.format_exc()}
 
 
@@ -226,11 +236,23 @@ class Run:
         self.record["threads"] = use_threads(self.cfg.get("threads"), self.context.get("launcher"),
                                              self.cfg.get("trainer") or {})
         datamodule, net = build_experiment(self.cfg, self.record, verbose=verbose)
+        self.note_unused_overrides()
         if not self.cfg.dry_run:
             self.record["data_sizes"] = datamodule.sizes()
             self.record["frequency_loss"] = frequency_loss(datamodule.splits["train"][1], datamodule.num_classes)
             check_checkpoint(self.resume_from, net)
         return datamodule, net
+
+    def note_unused_overrides(self) -> None:
+        """A baseline (``model=mlp``) built from a command that also sets the RPN's functions: what it ignores is
+        said once and kept in the record (``ignored_overrides``), so a sweep over both kinds of model stays valid."""
+        name = self.record.get("model", "rpn")
+        ignored = [o for o in self.context["overrides"]
+                   if name != "rpn" and o.lstrip("+~").split("=")[0].split(".")[0] in RPN_FUNCTION_GROUPS]
+        if ignored:
+            self.record["ignored_overrides"] = ignored
+            log.warning("model=%s uses no expansion, reconciliation, interdependence or remainder: %s ignored",
+                        name, " ".join(ignored))
 
     def open_dashboards(self, loggers) -> None:
         """The run's hyper-parameters to every logger (TensorBoard's HPARAMS entry); closed by :meth:`finish`."""

@@ -4,9 +4,10 @@
   job reads or clears anything there and held until it ends. The kernel drops it when the process dies, even by
   SIGKILL, so a stale lock never blocks a resume. A second process given the same folder (a sweep resumed while an
   earlier one still runs) is refused with the owner's pid and touches nothing.
-* A job that runs in a worker process of a local launcher (joblib's loky workers, submitit_local) watches its
-  launching process: when that is gone (killed), the job stops as a SIGTERM stops it (its record says why, its
-  last checkpoint stays) and the worker exits, so nothing keeps training or writing after its sweep.
+* A job that runs in a worker process of a local launcher (joblib's loky workers, submitit_local, whose job runs
+  under a controller process that outlives its sweep by design) watches its launching process: when that is gone
+  (killed), the job stops as a SIGTERM stops it (its record says why, its last checkpoint stays) and the worker
+  exits, so nothing keeps training or writing after its sweep.
 """
 
 from __future__ import annotations
@@ -104,18 +105,35 @@ def watch_launcher(local_worker: bool) -> None:
     if not local_worker or _watching:
         return
     _watching = True
-    parent = os.getppid()
-    threading.Thread(target=_watch, args=(parent,), name="rpn_exp-launcher-watch", daemon=True).start()
+    hops = 2 if os.environ.get("SUBMITIT_EXECUTOR") == "local" else 1  # a submitit job's parent is its controller
+    threading.Thread(target=_watch, args=(hops, _ancestor(hops)), name="rpn_exp-launcher-watch", daemon=True).start()
 
 
 _watching = False
 
 
-def _watch(parent: int) -> None:
+def _ancestor(hops: int) -> int:
+    """The pid ``hops`` generations above this process (1: its parent), 1 once the chain is broken."""
+    pid = os.getpid()
+    for _ in range(hops):
+        pid = os.getppid() if pid == os.getpid() else _parent(pid)
+    return pid
+
+
+def _parent(pid: int) -> int:
+    try:  # /proc/<pid>/stat: "pid (name) state ppid ..."; the name may hold spaces and parentheses
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return 1
+
+
+def _watch(hops: int, launcher: int) -> None:
+    """When the launching process ``launcher`` is gone (the process between, a submitit controller, is re-parented
+    when it dies), stop this job as SIGTERM stops it."""
     global orphaned_from
-    while os.getppid() == parent:
+    while _ancestor(hops) == launcher:
         time.sleep(POLL_S)
-    orphaned_from = parent
+    orphaned_from = launcher
     os.kill(os.getpid(), signal.SIGTERM)  # the job stops at its next step and records it (Lightning's handler)
     time.sleep(GRACE_S)
     os._exit(143)  # whatever still runs (a job between steps, the worker's own loop) ends here

@@ -122,6 +122,31 @@ def write_record(folder: str | Path, record: Record) -> Path:
     return write_json(Path(folder) / RECORD_FILE, record)
 
 
+#: Beside a sweep's jobs: one line per job refused before it wrote anything (its folder's earlier record kept), read by
+#: the sweep's summary so that the sweep says so and exits non-zero.
+REFUSED_FILE = "refused.jsonl"
+
+
+def note_refused(sweep_dir: str | Path | None, job: str, why: str) -> None:
+    """Append ``{"job", "why"}`` to the sweep folder's :data:`REFUSED_FILE` (one short line: an atomic append)."""
+    if not sweep_dir:
+        return
+    line = (json.dumps({"job": job, "why": why}) + "\n").encode()
+    fd = os.open(Path(sweep_dir) / REFUSED_FILE, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o644)
+    try:
+        os.write(fd, line)
+    finally:
+        os.close(fd)
+
+
+def read_refused(sweep_dir: str | Path) -> list[dict]:
+    """The refusals :func:`note_refused` wrote into ``sweep_dir`` ([] when none)."""
+    path = Path(sweep_dir) / REFUSED_FILE
+    if not path.is_file() or path.is_symlink():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
 #: Space a run keeps next to its record from its start to its end, so that its outcome can be written on a full disk:
 #: the run gives it up to write its last record (:func:`save_outcome`). A running record whose process is gone
 #: still has it if the process was killed, and lacks it if the process ended but even then could not write.
@@ -151,8 +176,21 @@ def save_outcome(folder: str | Path, record: Record) -> None:
     reserve.unlink(missing_ok=True)
 
 
+#: The type of each key of a record that readers rely on (a record of another shape is refused, not half-read).
+RECORD_SHAPE = {"status": str, "metrics": dict, "layers": list, "overrides": list, "choices": dict, "settings": dict}
+
+
 def read_record(folder: str | Path) -> Record:
-    return json.loads((Path(folder) / RECORD_FILE).read_text())
+    """``folder/result.json``; ValueError for a file that is not JSON, or JSON of another shape (a list, a status
+    that is not a string, metrics that are not a mapping, ...)."""
+    record = json.loads((Path(folder) / RECORD_FILE).read_text())
+    if not isinstance(record, dict):
+        raise ValueError(f"not a record of rpn_exp: it holds a JSON {type(record).__name__}, not an object")
+    wrong = [f"{key} is a {type(record[key]).__name__}" for key, kind in RECORD_SHAPE.items()
+             if key in record and not isinstance(record[key], kind)]
+    if "status" not in record or wrong:
+        raise ValueError(f"not a record of rpn_exp: {'; '.join(wrong) or 'it has no status'}")
+    return record
 
 
 def _jsonable(value):

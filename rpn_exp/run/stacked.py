@@ -29,7 +29,7 @@ from rpn_exp.run.loggers import TensorBoardLogger
 from rpn_exp.run.member import Member, restore_member, stack_nets
 from rpn_exp.run.members import MemberBatches
 from rpn_exp.run.ownership import release_folder
-from rpn_exp.run.record import Status
+from rpn_exp.run.record import Status, note_refused
 from rpn_exp.run.stacked_loop import evaluate, fit_members
 
 log = logging.getLogger("rpn_exp")
@@ -75,6 +75,7 @@ def start_member(cfg: DictConfig, context: dict, group: str, size: int, index: i
     except ConfigError as error:
         release_folder(Path(cfg.paths.output_dir))
         log.error("rpn_exp [refused] %s: %s", Path(cfg.paths.output_dir).name, error)
+        note_refused(context.get("sweep_dir"), Path(cfg.paths.output_dir).name, str(error))
         return None
     member = Member(run=run)
     try:

@@ -21,7 +21,7 @@ from rpn_exp.run.lifecycle import SIGTERM_EXIT, Run, objective_names, objective_
 from rpn_exp.run.loggers import quiet_full_disk_in_writer_threads
 from rpn_exp.run.module import RPNClassifier
 from rpn_exp.run.ownership import FolderInUse, own_folder, release_folder, watch_launcher
-from rpn_exp.run.record import Status, summary_line
+from rpn_exp.run.record import Status, note_refused, summary_line
 from rpn_exp.run.resume import clear_attempt, completed_record, settings_change
 
 log = logging.getLogger("rpn_exp")
@@ -47,6 +47,7 @@ def train(cfg: DictConfig) -> float | tuple[float, ...] | None:
             if not context["multirun"]:
                 raise
             log.error("rpn_exp [refused] %s", error)
+            note_refused(context["sweep_dir"], out.name, str(error))
             return None
     try:
         return _train(cfg, context, objectives, out)
@@ -64,6 +65,7 @@ def _train(cfg: DictConfig, context: dict, objectives: list[str], out: Path):
         if not context["multirun"]:
             raise ConfigError(changed)
         log.error("rpn_exp [refused] %s", changed)
+        note_refused(context["sweep_dir"], out.name, changed)
         return None
     if changed:
         log.warning("%s: settings changed (allow_config_change=true); it runs again from the start", out.name)
@@ -80,6 +82,7 @@ def _train(cfg: DictConfig, context: dict, objectives: list[str], out: Path):
         if not context["multirun"]:
             raise
         log.error("rpn_exp [refused] %s: %s", out.name, error)
+        note_refused(context["sweep_dir"], out.name, str(error))
         return None
     trainer = None
     try:
@@ -88,6 +91,7 @@ def _train(cfg: DictConfig, context: dict, objectives: list[str], out: Path):
             run.end(Status.DRY_RUN)
             return run.objective()
         trainer, module = make_trainer(cfg, net, run.out, context)
+        run.record["precision"] = str(trainer.precision)  # what Lightning runs (16 on a CPU is bf16-mixed)
         run.open_dashboards(trainer.loggers)
         fit_and_test(cfg, trainer, module, datamodule, run.record, run.resume_from, verbose=not context["multirun"])
         run.end(Status.COMPLETED)

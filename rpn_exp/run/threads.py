@@ -4,6 +4,10 @@ PyTorch starts with one thread per core in every process. When several runs shar
 submitit jobs, DDP ranks on the CPU) that oversubscribes it: on 2 cores, two workers of two threads each run slower
 than two of one. A run therefore takes ``cores / processes sharing them`` threads, unless ``threads`` says otherwise
 (or ``OMP_NUM_THREADS`` was set for the process).
+
+A run alone on the machine takes the cores that are idle when it starts: on a machine whose cores are all busy with
+other work, a thread per core makes every step wait for the slowest preempted thread (the paper model's step was
+~10x slower with 2 threads than with 1 against 10 busy processes on 2 cores; ``benchmarks/threads.py``).
 """
 
 from __future__ import annotations
@@ -17,9 +21,11 @@ def available_cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-def thread_share(threads: int | None, launcher: Mapping | None, trainer: Mapping, cores: int) -> tuple[int, str]:
+def thread_share(threads: int | None, launcher: Mapping | None, trainer: Mapping, cores: int,
+                 busy: int = 0) -> tuple[int, str]:
     """(threads, why) for a run configured with ``threads`` (None: automatic), launched by ``launcher`` (the Hydra
-    launcher's settings; None for a single run) with ``trainer`` settings, on a machine share of ``cores``."""
+    launcher's settings; None for a single run) with ``trainer`` settings, on a machine share of ``cores`` of which
+    ``busy`` run other work (a run alone takes the idle ones, at least one)."""
     if threads is not None:
         return threads, "set by threads"
     target = str((launcher or {}).get("_target_", ""))
@@ -32,7 +38,26 @@ def thread_share(threads: int | None, launcher: Mapping | None, trainer: Mapping
     strategy, devices = str(trainer.get("strategy") or ""), trainer.get("devices")
     if strategy.startswith("ddp") and trainer.get("accelerator") in ("cpu", None, "auto") and isinstance(devices, int):
         return max(1, cores // devices), f"{devices} DDP processes share {cores} cores"
-    return cores, f"the {cores} cores of this process"
+    free = max(1, cores - busy)
+    return free, f"{free} of the {cores} cores of this process idle when it started"
+
+
+def busy_elsewhere(samples: int = 5) -> int:
+    """How many processes are running now besides this one: the median of a few readings of the kernel's count of
+    runnable tasks (``/proc/loadavg``, 10 ms apart); 0 where the kernel does not say."""
+    import statistics
+    import time
+
+    readings = []
+    for _ in range(samples):
+        try:
+            with open("/proc/loadavg") as handle:
+                running = int(handle.read().split()[3].split("/")[0])
+        except (OSError, ValueError, IndexError):  # not Linux
+            return 0
+        readings.append(max(0, running - 1))
+        time.sleep(0.01)
+    return int(statistics.median(readings))
 
 
 def use_threads(threads: int | None, launcher: Mapping | None, trainer: Mapping) -> int:
@@ -42,6 +67,6 @@ def use_threads(threads: int | None, launcher: Mapping | None, trainer: Mapping)
 
     if threads is None and os.environ.get("OMP_NUM_THREADS"):
         return torch.get_num_threads()
-    count, _ = thread_share(threads, launcher, trainer, available_cores())
+    count, _ = thread_share(threads, launcher, trainer, available_cores(), busy_elsewhere() if threads is None else 0)
     torch.set_num_threads(count)
     return count

@@ -15,11 +15,12 @@ from pathlib import Path
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
+from rpn_exp.config.build import build_datamodule, qualify
 from rpn_exp.config.checks import folder_problem, task_name_problem
-from rpn_exp.config.sweep_definition import SWEEP_FILE, sweep_definition, sweep_plan
+from rpn_exp.config.sweep_definition import SWEEP_FILE, sweep_definition, sweep_plan, swept_keys
 from rpn_exp.files import FILE_MODE, links_problem
 from rpn_exp.run.ownership import busy_problem
-from rpn_exp.run.record import RECORD_FILE, process_alive, write_json
+from rpn_exp.run.record import RECORD_FILE, REFUSED_FILE, Status, process_alive, read_refused, write_json
 from rpn_exp.sweep.progress import SweepProgress, planned_jobs
 from rpn_exp.sweep.rows import summarize
 from rpn_exp.sweep.summary import default_title, front_text, status_counts, write_summary
@@ -126,6 +127,32 @@ def output_problem(key: str, config: DictConfig) -> str | None:
             or busy_problem(key, Path(folder)) or folder_problem(key, folder))
 
 
+#: Exit status of a sweep that ran to its end but in which a job failed, diverged, was interrupted or refused.
+INCOMPLETE_EXIT = 3
+
+
+def incomplete_problem(rows: list[dict], refused: list[dict]) -> str | None:
+    """One line on the jobs of a finished sweep that did not complete (by status) and those refused before they
+    started, or None when every job completed (or was a dry run)."""
+    bad = [row for row in rows if row["status"] not in (Status.COMPLETED, Status.DRY_RUN)]
+    parts = [f"{len(bad)} of {len(rows)} jobs did not complete ({status_counts(bad)}; see summary.md)"] if bad else []
+    if refused:
+        parts.append(f"{len(refused)} refused before they started (e.g. {refused[0]['job']}: {refused[0]['why']})")
+    return "; ".join(parts) or None
+
+
+def data_problem(config: DictConfig) -> str | None:
+    """A dataset that cannot be found, said once before a sweep launches (instead of by each of its jobs); None when
+    it is found, or when the sweep varies the dataset (each job then looks for its own)."""
+    if any(key == "dataset" or key.startswith("dataset.") for key in swept_keys(sweep_definition(config))):
+        return None
+    try:
+        missing = build_datamodule(config).missing()
+    except Exception:  # a dataset setting the job itself refuses with its key
+        return None
+    return qualify("dataset", missing, config.dataset.keys()) if missing else None
+
+
 class SweepSummary(Callback):
     """Claims the sweep folder (:func:`claim_folder`), prints one line per job start and end (k/N, status,
     accuracy, time, an estimate of the rest) and writes ``summary.csv``, ``summary.md`` and ``pareto.png`` into
@@ -150,7 +177,8 @@ class SweepSummary(Callback):
             raise SystemExit(2)
 
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
-        problem = launch_settings_problem(config.hydra) or output_problem("hydra.sweep.dir", config)
+        problem = (launch_settings_problem(config.hydra) or output_problem("hydra.sweep.dir", config)
+                   or data_problem(config))
         if problem:  # refused before any folder is claimed or job launched
             print(f"Error: invalid configuration: {problem}", file=sys.stderr, flush=True)
             raise SystemExit(2)
@@ -164,6 +192,7 @@ class SweepSummary(Callback):
                 lock.unlink(missing_ok=True)
             print(f"Error: {error}", file=sys.stderr, flush=True)
             raise SystemExit(2) from error
+        (Path(config.hydra.sweep.dir) / REFUSED_FILE).unlink(missing_ok=True)  # an earlier attempt's
         sweeper = config.hydra.sweeper
         params = OmegaConf.to_container(sweeper.params) if sweeper.get("params") else None
         total = planned_jobs(params, list(config.hydra.overrides.task), sweeper.get("n_trials"))
@@ -172,24 +201,31 @@ class SweepSummary(Callback):
         atexit.register(self._summarize_interrupted)  # Ctrl-C or SIGTERM end the process before on_multirun_end
 
     def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
-        self.write_summary_files()
+        """The summary files; then, if any job did not complete or was refused, one line on stderr per kind and
+        exit status :data:`INCOMPLETE_EXIT` (a sweep whose jobs all failed does not end as a success)."""
+        rows = self.write_summary_files()
+        problem = incomplete_problem(rows, read_refused(config.hydra.sweep.dir))
+        if problem:
+            print(f"Error: {problem}", file=sys.stderr, flush=True)
+            raise SystemExit(INCOMPLETE_EXIT)
 
     def _summarize_interrupted(self) -> None:
         if self.folder is not None:
             print(f"[sweep] stopped before its end; summarizing what it left in {self.folder}", flush=True)
             self.write_summary_files()
 
-    def write_summary_files(self) -> None:
-        """Stop the watcher and write the summary files of the sweep folder (once)."""
+    def write_summary_files(self) -> list[dict]:
+        """Stop the watcher and write the summary files of the sweep folder (once); returns its rows."""
         folder, self.folder = self.folder, None
         if self.progress is not None:
             self.progress.stop()
             self.progress = None
         if folder is None or not folder.is_dir():
             log.warning("sweep folder %s does not exist; no summary written", folder)
-            return
+            return []
         rows, left_out = summarize([folder])
         paths = write_summary(folder, rows, title=default_title([folder], rows), left_out=left_out)
         (folder / LOCK_FILE).unlink(missing_ok=True)
         log.info("sweep summary: %d jobs (%s); Pareto front: %s\n  %s", len(rows), status_counts(rows),
                  front_text(rows), "\n  ".join(str(p) for p in paths.values()))
+        return rows

@@ -114,6 +114,28 @@ def test_a_damaged_staged_copy_is_replaced_from_a_good_source(tmp_path):
     assert dm.sizes()["test"] == 20 and staged.stat().st_size == 16 + 20 * 28 * 28
 
 
+def test_a_labels_file_that_counts_fewer_items_than_its_images_is_refused(tmp_path):
+    import numpy as np
+
+    from tests.idx import write_idx
+
+    names = flat_mnist(tmp_path)
+    write_idx(tmp_path / "flat" / f"{names['train'][1]}.gz", np.zeros(59, dtype=np.uint8), compress=True)
+    dm = VisionDataModule("mnist", root=str(tmp_path / "flat"), cache_dir=str(tmp_path / "cache"))
+    with pytest.raises(DatasetError, match=r"the train files of mnist .* disagree: 60 images but 59 labels"):
+        dm.setup()
+
+
+def test_a_missing_dataset_is_said_without_loading_or_staging_anything(tmp_path):
+    dm = VisionDataModule("fashion_mnist", cache_dir=str(tmp_path / "cache"))
+    dm.spec = dataclasses.replace(dm.spec, system_folders=(str(tmp_path / "system"),))
+    assert "fashion_mnist not found. Searched:" in dm.missing()
+    flat_mnist(tmp_path)
+    found = VisionDataModule("mnist", root=str(tmp_path / "flat"), cache_dir=str(tmp_path / "cache"))
+    assert found.missing() is None and not (tmp_path / "cache").exists()
+    assert DigitsDataModule().missing() is None
+
+
 def test_labels_outside_the_classes_are_refused(tmp_path):
     flat_mnist(tmp_path, classes=12)
     dm = VisionDataModule("mnist", root=str(tmp_path / "flat"), cache_dir=str(tmp_path / "cache"))

@@ -167,6 +167,8 @@ def test_a_diverged_single_run_exits_non_zero(tmp_path):
     done = run_cli(*FAST, "optimizer=sgd", "optimizer.lr=1e30", "expansion.postprocess=null",
                    f"paths.log_dir={tmp_path}")
     assert done.returncode == 1 and "training loss became" in done.stderr
+    assert "Traceback" not in done.stderr  # one line says it
+    assert sum(line.startswith("Error: diverged: training loss became") for line in done.stderr.splitlines()) == 1
     assert json.loads(next(tmp_path.rglob("result.json")).read_text())["status"] == "diverged"
 
 

@@ -1,7 +1,6 @@
 """One process per job folder, and no job that outlives its sweep (``rpn_exp.run.ownership``)."""
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -57,25 +56,26 @@ def test_a_second_run_into_a_busy_folder_is_refused_and_touches_nothing(tmp_path
 
 
 @pytest.mark.slow
-def test_killing_a_joblib_sweep_stops_its_workers_and_their_records_say_why(tmp_path):
+@pytest.mark.parametrize("launcher", ["joblib", "submitit_local"])
+def test_killing_a_local_sweep_stops_its_jobs_and_their_records_say_why(tmp_path, launcher):
+    """Waits on events, not deadlines: the jobs' checkpoints (while the sweep lives), then the jobs' ends. A job
+    that kept training would run its 2000 epochs (minutes); the stop takes the watcher's poll and grace (~9 s)."""
     folder = tmp_path / "sweep"
-    parent = subprocess.Popen(cli_command("-m", "seed=1,2", "launcher=joblib", "trainer.max_epochs=2000",
+    parent = subprocess.Popen(cli_command("-m", "seed=1,2", f"launcher={launcher}", "trainer.max_epochs=2000",
                                           "callbacks.progress_bar.refresh_rate=0", f"hydra.sweep.dir={folder}"),
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    deadline = time.time() + 120
     while len(list(folder.glob("*/checkpoints/last.ckpt"))) < 2:  # both jobs past their first epoch
-        if time.time() > deadline:
-            os.killpg(parent.pid, signal.SIGKILL)
-            pytest.fail("the jobs did not start training")
+        if parent.poll() is not None:
+            pytest.fail(f"the sweep ended (status {parent.returncode}) before its jobs trained")
         time.sleep(0.5)
     workers = {json.loads(p.read_text())["pid"] for p in folder.glob("*/result.json")}
     assert parent.pid not in workers and all(map(alive, workers))
     parent.send_signal(signal.SIGKILL)
     parent.wait()
-    killed = time.time()
-    while any(map(alive, workers)) and time.time() - killed < 15:
+    killed = time.monotonic()
+    while any(map(alive, workers)):
+        assert time.monotonic() - killed < 600, "a job outlived its sweep by 10 minutes"  # a hang, not a load
         time.sleep(0.25)
-    assert not any(map(alive, workers)), "a worker outlived its sweep by 15 s"
     for path in folder.glob("*/result.json"):
         record = json.loads(path.read_text())
         assert record["status"] == "interrupted", record

@@ -71,3 +71,33 @@ def test_the_summary_line_is_true_for_baselines_layer_overrides_and_early_failur
     failed = {"status": "failed", "choices": {"dataset": "mnist", "expansion": "taylor", "reconciliation": "lorr"},
               "reconciliation_hparams": {"r": 5}, "error": "invalid configuration: ...", "output_dir": "x"}
     assert R.summary_line(failed).startswith("rpn_exp [failed] | mnist | taylor x lorr r=5 | error: invalid")
+
+
+@pytest.mark.parametrize("text, why", [
+    ("[1, 2]", "it holds a JSON list, not an object"),
+    ('{"metrics": {}}', "it has no status"),
+    ('{"status": 3, "metrics": [0.9]}', "status is a int; metrics is a list"),
+])
+def test_valid_json_of_another_shape_is_not_a_record(tmp_path, text, why):
+    (tmp_path / R.RECORD_FILE).write_text(text)
+    with pytest.raises(ValueError, match=f"not a record of rpn_exp: {why}"):
+        R.read_record(tmp_path)
+
+
+def test_a_report_lists_a_record_of_another_shape_as_unreadable(tmp_path, capsys):
+    from rpn_exp.report import main as report
+    from rpn_exp.sweep.summary import read_csv
+
+    for job, text in (("000_a", '{"status": "completed", "metrics": {"test/acc": 0.5}}'), ("001_b", "[1]")):
+        (tmp_path / job).mkdir()
+        (tmp_path / job / R.RECORD_FILE).write_text(text)
+    assert report([str(tmp_path)]) == 0
+    statuses = {row["job"]: row["status"] for row in read_csv(tmp_path / "summary.csv")}
+    assert statuses == {"000_a": "completed", "001_b": "unreadable"}
+
+
+def test_the_refusals_of_a_sweep_are_kept_beside_its_jobs(tmp_path):
+    R.note_refused(tmp_path, "000_a", "settings changed")
+    R.note_refused(tmp_path, "001_b", "in use")
+    assert R.read_refused(tmp_path) == [{"job": "000_a", "why": "settings changed"}, {"job": "001_b", "why": "in use"}]
+    assert R.read_refused(tmp_path / "none") == []

@@ -195,12 +195,11 @@ def stop_a_group(folder, epochs=400, jobs="seed=1,2", names=("000_seed1", "001_s
     command = cli_command("-m", "launcher=stacked", jobs, f"trainer.max_epochs={epochs}",
                           "callbacks.progress_bar.refresh_rate=0", f"hydra.sweep.dir={folder}")
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 120
-    while not all((folder / job / "checkpoints" / "last.ckpt").is_file() for job in names):
-        assert time.monotonic() < deadline and process.poll() is None
+    while not all((folder / job / "checkpoints" / "last.ckpt").is_file() for job in names):  # an event, not a deadline
+        assert process.poll() is None, process.communicate()[1][-3000:]
         time.sleep(0.05)
     process.send_signal(signal.SIGTERM)
-    process.communicate(timeout=120)
+    process.communicate(timeout=900)
     assert process.returncode == 143
     return {job: record(folder, job) for job in names}
 

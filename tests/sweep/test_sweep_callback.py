@@ -236,9 +236,8 @@ def test_two_sweeps_at_once_into_one_folder_the_second_is_refused(tmp_path):
     command = cli_command("-m", "reconciliation=lorr,hm", "trainer.max_epochs=30", "callbacks.progress_bar.refresh_rate=0",
                           f"hydra.sweep.dir={folder}")
     first = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 120
-    while not (folder / "sweep.lock").exists():  # the first sweep has started
-        assert time.monotonic() < deadline and first.poll() is None, "the first sweep did not start"
+    while not (folder / "sweep.lock").exists():  # the first sweep has started: an event, however loaded the machine
+        assert first.poll() is None, "the first sweep ended before it started: " + first.communicate()[1][-2000:]
         time.sleep(0.1)
     second = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert second.returncode == 2
@@ -327,3 +326,34 @@ def test_a_sweep_with_no_trials_is_refused_before_it_starts(tmp_path):
     done = run_cli("-m", "hparams_search=optuna_pareto", "hydra.sweeper.n_trials=0", f"hydra.sweep.dir={tmp_path / 's'}")
     assert done.returncode == 2 and "hydra.sweeper.n_trials=0 is invalid" in done.stderr
     assert not (tmp_path / "s").exists()
+
+
+@pytest.fixture(scope="module")
+def unfinished_sweeps(tmp_path_factory):
+    """Two sweeps run at once: one whose every job is refused a setting, one whose dataset cannot be found."""
+    import subprocess
+
+    from tests.conftest import cli_command
+
+    root = tmp_path_factory.mktemp("unfinished")
+    commands = {"failed": ["-m", "seed=1,2", "optimizer.lr=-1", *FAST],
+                "no data": ["-m", "seed=1,2", "dataset=mnist", "dataset.root=/nonexistent", *FAST]}
+    started = {name: subprocess.Popen(cli_command(*args, f"hydra.sweep.dir={root / name}"), text=True,
+                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+               for name, args in commands.items()}
+    return root, {name: (p.wait(timeout=600), *p.communicate()) for name, p in started.items()}
+
+
+def test_a_sweep_whose_jobs_failed_exits_non_zero_after_its_summary(unfinished_sweeps):
+    root, done = unfinished_sweeps
+    code, _, err = done["failed"]
+    assert code == 3, err[-2000:]
+    assert "Error: 2 of 2 jobs did not complete (2 failed; see summary.md)" in err
+    assert (root / "failed" / "summary.md").is_file()
+
+
+def test_a_missing_dataset_is_refused_once_before_any_job_runs(unfinished_sweeps):
+    root, done = unfinished_sweeps
+    code, _, err = done["no data"]
+    assert code == 2 and err.count("dataset.root=/nonexistent does not exist") == 1
+    assert not list((root / "no data").glob("*/result.json"))
