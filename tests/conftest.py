@@ -78,10 +78,11 @@ def hparams_plugin(events: EventAccumulator):
     return start.hparams, end.status, any(s.HasField("experiment") for s in sessions)
 
 
-def multirun(log_dir, *overrides):
-    """Run a sweep into ``log_dir``; return (completed process, sweep folder)."""
+def multirun(log_dir, *overrides, status=0):
+    """Run a sweep into ``log_dir`` that exits with ``status`` (3: some job did not complete); return (completed
+    process, sweep folder)."""
     done = run_cli("-m", *overrides, *FAST, f"paths.log_dir={log_dir}")
-    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    assert done.returncode == status, done.stdout[-2000:] + done.stderr[-3000:]
     (folder,) = list((log_dir / "train" / "multiruns").iterdir())
     return done, folder
 

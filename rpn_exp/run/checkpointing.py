@@ -51,8 +51,10 @@ def load_checkpoint(path: str | Path) -> dict:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
         found = re.search(r"GLOBAL ([\w.]+)", str(error))
-        if not found:  # not a pickle at all (a record, a log, a truncated file)
-            raise
+        if not found:  # not a pickle at all (a record, a log, a truncated file): torch's reason, in a few words
+            lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+            after = [b for a, b in zip(lines, lines[1:]) if a.endswith("WeightsUnpickler error:")]
+            raise pickle.UnpicklingError(f"not a checkpoint ({(after or lines[-1:] or ['unreadable'])[0]})") from None
         raise UnsafeCheckpoint(
             f"{path} is refused: besides tensors and plain data it names {found.group(1)} "
             "(code a pickle can run); nothing of it was run. rpn_exp reads checkpoints of tensors and plain data "

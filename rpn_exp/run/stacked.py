@@ -77,6 +77,7 @@ def start_member(cfg: DictConfig, context: dict, group: str, size: int, index: i
         log.error("rpn_exp [refused] %s: %s", Path(cfg.paths.output_dir).name, error)
         note_refused(context.get("sweep_dir"), Path(cfg.paths.output_dir).name, str(error))
         return None
+    run.record["precision"] = "32-true"  # the stacked loop trains in float32 (a job asking otherwise runs solo)
     member = Member(run=run)
     try:
         member.datamodule, member.net = run.prepare(verbose=False)

@@ -121,10 +121,12 @@ def launch_settings_problem(hydra: DictConfig) -> str | None:
 def output_problem(key: str, config: DictConfig) -> str | None:
     """Why the run or sweep folder ``key`` cannot be written, checked before Hydra writes anything into it (its
     ``.hydra/`` and log file): a ``task_name`` that leads out of ``paths.log_dir``, symbolic links planted inside,
-    a job folder another process owns, a file in the way or no write permission."""
+    a run folder another process owns (a sweep folder in use is refused by its ``sweep.lock``), a file in the way
+    or no write permission."""
     folder = OmegaConf.select(config, key)
-    return (task_name_problem(config.get("task_name")) or links_problem(key, folder)
-            or busy_problem(key, Path(folder)) or folder_problem(key, folder))
+    busy = busy_problem(key, Path(folder)) if key == "hydra.run.dir" else None
+    return (task_name_problem(config.get("task_name")) or links_problem(key, folder) or busy
+            or folder_problem(key, folder))
 
 
 #: Exit status of a sweep that ran to its end but in which a job failed, diverged, was interrupted or refused.
@@ -143,8 +145,10 @@ def incomplete_problem(rows: list[dict], refused: list[dict]) -> str | None:
 
 def data_problem(config: DictConfig) -> str | None:
     """A dataset that cannot be found, said once before a sweep launches (instead of by each of its jobs); None when
-    it is found, or when the sweep varies the dataset (each job then looks for its own)."""
-    if any(key == "dataset" or key.startswith("dataset.") for key in swept_keys(sweep_definition(config))):
+    it is found, for a dry run (which reads no data), or when the sweep varies the dataset (each job then looks for
+    its own)."""
+    if config.get("dry_run") or any(key == "dataset" or key.startswith("dataset.")
+                                    for key in swept_keys(sweep_definition(config))):
         return None
     try:
         missing = build_datamodule(config).missing()

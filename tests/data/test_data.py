@@ -120,7 +120,7 @@ def test_a_labels_file_that_counts_fewer_items_than_its_images_is_refused(tmp_pa
     from tests.idx import write_idx
 
     names = flat_mnist(tmp_path)
-    write_idx(tmp_path / "flat" / f"{names['train'][1]}.gz", np.zeros(59, dtype=np.uint8), compress=True)
+    write_idx(tmp_path / "flat" / names["train"][1], np.zeros(59, dtype=np.uint8), compress=True)
     dm = VisionDataModule("mnist", root=str(tmp_path / "flat"), cache_dir=str(tmp_path / "cache"))
     with pytest.raises(DatasetError, match=r"the train files of mnist .* disagree: 60 images but 59 labels"):
         dm.setup()

@@ -14,9 +14,9 @@ SEEDS = ["seed=1,2,3,4", "trainer.max_epochs=2", "callbacks.progress_bar.refresh
 JOBS = ["000_seed1", "001_seed2", "002_seed3", "003_seed4"]
 
 
-def sweep(folder, *overrides):
+def sweep(folder, *overrides, status=0):
     done = run_cli("-m", *overrides, f"hydra.sweep.dir={folder}")
-    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    assert done.returncode == status, done.stdout[-2000:] + done.stderr[-3000:]
     return done
 
 
@@ -101,7 +101,7 @@ def test_each_member_keeps_best_and_last_checkpoints_that_load_as_a_solo_runs(se
 
 def test_a_diverging_member_is_recorded_and_the_others_complete(tmp_path):
     sweep(tmp_path, "launcher=stacked", "optimizer.lr=0.01,1e12,0.02", "trainer.max_epochs=2",
-          "callbacks.progress_bar.refresh_rate=0")
+          "callbacks.progress_bar.refresh_rate=0", status=3)
     statuses = {job.name: record(tmp_path, job.name)["status"] for job in tmp_path.iterdir() if job.is_dir()}
     assert statuses == {"000_lr0.01": "completed", "001_lr1000000000000.0": "diverged", "002_lr0.02": "completed"}
     diverged = record(tmp_path, "001_lr1000000000000.0")

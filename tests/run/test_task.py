@@ -248,3 +248,16 @@ def test_a_small_validation_or_test_split_is_warned_about_with_its_size(caplog):
         warn_small_splits({"train": 1000, "val": 10, "test": 500})
     (warning,) = [r.getMessage() for r in caplog.records]
     assert warning.startswith("the val split has 10 samples (dataset.val_fraction): its accuracy moves in steps of 0.100")
+
+
+def test_the_precision_recorded_is_the_one_lightning_runs(make_config, tmp_path):
+    train(make_config(*FAST, "trainer.precision=16", output_dir=tmp_path))
+    assert read_record(tmp_path)["precision"] == "bf16-mixed"  # fp16 mixed precision does not run on a CPU
+
+
+def test_a_baseline_says_which_overrides_of_the_rpn_functions_it_ignores(tmp_path):
+    done = run_cli("model=mlp", "reconciliation=lorr", "reconciliation.r=2", "dry_run=true", f"hydra.run.dir={tmp_path}")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert read_record(tmp_path)["ignored_overrides"] == ["reconciliation=lorr", "reconciliation.r=2"]
+    assert "model=mlp uses no expansion, reconciliation, interdependence or remainder: reconciliation=lorr " \
+           "reconciliation.r=2 ignored" in done.stdout + done.stderr

@@ -103,13 +103,14 @@ def test_the_report_lists_a_missing_and_a_failed_job(grid, tmp_path):
 
 
 def test_a_failing_job_is_recorded_and_the_sweep_goes_on(tmp_path):
-    done, folder = multirun(tmp_path, "reconciliation=lphm", "reconciliation.p=2,3")  # 3 divides neither 128 nor 10
+    done, folder = multirun(tmp_path, "reconciliation=lphm", "reconciliation.p=2,3", status=3)  # 3 divides no width
     rows = {r["job"]: r for r in read_csv(folder / "summary.csv")}
     assert rows["000_lphm_p2"]["status"] == "completed" and rows["000_lphm_p2"]["p"] == "2"
     failed = rows["001_lphm_p3"]
     assert failed["status"] == "failed" and failed["reconciliation"] == "lphm" and failed["p"] == "3"
     assert "reconciliation.p=3 divides no layer's width" in failed["error"]
     assert "1 completed, 1 failed" in (folder / "summary.md").read_text()
+    assert "Error: 1 of 2 jobs did not complete (1 failed; see summary.md)" in done.stderr  # and the exit status 3
 
 
 def test_a_p_sweep_trains_every_job_with_each_layers_p_recorded(tmp_path):
@@ -205,7 +206,7 @@ def test_optuna_search_goes_on_past_trials_that_have_no_value(tmp_path):
     plugin("hydra_plugins.hydra_optuna_sweeper")
     done, folder = multirun(tmp_path, "hparams_search=optuna_pareto", "hydra.sweeper.n_trials=2",
                             "hydra.sweeper.sampler.population_size=2", "optimizer=sgd", "optimizer.lr=1e30",
-                            "expansion.postprocess=null")
+                            "expansion.postprocess=null", status=3)
     rows = read_csv(folder / "summary.csv")
     assert len(rows) == 2 and {r["status"] for r in rows} == {"diverged"}  # recorded; the search ended normally
     assert "Failed experiment" in done.stdout + done.stderr  # Optuna marked the trials failed
