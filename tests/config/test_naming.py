@@ -42,3 +42,9 @@ def test_paths_and_switches_do_not_change_what_a_job_is():
     b = ["paths.log_dir=/b", "reconciliation=hm"]
     assert comparable_overrides(a) == comparable_overrides(b) == ["reconciliation=hm"]
     assert comparable_overrides(["reconciliation=hm"]) != comparable_overrides(["reconciliation=lorr"])
+
+
+def test_how_fast_and_how_verbosely_a_job_runs_is_not_what_it_is():
+    """A slow sweep resumed with threads=1 on a busy machine is the same sweep."""
+    a = ["reconciliation=hm", "threads=1", "callbacks.progress_bar.refresh_rate=0", "hydra.launcher.n_jobs=2"]
+    assert comparable_overrides(a) == comparable_overrides(["reconciliation=hm", "threads=2"]) == ["reconciliation=hm"]
