@@ -36,11 +36,17 @@ def open_new(path: str | Path, mode: int = FILE_MODE) -> BinaryIO:
     return os.fdopen(fd, "wb")
 
 
+#: Folders inside an output folder that other tools own and rpn_exp never writes into: submitit keeps its own
+#: links to the submission scripts there.
+NOT_OURS = (".submitit",)
+
+
 def planted_links(folder: str | Path, limit: int = 5) -> list[Path]:
-    """Up to ``limit`` symbolic links inside ``folder`` (at any depth, links to folders not followed), or [] when
-    there are none or the folder does not exist yet."""
+    """Up to ``limit`` symbolic links inside ``folder`` (at any depth, links to folders not followed, the folders of
+    :data:`NOT_OURS` left out), or [] when there are none or the folder does not exist yet."""
     found: list[Path] = []
     for root, folders, files in os.walk(folder, followlinks=False):
+        folders[:] = [name for name in folders if name not in NOT_OURS]
         for name in (*folders, *files):
             if os.path.islink(os.path.join(root, name)):
                 found.append(Path(root) / name)

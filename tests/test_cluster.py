@@ -97,15 +97,16 @@ def slurm(tmp_path_factory):
         subprocess.run([binary("scontrol"), "shutdown"], env=env, capture_output=True)
 
 
-def sweep(env, folder: Path, *extra: str) -> subprocess.CompletedProcess:
+def sweep(env, folder: Path, *extra: str, status: int = 0) -> subprocess.CompletedProcess:
     """Two digits jobs: one epoch, and one that trains until 90 s of training time have passed (Lightning's
-    ``max_time``, kept across a resume) — longer than the 1-minute time limit of the first submission."""
+    ``max_time``, kept across a resume) — longer than the 1-minute time limit of the first submission. ``status``:
+    the sweep's exit status (3 when a job did not complete)."""
     command = [sys.executable, "-m", "rpn_exp", "-m", "launcher=submitit_slurm", "hydra.launcher.partition=debug",
                "hydra.launcher.cpus_per_task=1", "hydra.launcher.mem_gb=1", "trainer.max_epochs=1,100000",
                "+trainer.max_time=00:00:01:30", "callbacks.progress_bar.refresh_rate=0",
                f"hydra.sweep.dir={folder}", *extra]
     done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=480)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert done.returncode == status, done.stdout[-3000:] + done.stderr[-3000:]
     return done
 
 
@@ -116,7 +117,7 @@ def records(folder: Path) -> dict[str, dict]:
 @needs_root
 def test_a_sweep_runs_as_slurm_jobs_is_cut_by_a_time_limit_and_resumes_to_the_end(slurm, tmp_path):
     folder = tmp_path / "sweep"
-    first = sweep(slurm["env"], folder, "hydra.launcher.timeout_min=1")
+    first = sweep(slurm["env"], folder, "hydra.launcher.timeout_min=1", status=3)  # one job cut by the time limit
     short, long = records(folder).values()
     assert short["status"] == "completed" and short["cluster_job"]  # ran as a SLURM job (its SLURM_JOB_ID)
     assert long["status"] == "interrupted" and "SIGTERM" in long["error"] and long["cluster_job"]

@@ -63,6 +63,7 @@ def test_a_job_folder_holding_a_link_is_refused_before_its_lock_is_taken(tmp_pat
 
 def test_planted_links_are_found_at_any_depth_without_following_linked_folders(tmp_path):
     plant(tmp_path / "a" / "b" / "checkpoints", tmp_path)  # a link to a folder that contains it
+    plant(tmp_path / ".submitit" / ".submission_file_x.sh", tmp_path / ".submitit" / "1.sh")  # submitit's own
     assert planted_links(tmp_path) == [tmp_path / "a" / "b" / "checkpoints"]
     assert planted_links(tmp_path / "missing") == []
 
