@@ -129,6 +129,72 @@ def carry_best_checkpoints(checkpoint: dict, callbacks) -> bool:
     return missing
 
 
+def relocate_best(checkpoint: dict, path: str | Path) -> None:
+    """A run folder moved or copied elsewhere (results fetched from a cluster, a sweep folder renamed) keeps its best
+    checkpoint: each best checkpoint ``checkpoint`` names that is gone, where a file of the same name lies beside
+    ``path`` (the ``checkpoints/`` folder it moved with), is renamed to that file, in place: a stacked member's
+    ``best_checkpoint`` and every ``ModelCheckpoint`` state."""
+    beside = Path(path).parent
+
+    def moved(named):
+        found = beside / Path(named).name if named else None
+        return str(found) if named and not Path(named).is_file() and found.is_file() else named
+
+    if checkpoint.get("best_checkpoint"):
+        checkpoint["best_checkpoint"] = moved(checkpoint["best_checkpoint"])
+    for key, state in (checkpoint.get("callbacks") or {}).items():
+        if not str(key).startswith("ModelCheckpoint") or not state.get("dirpath") or Path(state["dirpath"]).is_dir():
+            continue
+        for name in ("best_model_path", "kth_best_model_path", "last_model_path"):
+            state[name] = moved(state.get(name))
+        state["best_k_models"] = {moved(k): v for k, v in (state.get("best_k_models") or {}).items()}
+        state["dirpath"] = str(beside)
+
+
+def as_solo_checkpoint(checkpoint: dict, trainer) -> None:
+    """A stacked member's checkpoint written before members were trained by Lightning holds its epoch, step and best
+    checkpoint but no loop or callback state: ``trainer`` (about to resume it) gets them in place, as a solo run's
+    ``last.ckpt`` holds them at the end of that epoch (without them Lightning would count epochs from 0 again and
+    train ``max_epochs`` more on top of the member's). A solo run's checkpoint, and any loaded to test, is left as
+    it is."""
+    from lightning.pytorch.callbacks import ModelCheckpoint
+    from lightning.pytorch.trainer.states import TrainerFn
+
+    if "loops" in checkpoint or "stacked_group" not in checkpoint or trainer.state.fn != TrainerFn.FITTING:
+        return
+    epochs, steps = checkpoint["epoch"] + 1, checkpoint["global_step"]
+    loops = trainer.fit_loop.state_dict()  # this Lightning's layout, every count 0
+    _count(loops["epoch_progress"], epochs, epochs, completed=epochs - 1)  # saved as its epoch ends
+    for key in ("epoch_loop.batch_progress", "epoch_loop.automatic_optimization.optim_progress"):
+        _count(loops[key], steps, steps // epochs)
+    loops["epoch_loop.batch_progress"]["is_last_batch"] = True
+    loops["epoch_loop.state_dict"]["_batches_that_stepped"] = steps
+    if checkpoint.get("lr_schedulers"):
+        _count(loops["epoch_loop.scheduler_progress"], epochs, 1)
+    checkpoint["loops"] = {"fit_loop": loops}
+    best, score = checkpoint.get("best_checkpoint"), checkpoint.get("best_score")
+    if best:
+        score = torch.tensor(score)
+        checkpoint["callbacks"] = {
+            c.state_key: {"monitor": c.monitor, "best_model_score": score, "best_model_path": best,
+                          "current_score": score, "dirpath": str(Path(best).parent), "best_k_models": {best: score},
+                          "kth_best_model_path": best, "kth_value": score, "last_model_path": ""}
+            for c in trainer.callbacks if isinstance(c, ModelCheckpoint) and c.monitor == "val/acc"}
+
+
+def _count(progress: dict, total: int, current: int, completed: int | None = None) -> None:
+    """Set every counter of a Lightning progress state (nested ``total``/``current`` dicts) to ``total`` and
+    ``current``; ``completed`` (if given) for the ``completed`` counters."""
+    for key, value in progress.items():
+        if isinstance(value, dict) and key in ("total", "current"):
+            for counter in value:
+                value[counter] = total if key == "total" else current
+                if counter == "completed" and completed is not None:
+                    value[counter] = completed
+        elif isinstance(value, dict):
+            _count(value, total, current, completed)
+
+
 def _copy_best(state: dict, folder: Path) -> None:
     """Copy the checkpoints a ``ModelCheckpoint`` state names into ``folder`` and rename them in the state."""
     folder.mkdir(parents=True, exist_ok=True)

@@ -115,14 +115,23 @@ class RPNClassifier(L.LightningModule):
 
     def on_load_checkpoint(self, checkpoint):
         """Resuming training: the best validation accuracy, every RNG's state, and the best-checkpoint bookkeeping
-        (carried into this run's folder when the checkpoint came from another, ``carry_best_checkpoints``)."""
+        (found beside the checkpoint when its folder moved, ``relocate_best``; carried into this run's folder when the
+        checkpoint came from another, ``carry_best_checkpoints``). A stacked member's checkpoint resumes as a solo
+        run's (``as_solo_checkpoint``)."""
         from lightning.pytorch.callbacks import ModelCheckpoint
 
-        from rpn_exp.run.checkpointing import carry_best_checkpoints, restore_rng_states
+        from rpn_exp.run.checkpointing import (
+            as_solo_checkpoint,
+            carry_best_checkpoints,
+            relocate_best,
+            restore_rng_states,
+        )
 
         self.val_acc_best = checkpoint.get("val_acc_best", 0.0)
         if self._trainer is None:  # loaded for evaluation, not resumed
             return
+        relocate_best(checkpoint, self.trainer.ckpt_path)
+        as_solo_checkpoint(checkpoint, self.trainer)
         if "rng_states" in checkpoint:
             restore_rng_states(checkpoint["rng_states"])
         if carry_best_checkpoints(checkpoint, [c for c in self.trainer.callbacks if isinstance(c, ModelCheckpoint)]):

@@ -23,6 +23,7 @@ from rpn_exp.run.checkpointing import (
     check_epoch_boundary,
     check_resumable,
     load_checkpoint,
+    relocate_best,
 )
 from rpn_exp.run.record import Status, read_record
 
@@ -131,6 +132,7 @@ def check_resume(path: str | None, cfg: DictConfig) -> dict:
     except ValueError as error:
         raise ConfigError(f"ckpt_path={path}: {error}") from error
     noted = {}
+    relocate_best(checkpoint, path)
     changes = check_settings(path, checkpoint, cfg)
     if changes:
         noted["config_changes"] = changes

@@ -23,7 +23,7 @@ from omegaconf import DictConfig
 
 from rpn_exp.config.build import ConfigError, instantiate_node
 from rpn_exp.nn.members import MemberStack
-from rpn_exp.run.checkpointing import load_checkpoint
+from rpn_exp.run.checkpointing import load_checkpoint, relocate_best
 from rpn_exp.run.lifecycle import SIGTERM_EXIT, Run
 from rpn_exp.run.loggers import TensorBoardLogger
 from rpn_exp.run.member import Member, restore_member, stack_nets
@@ -87,6 +87,7 @@ def start_member(cfg: DictConfig, context: dict, group: str, size: int, index: i
         run.open_dashboards(instantiate_node(c, f"logger.{k}") for k, c in (cfg.get("logger") or {}).items())
         if run.resume_from is not None:
             member.resume = load_checkpoint(run.resume_from)
+            relocate_best(member.resume, run.resume_from)
             restore_member(member, member.resume)
     except ConfigError as error:
         run.fail(error)

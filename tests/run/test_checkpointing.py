@@ -203,17 +203,20 @@ def test_sigkill_mid_sweep_then_resume_equals_an_uninterrupted_sweep(tmp_path):
     shutil.rmtree(reference)
 
 
-@pytest.mark.parametrize("into", ["a new folder", "its own folder"])
+@pytest.mark.parametrize("into", ["a new folder", "its own folder", "its own folder, moved"])
 def test_a_run_resumed_from_ckpt_path_tests_the_best_checkpoint_of_its_one_history(make_config, tmp_path, into):
     """The uninterrupted run's best epoch (2 of 0..3) comes before the resume point (the end of epoch 2 of 3): a
-    resumed run that forgot it would test epoch 3's weights."""
+    resumed run that forgot it would test epoch 3's weights. A run folder moved elsewhere finds its best checkpoint
+    beside ``last.ckpt``."""
     settings = [*FAST, "optimizer.lr=0.1", "seed=1"]
     train(make_config(*settings, "trainer.max_epochs=4", output_dir=tmp_path / "straight"))
     straight = read_record(tmp_path / "straight")
     assert straight["best_checkpoint"].endswith("best-epoch002.ckpt")
     train(make_config(*settings, "trainer.max_epochs=3", output_dir=tmp_path / "first"))
-    last = tmp_path / "first" / "checkpoints" / "last.ckpt"
-    folder = tmp_path / ("second" if into == "a new folder" else "first")
+    if into.endswith("moved"):
+        (tmp_path / "first").rename(tmp_path / "moved")
+    folder = tmp_path / {"a new folder": "second", "its own folder": "first"}.get(into, "moved")
+    last = folder.parent / ("moved" if into.endswith("moved") else "first") / "checkpoints" / "last.ckpt"
     train(make_config(*settings, "trainer.max_epochs=4", f"ckpt_path={last}", output_dir=folder))
     resumed = read_record(folder)
     assert resumed["best_checkpoint"] == str(folder / "checkpoints" / "best-epoch002.ckpt")
@@ -233,3 +236,36 @@ def test_a_checkpoint_from_the_middle_of_an_epoch_is_refused_with_where_to_resum
                                           r"batches\).*resume from .*last.ckpt instead \(the end of epoch 0\)"):
         train(make_config(*FAST, "trainer.max_epochs=3", f"ckpt_path={stopped['interrupted_checkpoint']}",
                           output_dir=tmp_path / "resumed"))
+
+
+#: A stacked member written while stacked groups had their own training loop (tests/fixtures/checkpoint_stacked_member):
+#: its last.ckpt holds no Lightning loop or callback state, and names its best checkpoint in the folder it was written
+#: to.
+MEMBER = Path(__file__).resolve().parents[1] / "fixtures" / "checkpoint_stacked_member"
+MEMBER_SETTINGS = ["seed=2", "optimizer.lr=0.05", "callbacks.progress_bar.refresh_rate=0"]
+
+
+def test_a_stacked_members_last_checkpoint_resumes_to_its_recorded_accuracy(make_config, tmp_path):
+    """Resumed with its own settings (nothing left to train), into its folder copied here: the run tests the best
+    checkpoint beside ``last.ckpt`` (epoch 4 of 0..5), to the member's recorded accuracy."""
+    folder = Path(shutil.copytree(MEMBER, tmp_path / "member"))
+    recorded = read_record(folder)
+    last = folder / "checkpoints" / "last.ckpt"
+    train(make_config(*MEMBER_SETTINGS, "trainer.max_epochs=6", f"ckpt_path={last}", output_dir=folder))
+    resumed = read_record(folder)
+    assert resumed["status"] == "completed" and "missing_best_checkpoint" not in resumed
+    assert (resumed["epochs"], resumed["global_step"]) == (recorded["epochs"], recorded["global_step"]) == (6, 120)
+    assert resumed["best_checkpoint"] == str(folder / "checkpoints" / "best-epoch004.ckpt")
+    assert resumed["metrics"]["test/acc"] == recorded["metrics"]["test/acc"]
+
+
+def test_a_stacked_members_last_checkpoint_resumed_to_more_epochs_ends_as_an_uninterrupted_run(make_config, tmp_path):
+    """Without its loop state, Lightning would count the member's epochs from 0 again and train 8 more on top."""
+    train(make_config(*MEMBER_SETTINGS, "trainer.max_epochs=8", output_dir=tmp_path / "straight"))
+    train(make_config(*MEMBER_SETTINGS, "trainer.max_epochs=8", f"ckpt_path={MEMBER / 'checkpoints' / 'last.ckpt'}",
+                      output_dir=tmp_path / "resumed"))
+    straight, resumed = read_record(tmp_path / "straight"), read_record(tmp_path / "resumed")
+    assert (resumed["epochs"], resumed["global_step"]) == (straight["epochs"], straight["global_step"]) == (8, 160)
+    assert Path(resumed["best_checkpoint"]).name == Path(straight["best_checkpoint"]).name
+    for key in COMPARED:  # the member trained in a stack, its float32 sums in another order: losses move by 1e-5s
+        assert resumed["metrics"][key] == pytest.approx(straight["metrics"][key], abs=0 if "acc" in key else 1e-4), key

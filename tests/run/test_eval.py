@@ -107,6 +107,20 @@ def test_a_checkpoint_written_before_the_code_moved_evaluates_to_its_recorded_ac
     assert entry["metrics"]["test/loss"] == pytest.approx(record["metrics"]["test/loss"], rel=1e-6)
 
 
+#: A stacked member written while stacked groups had their own training loop (tests/fixtures/checkpoint_stacked_member).
+MEMBER = Path(__file__).resolve().parents[1] / "fixtures" / "checkpoint_stacked_member"
+
+
+def test_a_stacked_members_checkpoint_from_its_own_loop_evaluates_to_its_recorded_accuracy(tmp_path, capsys):
+    shutil.copytree(MEMBER, tmp_path / "member")
+    record = json.loads((tmp_path / "member" / "result.json").read_text())
+    assert record["stacked_group"]["members"] == 2 and record["best_checkpoint"].endswith("best-epoch004.ckpt")
+    assert main([f"ckpt_path={tmp_path / 'member' / 'checkpoints' / 'best-epoch004.ckpt'}"]) == 0
+    entry = json.loads((tmp_path / "member" / "checkpoints" / EVAL_FILE).read_text())["best-epoch004.ckpt/test"]
+    assert entry["metrics"]["test/acc"] == record["metrics"]["test/acc"]
+    assert entry["metrics"]["test/loss"] == pytest.approx(record["metrics"]["test/loss"], rel=1e-6)
+
+
 def test_a_checkpoint_written_before_the_code_moved_loads_with_its_network():
     model = RPNClassifier.load_from_checkpoint(OLD / "best-epoch002.ckpt").eval()
     record = json.loads((OLD / "result.json").read_text())
