@@ -57,3 +57,31 @@ def test_no_module_and_no_function_is_longer_than_the_limit():
             if isinstance(node, ast.FunctionDef) and node.end_lineno - node.lineno >= MAX_FUNCTION_LINES:
                 long[f"{name}:{node.name}"] = node.end_lineno - node.lineno + 1
     assert not long, f"longer than {MAX_MODULE_LINES} lines (module) or {MAX_FUNCTION_LINES} (function): {long}"
+
+
+def classes_named_in_isinstance(path: Path) -> set[tuple[int, str]]:
+    """(line, name) of every class named in an ``isinstance`` call of the module at ``path``."""
+    import ast
+
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "isinstance" and len(node.args) == 2:
+            found |= {(node.lineno, n.id if isinstance(n, ast.Name) else n.attr) for n in ast.walk(node.args[1])
+                      if isinstance(n, ast.Name | ast.Attribute)}
+    return found
+
+
+def test_layers_choose_their_path_from_declarations_never_from_a_kappa_or_factor_class(tmp_path):
+    """ψ declares W (``structure``), κ declares κ(x) (``structure``: its product layout, the norm over it), and each
+    factor form computes itself: no module of ``rpn_exp/nn`` asks which κ or which form it holds."""
+    from rpn_exp.functions import expansion, factors
+
+    declared = {name for module in (expansion, factors) for name, value in vars(module).items()
+                if isinstance(value, type) and value.__module__.startswith("rpn_exp.functions")}
+    assert {"TaylorExpansion", "Kronecker", "LowRank", "Outer"} <= declared
+    asked = {f"{path.name}:{line} {name}" for path in (PACKAGE / "nn").rglob("*.py")
+             for line, name in classes_named_in_isinstance(path) if name in declared}
+    assert not asked, asked
+    planted = tmp_path / "head.py"  # the check is live: the probe the head once made is found
+    planted.write_text("taylor = isinstance(self.expansion, TaylorExpansion) or isinstance(form, (f.Kronecker, int))\n")
+    assert classes_named_in_isinstance(planted) >= {(1, "TaylorExpansion"), (1, "Kronecker")}

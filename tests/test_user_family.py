@@ -1,5 +1,5 @@
-"""A ψ family defined outside rpn_exp (tests/user_family/my_families.py, the README's "Add your own family") trains
-through a solo run, a stacked sweep and the summary, on the compute path its declared structure allows."""
+"""A ψ family and a κ defined outside rpn_exp (tests/user_family/my_families.py, the README's "Add your own family")
+train through a solo run, a stacked sweep and the summary, on the compute path their declarations allow."""
 
 import json
 import os
@@ -31,6 +31,17 @@ def test_a_solo_run_selected_by_target_takes_the_product_path(tmp_path):
     assert [row["path"] for row in record["layers"]] == ["product", "product"]
     # l = pq + n/p per layer (digits [64, 128, 10], q = m): 8·64 + 16 and 2·128 + 5
     assert [row["l"] for row in record["layers"]] == [528, 261] and record["learnable_params"] == 789
+
+
+def test_an_expansion_of_ones_own_that_declares_a_product_layout_takes_the_product_path(tmp_path):
+    done = run_cli("expansion._target_=my_families.TanhPair", "~expansion.d", "~expansion.order",
+                   "trainer.max_epochs=2", "callbacks.progress_bar.refresh_rate=0", f"hydra.run.dir={tmp_path}",
+                   cwd=tmp_path, env=user_env())
+    assert done.returncode == 0, done.stderr[-3000:]
+    record = json.loads((tmp_path / "result.json").read_text())
+    assert record["status"] == "completed" and record["expansion"] == "tanh_pair"
+    assert [row["path"] for row in record["layers"]] == ["product", "product"]
+    assert [row["D"] for row in record["layers"]] == [64 * 65, 128 * 129] and record["learnable_params"] == 2085
 
 
 def test_a_stacked_sweep_of_its_config_file_trains_one_group_and_is_summarized(tmp_path):

@@ -11,7 +11,6 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from rpn_exp.functions.processing import is_plain_layer_norm
 from rpn_exp.functions.remainder import ZeroRemainder
 from rpn_exp.functions.shapes import divisors
 from rpn_exp.nn import RPNNetwork
@@ -162,7 +161,7 @@ def check_degenerate(net: RPNNetwork) -> None:
         zero = psi.rank_bound(layer.n, layer.D) == 0
         if not (zero or psi.constant_rows) or not isinstance(layer.remainder, ZeroRemainder) or layer.bias is not None:
             continue
-        normalized = len(head.postprocess) and is_plain_layer_norm(head.postprocess)
+        normalized = head.kappa.norm_eps is not None
         if zero or normalized:
             why = "W = 0" if zero else "every row of W is constant and the layer-normalized κ sums to 0, so W κ = 0"
             raise ConfigError(

@@ -11,6 +11,9 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import torch
+import torch.nn.functional as F
+
+from rpn_exp.functions.outer import outer_dense, outer_linear
 
 
 class LowRank(NamedTuple):
@@ -19,8 +22,32 @@ class LowRank(NamedTuple):
     U: torch.Tensor
     V: torch.Tensor
 
+    def materialize(self, n: int, D: int) -> torch.Tensor:
+        return self.U @ self.V.T
+
+    def linear(self, x: torch.Tensor, n: int, D: int) -> torch.Tensor:
+        return (x @ self.V) @ self.U.T
+
+    def window(self, i: torch.Tensor, j: torch.Tensor, n: int, D: int) -> torch.Tensor:
+        return self.U[i] @ self.V[j].T
+
 
 Factor = torch.Tensor | LowRank
+
+
+class Dense(NamedTuple):
+    """The matrix ``W`` itself, (n, D): what :func:`as_form` makes of a ψ's plain tensor."""
+
+    W: torch.Tensor
+
+    def materialize(self, n: int, D: int) -> torch.Tensor:
+        return self.W
+
+    def linear(self, x: torch.Tensor, n: int, D: int) -> torch.Tensor:
+        return F.linear(x, self.W)
+
+    def window(self, i: torch.Tensor, j: torch.Tensor, n: int, D: int) -> torch.Tensor:
+        return self.W[i][:, j]
 
 
 class Kronecker(NamedTuple):
@@ -29,11 +56,31 @@ class Kronecker(NamedTuple):
     A: Factor
     B: Factor
 
+    def materialize(self, n: int, D: int) -> torch.Tensor:
+        return torch.kron(dense(self.A), dense(self.B))
+
+    def linear(self, x: torch.Tensor, n: int, D: int) -> torch.Tensor:
+        return kron_linear(x, self.A, self.B)
+
+    def window(self, i: torch.Tensor, j: torch.Tensor, n: int, D: int) -> torch.Tensor:
+        """W[i, j] = A[i // s, j // t] · B[i % s, j % t] for B of shape s × t."""
+        s, t = shape(self.B)
+        return dense(self.A)[i // s][:, j // t] * dense(self.B)[i % s][:, j % t]
+
 
 class KroneckerSum(NamedTuple):
     """The matrix ``Σᵢ Aᵢ ⊗ Bᵢ`` of k > 1 :class:`Kronecker` terms of the same shapes."""
 
     terms: tuple[Kronecker, ...]
+
+    def materialize(self, n: int, D: int) -> torch.Tensor:
+        return sum_terms(term.materialize(n, D) for term in self.terms)
+
+    def linear(self, x: torch.Tensor, n: int, D: int) -> torch.Tensor:
+        return sum_terms(term.linear(x, n, D) for term in self.terms)
+
+    def window(self, i: torch.Tensor, j: torch.Tensor, n: int, D: int) -> torch.Tensor:
+        return sum_terms(term.window(i, j, n, D) for term in self.terms)
 
 
 def kron_terms(form: Kronecker | KroneckerSum) -> tuple[Kronecker, ...]:
@@ -56,6 +103,27 @@ class Outer(NamedTuple):
 
     a: torch.Tensor
     b: torch.Tensor
+
+    def materialize(self, n: int, D: int) -> torch.Tensor:
+        return outer_dense(self.a, self.b, n, D)
+
+    def linear(self, x: torch.Tensor, n: int, D: int) -> torch.Tensor:
+        return outer_linear(x, self.a, self.b, n)
+
+    def window(self, i: torch.Tensor, j: torch.Tensor, n: int, D: int) -> torch.Tensor:
+        """W[i, j] = a[(iD + j) // L_b] · b[(iD + j) mod L_b]."""
+        flat = i.unsqueeze(1) * D + j
+        return self.a[flat // self.b.numel()] * self.b[flat % self.b.numel()]
+
+
+#: The forms a ψ declares W in (``Reconciliation.factors``; a plain tensor is :class:`Dense`). Each computes W
+#: (``materialize(n, D)``), x Wᵀ (``linear(x, n, D)``) and the entries W[i][:, j] (``window(i, j, n, D)``) its own way.
+Form = Dense | LowRank | Kronecker | KroneckerSum | Outer
+
+
+def as_form(form: Form | torch.Tensor) -> Form:
+    """A ψ's declared W as a :data:`Form`: a plain (n, D) tensor becomes :class:`Dense`."""
+    return Dense(form) if isinstance(form, torch.Tensor) else form
 
 
 def batched(x: torch.Tensor) -> bool:

@@ -58,11 +58,8 @@ def build_processing(specs, dim: int) -> nn.Sequential:
     return nn.Sequential(*modules)
 
 
-def is_plain_layer_norm(module: nn.Sequential) -> bool:
-    """True when ``module`` is exactly one LayerNorm without affine parameters."""
-    return (
-        len(module) == 1
-        and isinstance(module[0], nn.LayerNorm)
-        and not module[0].elementwise_affine
-        and len(module[0].normalized_shape) == 1
-    )
+def plain_layer_norm_eps(module: nn.Sequential) -> float | None:
+    """The eps of ``module`` when it is exactly one LayerNorm without affine parameters; None otherwise."""
+    plain = (len(module) == 1 and isinstance(module[0], nn.LayerNorm) and not module[0].elementwise_affine
+             and len(module[0].normalized_shape) == 1)
+    return module[0].eps if plain else None

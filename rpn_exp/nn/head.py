@@ -3,13 +3,14 @@
 Every tensor a head needs (parameter vectors, frozen random matrices, masks, hypernet weights, norms)
 is a registered parameter or buffer, so ``state_dict``, ``.to()`` and ``.train()``/``.eval()`` cover it.
 
-Compute paths (``RPNHead.path``), chosen from ψ's declared structure (``ψ.structure(n, D)``, no weights
-needed) and the expansion:
+Compute paths (``RPNHead.path``), chosen from what ψ declares of W (``ψ.structure(n, D)``) and κ of κ(x)
+(``κ.structure(m)``: a product layout and the normalisation over it), no weights or inputs needed:
 
-* ``product`` — κ(x) = u ⊗ v (Taylor layout) and a ``kronecker`` W = A ⊗ B with A's width equal to u's: the head
+* ``product`` — κ(x) = u ⊗ [1, t] (a declared ``ProductLayout``, e.g. Taylor's) and a ``kronecker`` W = A ⊗ B
+  with A's width equal to u's: the head
   computes (A u) ⊗ (B v), and a non-affine layer norm over κ from Σu, Σu², Σv, Σv²; a sum W = Σᵢ Aᵢ ⊗ Bᵢ gives
   Σᵢ (Aᵢ u) ⊗ (Bᵢ v) (the norm is linear in W, so it folds into each term). Neither κ nor W is built.
-* ``bilinear`` — κ(x) = u ⊗ v as above and W is ``dense`` (identity, masking, hypernets), ``low_rank`` (W = U Vᵀ:
+* ``bilinear`` — κ(x) = left ⊗ right as above and W is ``dense`` (identity, masking, hypernets), ``low_rank`` (W = U Vᵀ:
   lorr, random_matrix_adaption) or ``outer`` (the reference layout): κ is not built; y_k = uᵀ W_k v with W
   viewed as (n, m, D/m), or U (Vᵀ (u ⊗ v)) with V viewed as (m, D/m·k), the layer norm folded in the same way.
   A dense W takes this path only when κ is wide (D ≥ 65,536); below that building κ is cheaper.
@@ -32,12 +33,9 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from rpn_exp.functions.expansion import Expansion, TaylorExpansion
+from rpn_exp.functions.expansion import Expansion
 from rpn_exp.functions.factors import (
-    Kronecker,
-    KroneckerSum,
-    LowRank,
-    Outer,
+    as_form,
     batched,
     bilinear,
     bilinear_columns,
@@ -49,7 +47,6 @@ from rpn_exp.functions.factors import (
 )
 from rpn_exp.functions.interdependence import Interdependence, NoInterdependence
 from rpn_exp.functions.outer import outer_bilinear, outer_bilinear_plan
-from rpn_exp.functions.processing import is_plain_layer_norm
 from rpn_exp.functions.reconciliation import KRONECKER, LOW_RANK, OUTER, Reconciliation, dense_variance
 from rpn_exp.functions.shapes import check_positive_int
 
@@ -148,22 +145,20 @@ class RPNHead(nn.Module):
         self.postprocess = expansion.build_postprocess(self.D)
         # batch norm over κ couples the rows of a batch: such a κ is never split into row chunks
         self._rowwise = not any(isinstance(mod, nn.modules.batchnorm._BatchNorm) for mod in self.postprocess)
-        #: ψ's declared form of W for this head's (n, D): what the compute path is chosen from
+        #: ψ's declared form of W for this head's (n, D) and κ's of κ(x): what the compute path is chosen from
         self.structure = reconciliation.structure(n, self.D)
+        self.kappa = expansion.structure(self.m_prime)
         self.path = "materialized" if materialize else self._fast_path()
 
     def _fast_path(self) -> str:
-        """The compute path from ψ's declared structure (``ψ.structure``) and the expansion alone (no weights)."""
-        structure = self.structure
-        taylor = isinstance(self.expansion, TaylorExpansion) and (
-            not len(self.postprocess) or is_plain_layer_norm(self.postprocess)
-        )
-        if taylor and structure.kind == KRONECKER and self.expansion.order == "kronecker" and (
-                structure.blocks[1] == self.m_prime):
+        """The compute path from ψ's and κ's declarations alone (``ψ.structure``, ``κ.structure``; no weights)."""
+        psi, kappa = self.structure, self.kappa
+        if kappa.fused and psi.kind == KRONECKER and not kappa.product.ones_first and (
+                psi.blocks[1] == kappa.product.u_width):
             return "product"
-        if taylor and (structure.kind in (LOW_RANK, OUTER) or (not structure.structured and self.D >= BILINEAR_MIN_D)):
+        if kappa.fused and (psi.kind in (LOW_RANK, OUTER) or (not psi.structured and self.D >= BILINEAR_MIN_D)):
             return "bilinear"
-        return "structured" if structure.structured else "materialized"
+        return "structured" if psi.structured else "materialized"
 
     @property
     def psi_state(self) -> dict[str, torch.Tensor]:
@@ -211,7 +206,7 @@ class RPNHead(nn.Module):
         """(A ⊗ B)(u ⊗ [1, t]) = (A u) ⊗ (B [1, t]) per channel and term, the layer norm over κ folded in
         (``kron_taylor``)."""
         u, t = self.expansion.product_factors(x)
-        eps = self.postprocess[0].eps if len(self.postprocess) else None
+        eps = self.kappa.norm_eps
         forms = (self.reconciliation.factors(w, self.n, self.D, self.psi_state) for w in self.w)
         return _mean([sum_terms(kron_taylor(u, t, dense(A), dense(B), eps) for A, B in kron_terms(form))
                       for form in forms])
@@ -227,7 +222,7 @@ class RPNHead(nn.Module):
         if kind == OUTER:
             outer = [psi.factors(w, n, D, state) for w in self.w]
             a, b = outer[0]
-            left_width = self.m_prime if self.expansion.order == "kronecker" else D // self.m_prime
+            left_width = self.kappa.product.left_width(D)
             pieces = outer_bilinear_plan(n, D, a.numel(), b.numel(), left_width, str(a.device))[1].numel()
             return [partial(outer_bilinear, a=a, b=b, n=n) for a, b in outer], max(1, pieces // self.m_prime)
         if kind != LOW_RANK:
@@ -236,19 +231,18 @@ class RPNHead(nn.Module):
         return [lambda u, v, U=U, V=V: bilinear_columns(u, v, V) @ U.T for U, V in thin], thin[0].V.shape[1]
 
     def _bilinear(self, x: torch.Tensor, operators) -> torch.Tensor:
-        """W κ(x) for κ(x) = left ⊗ right (``TaylorExpansion.kron_layout``) through the bilinear form, per channel.
+        """W κ(x) for κ(x) = left ⊗ right (``ProductLayout.factors``) through the bilinear form, per channel.
 
         A non-affine layer norm over κ is folded in: its mean and variance come from u and t (``kron_moments``),
         and W (κ − μ)/σ = (W κ − μ W 1)/σ, where the row sums W 1 = W (1 ⊗ 1) come out of the same product as one
         more row of ones.
         """
         u, t = self.expansion.product_factors(x)
-        left, right = self.expansion.kron_layout(u, t)
-        norm = self.postprocess[0] if len(self.postprocess) else None
-        if norm is None:
+        left, right = self.kappa.product.factors(u, t)
+        if self.kappa.norm_eps is None:
             return _mean([apply(left, right) for apply in operators])
         mean, var = kron_moments(u, t)
-        inv_std = torch.rsqrt(var + norm.eps)
+        inv_std = torch.rsqrt(var + self.kappa.norm_eps)
         left = torch.cat([left, left.new_ones(1, left.shape[1])])
         right = torch.cat([right, right.new_ones(1, right.shape[1])])
         outputs = []
@@ -272,14 +266,6 @@ class RPNHead(nn.Module):
         """
         rows, cols = min(rows, self.n), min(cols, self.D)
         w = self.w[0]
-        form = self.reconciliation.factors(w, self.n, self.D, self.psi_state)
+        form = as_form(self.reconciliation.factors(w, self.n, self.D, self.psi_state))
         i, j = torch.arange(rows, device=w.device), torch.arange(cols, device=w.device)
-        if isinstance(form, (Kronecker, KroneckerSum)):
-            s, t = dense(kron_terms(form)[0].B).shape
-            return sum_terms(dense(A)[i // s][:, j // t] * dense(B)[i % s][:, j % t] for A, B in kron_terms(form))
-        if isinstance(form, Outer):  # W[i, j] = a[(iD + j) // Lb] · b[(iD + j) mod Lb]
-            flat = i.unsqueeze(1) * self.D + j
-            return form.a[flat // form.b.numel()] * form.b[flat % form.b.numel()]
-        if isinstance(form, LowRank):
-            return form.U[:rows] @ form.V[:cols].T
-        return form[:rows, :cols]
+        return form.window(i, j, self.n, self.D)

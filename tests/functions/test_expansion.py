@@ -93,3 +93,36 @@ def test_postprocess_builds_a_non_affine_layer_norm():
     assert isinstance(post[0], torch.nn.LayerNorm) and not post[0].elementwise_affine
     with pytest.raises(ValueError, match="unknown processing 'nope'.*valid choices"):
         E.IdentityExpansion(postprocess=["nope"]).build_postprocess(3)
+
+
+def test_taylor_declares_its_product_layout_and_the_layer_norm_over_it():
+    kappa = E.TaylorExpansion(d=2, postprocess=["layer_norm"]).structure(5)
+    assert kappa.product == E.ProductLayout(u_width=5) and kappa.norm_eps == 1e-5 and kappa.fused
+    reference = E.TaylorExpansion(d=3, order="reference").structure(4)
+    assert reference.product == E.ProductLayout(u_width=4, ones_first=True)
+    assert not reference.processed and reference.norm_eps is None and reference.fused
+
+
+@pytest.mark.parametrize("order", ["kronecker", "reference"])
+@pytest.mark.parametrize("d", [1, 2, 3])
+def test_a_declared_product_layout_rebuilds_kappa_from_its_factors(order, d):
+    taylor, x = E.TaylorExpansion(d=d, order=order), torch.randn(3, 4)
+    layout = taylor.product_layout(4)
+    u, t = taylor.product_factors(x)
+    left, right = layout.factors(u, t)
+    assert left.shape[1] == layout.left_width(taylor.calculate_D(4)) and left.shape[1] * right.shape[1] == taylor.calculate_D(4)
+    torch.testing.assert_close(layout.kappa(u, t), taylor(x))
+
+
+def test_an_expansion_without_a_product_layout_declares_none():
+    kappa = E.ChebyshevExpansion(d=3, postprocess=["layer_norm"]).structure(4)
+    assert kappa.product is None and kappa.norm_eps == 1e-5 and not kappa.fused
+    with pytest.raises(NotImplementedError, match="ChebyshevExpansion declares no product layout"):
+        E.ChebyshevExpansion(d=3).product_factors(torch.randn(2, 4))
+
+
+@pytest.mark.parametrize("postprocess", [["batch_norm"], [{"name": "layer_norm", "elementwise_affine": True}],
+                                         ["layer_norm", "relu"]])
+def test_post_processing_other_than_a_plain_layer_norm_is_declared_and_not_folded(postprocess):
+    kappa = E.TaylorExpansion(d=2, postprocess=postprocess).structure(4)
+    assert kappa.processed and kappa.norm_eps is None and not kappa.fused

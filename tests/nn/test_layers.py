@@ -173,6 +173,20 @@ def test_bilinear_path_equals_materialized_in_outputs_and_gradients(psi, norm, d
     assert_same_function(fast, slow, batch)
 
 
+@pytest.mark.parametrize("psi,path", [(R.DualLPHMReconciliation(r=2), "product"), (R.HMReconciliation(k=2), "product"),
+                                      (R.LowRankReconciliation(r=3), "bilinear"), (R.LPHMReconciliation(r=2, layout="reference"), "bilinear")])
+@pytest.mark.parametrize("norm", [None, ["layer_norm"]])
+def test_a_users_expansion_that_declares_a_product_layout_takes_the_fused_paths(psi, path, norm):
+    """tests/user_family/my_families.py: κ(x) = x ⊗ [1, tanh(x)], declared, never built on these paths."""
+    from tests.user_family.my_families import TanhPair
+
+    torch.manual_seed(0)
+    kwargs = dict(expansion=TanhPair(postprocess=norm), reconciliation=psi, channels=2)
+    fast, slow = RPNLayer(6, 4, **kwargs), RPNLayer(6, 4, materialize=True, **kwargs)
+    assert fast.path == path and slow.path == "materialized" and fast.D == 42
+    assert_same_function(fast, slow, batch=5)
+
+
 @pytest.mark.parametrize("psi", [R.IdentityReconciliation(), R.LowRankReconciliation(r=2)])
 def test_bilinear_path_at_the_paper_first_layer(psi):
     torch.manual_seed(0)

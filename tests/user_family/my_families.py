@@ -1,11 +1,16 @@
-"""A ψ family written outside rpn_exp, as a user would: the README's "Add your own family" example.
+"""A ψ family and a κ written outside rpn_exp, as a user would: the README's "Add your own family" examples.
 
 kron_adapter: W = A ⊗ (diag(λ) R), with A (p×q) and λ (n/p) learned and R (n/p × D/q) a frozen random matrix;
 l = pq + n/p. It declares a Kronecker structure, so with the Taylor expansion (q = m) a layer takes the product
 path: neither κ nor W is built.
+
+tanh_pair: κ(x) = x ⊗ [1, tanh(x)], D = m(m + 1). It declares that product layout, so with a Kronecker ψ (q = m)
+a layer takes the product path too, and with a low-rank one the bilinear path.
 """
 
+import torch
 
+from rpn_exp.functions.expansion import Expansion, ProductLayout
 from rpn_exp.functions.factors import Kronecker
 from rpn_exp.functions.reconciliation import KRONECKER, Reconciliation, Structure, normalized_normal
 from rpn_exp.functions.shapes import resolve_factor
@@ -52,3 +57,18 @@ class KronAdapter(Reconciliation):
     def rank_bound(self, n, D):
         p, q, s, t = self.dims(n, D)
         return min(min(p, q) * min(s, t), n, D)
+
+
+class TanhPair(Expansion):
+    """κ(x) = x ⊗ [1, tanh(x)]: the features of x, and every product x_i tanh(x_j); D = m(m + 1)."""
+
+    name = "tanh_pair"
+
+    def calculate_D(self, m):
+        return m * (m + 1)
+
+    def product_layout(self, m):
+        return ProductLayout(u_width=m)
+
+    def product_factors(self, x):
+        return x, torch.tanh(x)

@@ -6,7 +6,14 @@ x of shape (batch, m) to κ(x) of shape (batch, D). Basis expansions lay feature
 (see :mod:`rpn_exp.functions.processing`), e.g. ``["layer_norm"]`` for the paper's non-affine layer norm.
 """
 
-from rpn_exp.functions.expansion.base import Expansion, IdentityExpansion, LinearExpansion, ReciprocalExpansion
+from rpn_exp.functions.expansion.base import (
+    Expansion,
+    ExpansionStructure,
+    IdentityExpansion,
+    LinearExpansion,
+    ProductLayout,
+    ReciprocalExpansion,
+)
 from rpn_exp.functions.expansion.basis import (
     BSplineExpansion,
     ChebyshevExpansion,
@@ -26,6 +33,8 @@ from rpn_exp.functions.expansion.taylor import TAYLOR_ORDERS, TaylorExpansion
 
 __all__ = [
     "Expansion",
+    "ExpansionStructure",
+    "ProductLayout",
     "IdentityExpansion",
     "ReciprocalExpansion",
     "LinearExpansion",

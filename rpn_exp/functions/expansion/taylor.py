@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 
-from rpn_exp.functions.expansion.base import Expansion
+from rpn_exp.functions.expansion.base import Expansion, ProductLayout
 from rpn_exp.functions.shapes import check_positive_int
 
 TAYLOR_ORDERS = ("kronecker", "reference")
@@ -45,14 +45,9 @@ class TaylorExpansion(Expansion):
             return x, x.new_empty(x.shape[0], 0)
         return x, (x if self.d == 2 else TaylorExpansion(self.d - 1, order=self.order)(x))
 
-    def kron_layout(self, u: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(left, right) with κ = left ⊗ right, from :meth:`product_factors`: (u, [1, t]), or ([1, t], u) in the
-        reference order."""
-        v = torch.cat([t.new_ones(t.shape[0], 1), t], dim=1)
-        return (v, u) if self.order == "reference" else (u, v)
+    def product_layout(self, m: int) -> ProductLayout:
+        """κ(x) = x ⊗ [1, κ_{d−1}(x)], or [1, κ_{d−1}(x)] ⊗ x in the reference order."""
+        return ProductLayout(u_width=m, ones_first=self.order == "reference")
 
     def forward(self, x):
-        if self.d == 1:
-            return x
-        left, right = self.kron_layout(*self.product_factors(x))
-        return (left.unsqueeze(2) * right.unsqueeze(1)).reshape(x.shape[0], -1)
+        return x if self.d == 1 else super().forward(x)

@@ -44,20 +44,9 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 import torch
-import torch.nn.functional as F
 
 from rpn_exp.functions.base import Function
-from rpn_exp.functions.factors import (
-    Kronecker,
-    KroneckerSum,
-    LowRank,
-    Outer,
-    dense,
-    kron_linear,
-    kron_terms,
-    sum_terms,
-)
-from rpn_exp.functions.outer import outer_dense, outer_linear
+from rpn_exp.functions.factors import as_form
 
 Pieces = list[tuple[str, tuple[int, ...]]]
 State = Mapping[str, torch.Tensor]
@@ -142,11 +131,7 @@ def normalized_normal(shape: tuple[int, ...], std: float, generator: torch.Gener
 
 def materialize(form, n: int, D: int) -> torch.Tensor:
     """The dense (n, D) W of a declared form (a tensor, ``LowRank``, ``Kronecker``, ``KroneckerSum`` or ``Outer``)."""
-    if isinstance(form, (Kronecker, KroneckerSum)):
-        return sum_terms(torch.kron(dense(A), dense(B)) for A, B in kron_terms(form))
-    if isinstance(form, Outer):
-        return outer_dense(form.a, form.b, n, D)
-    return dense(form)
+    return as_form(form).materialize(n, D)
 
 
 class Reconciliation(Function):
@@ -244,14 +229,7 @@ class Reconciliation(Function):
 
     def linear(self, x: torch.Tensor, w: torch.Tensor, n: int, D: int, state: State | None = None) -> torch.Tensor:
         """``x Wᵀ`` for x of shape (batch, D) -> (batch, n), through the declared structure."""
-        form = self.factors(w, n, D, self.state_or_default(n, D, state))
-        if isinstance(form, (Kronecker, KroneckerSum)):
-            return sum_terms(kron_linear(x, A, B) for A, B in kron_terms(form))
-        if isinstance(form, Outer):
-            return outer_linear(x, form.a, form.b, n)
-        if isinstance(form, LowRank):
-            return (x @ form.V) @ form.U.T
-        return F.linear(x, form)
+        return as_form(self.factors(w, n, D, self.state_or_default(n, D, state))).linear(x, n, D)
 
     # ------------------------------------------------------------------- init
     def init_w(self, n: int, D: int, channels: int = 1, generator: torch.Generator | None = None,
