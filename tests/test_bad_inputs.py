@@ -7,7 +7,6 @@ checkpoint of another model.
 
 import re
 import shlex
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +14,7 @@ import pytest
 import torch
 
 from rpn_exp.data.vision import SPECS
-from tests.conftest import run_cli
+from tests.forked import run_commands
 from tests.idx import write_dataset, write_idx
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -75,24 +74,23 @@ def made(tmp_path_factory):
     }
 
 
-def refuse(example: str, made: dict, folder: Path):
-    """The command line of one row (its ``<...>`` cells made), run in ``folder``: (args, completed process)."""
+def row_args(example: str, made: dict) -> list[str]:
+    """The command line of one row, its ``<...>`` cells made."""
     for placeholder, path in made.items():
         example = example.replace(placeholder, str(path))
-    args = shlex.split(example)
-    return args, run_cli(*args, "callbacks.progress_bar.refresh_rate=0", f"paths.log_dir={folder / 'logs'}",
-                         f"paths.data_dir={folder / 'data'}", cwd=ROOT)
+    return shlex.split(example)
 
 
 @pytest.fixture(scope="module")
 def refusals(made, tmp_path_factory):
-    """Every row of the table run once, two at a time (each is one process, mostly importing); {example: (args,
-    completed process, folder)}."""
+    """Every row of the table run once through the command line, each in a process of its own, two at a time
+    (forked after the imports they share, ``tests.forked``); {example: (args, completed process, folder)}."""
     rows = table_rows()
     folders = [tmp_path_factory.mktemp("row") for _ in rows]
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        done = list(pool.map(lambda row, folder: refuse(row[1], made, folder), rows, folders))
-    return {row[1]: (*result, folder) for row, result, folder in zip(rows, done, folders)}
+    args = [row_args(row[1], made) for row in rows]
+    done = run_commands([([*a, "callbacks.progress_bar.refresh_rate=0", f"paths.log_dir={folder / 'logs'}",
+                           f"paths.data_dir={folder / 'data'}"], ROOT) for a, folder in zip(args, folders)])
+    return {row[1]: (a, result, folder) for row, a, result, folder in zip(rows, args, done, folders)}
 
 
 @pytest.mark.slow

@@ -9,12 +9,11 @@ code, so the records are read.
 import json
 import re
 import shlex
-import subprocess
-import sys
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+
+from tests.forked import run_commands
 
 ROOT = Path(__file__).resolve().parents[1]
 COMMAND = re.compile(r"^\s*(python -m rpn_exp(?:\s.*)?)$")
@@ -30,22 +29,19 @@ def test_the_readme_shows_commands():
     assert len(commands) >= 15 and any(" -m " in c.replace("python -m", "") for c in commands)
 
 
-def run_command(command: str, folder: Path) -> subprocess.CompletedProcess:
-    """``command`` as written plus ``dry_run=true``, writing under ``folder``."""
+def dry_run_args(command: str, folder: Path) -> list[str]:
+    """The arguments of ``command`` as written plus ``dry_run=true``, writing under ``folder``."""
     args = shlex.split(command, comments=True)[3:]  # after "python -m rpn_exp"
-    return subprocess.run([sys.executable, "-m", "rpn_exp", *args, "dry_run=true", f"paths.log_dir={folder}",
-                           f"paths.data_dir={folder / 'no-data'}"], capture_output=True, text=True, cwd=folder,
-                          timeout=600)
+    return [*args, "dry_run=true", f"paths.log_dir={folder}", f"paths.data_dir={folder / 'no-data'}"]
 
 
 @pytest.fixture(scope="module")
 def command_runs(tmp_path_factory):
-    """Every README command run once, two at a time (each is one process, mostly importing: the two cores overlap
-    them); {command: (completed process, its folder)}."""
+    """Every README command run once, each in a process of its own, two at a time (forked after the imports they
+    share, ``tests.forked``); {command: (completed process, its folder)}."""
     commands = readme_commands()
     folders = [tmp_path_factory.mktemp("command") for _ in commands]
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        done = list(pool.map(run_command, commands, folders))
+    done = run_commands([(dry_run_args(c, f), f) for c, f in zip(commands, folders)])
     return {command: (result, folder) for command, result, folder in zip(commands, done, folders)}
 
 
