@@ -39,9 +39,9 @@ def main(cfg: DictConfig) -> float | tuple[float, ...] | None:
     except OSError as error:
         if error.errno != errno.ENOSPC or os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise
-        from pathlib import Path
+        from rpn_exp.config.settings import run_settings
 
-        print(f"Error: {no_space_message(error, Path(cfg.paths.output_dir))}", file=sys.stderr, flush=True)
+        print(f"Error: {no_space_message(error, run_settings(cfg).output_dir)}", file=sys.stderr, flush=True)
         raise SystemExit(1) from None
 
 

@@ -65,21 +65,10 @@ def saved_config(checkpoint: dict, path: Path) -> DictConfig:
 def check_overrides(saved: DictConfig, cfg: DictConfig, overrides) -> None:
     """Each override names a key of the saved config and gives the data module values it can use."""
     from rpn_exp.config.build import ConfigError
-    from rpn_exp.config.checks import check_data_values
-    from rpn_exp.config.schema import check_target
+    from rpn_exp.config.checks import check_eval_overrides
 
-    missing = object()
-    for override in overrides:
-        key = override.partition("=")[0]
-        if OmegaConf.select(saved, key, default=missing) is missing:
-            parent = key.rpartition(".")[0]
-            node = OmegaConf.select(saved, parent) if parent else saved
-            valid = ", ".join(str(k) for k in node) if isinstance(node, DictConfig) else "none"
-            where = f" of {parent}" if parent else ""
-            raise EvalError(f"{key} is not a key of the run's saved config; valid keys{where}: {valid}")
     try:
-        check_target(cfg.dataset, "dataset")
-        check_data_values(cfg)
+        check_eval_overrides(saved, cfg, overrides)
     except ConfigError as error:
         raise EvalError(str(error)) from None
 
@@ -89,6 +78,7 @@ def evaluate(path: str | Path, split: str = "test", overrides: list[str] | tuple
     import lightning as L
 
     from rpn_exp.config.build import build_datamodule
+    from rpn_exp.config.settings import resolved_config, run_settings
     from rpn_exp.run.checkpointing import UnsafeCheckpoint, load_checkpoint
     from rpn_exp.run.console import configure_console
     from rpn_exp.run.module import RPNClassifier
@@ -107,9 +97,9 @@ def evaluate(path: str | Path, split: str = "test", overrides: list[str] | tuple
     cfg = OmegaConf.merge(saved, OmegaConf.from_dotlist(list(overrides)))
     check_overrides(saved, cfg, overrides)
     model = RPNClassifier.load_from_checkpoint(path, map_location="cpu", weights_only=True,
-                                               config=OmegaConf.to_container(cfg))
+                                               config=resolved_config(cfg))
     datamodule = build_datamodule(cfg)
-    accelerator = OmegaConf.select(cfg, "trainer.accelerator") or "cpu"
+    accelerator = run_settings(cfg).accelerator or "cpu"
     trainer = L.Trainer(accelerator=accelerator, devices=1, logger=False, enable_checkpointing=False,
                         enable_progress_bar=False, enable_model_summary=False)
     started = time.perf_counter()

@@ -85,3 +85,33 @@ def test_layers_choose_their_path_from_declarations_never_from_a_kappa_or_factor
     planted = tmp_path / "head.py"  # the check is live: the probe the head once made is found
     planted.write_text("taylor = isinstance(self.expansion, TaylorExpansion) or isinstance(form, (f.Kronecker, int))\n")
     assert classes_named_in_isinstance(planted) >= {(1, "TaylorExpansion"), (1, "Kronecker")}
+
+
+def config_reads(path: Path) -> list[str]:
+    """Where the module at ``path`` reads a composed config (a name or attribute ``cfg``) itself: ``cfg.key``,
+    ``cfg.get(...)``, ``cfg[...]``, ``OmegaConf.select(cfg, ...)`` and the like."""
+    import ast
+
+    def is_config(node) -> bool:
+        return isinstance(node, ast.Name) and node.id == "cfg" or isinstance(node, ast.Attribute) and node.attr == "cfg"
+
+    reads = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Attribute | ast.Subscript) and is_config(node.value):
+            reads.append(f"{path.name}:{node.lineno}")
+        elif isinstance(node, ast.Call) and getattr(node.func, "attr", None) and \
+                getattr(node.func.value, "id", None) == "OmegaConf" and node.args and is_config(node.args[0]):
+            reads.append(f"{path.name}:{node.lineno}")
+    return reads
+
+
+def test_the_composed_config_is_read_in_the_config_layer_only(tmp_path):
+    """``rpn_exp.config`` turns the composed config into typed settings (``rpn_exp.config.settings``) and builds
+    from it; every other module passes it along without reading it."""
+    outside = [path for path in PACKAGE.rglob("*.py") if path.relative_to(PACKAGE).parts[0] != "config"]
+    reads = [read for path in outside for read in config_reads(path)]
+    assert not reads, reads
+    planted = tmp_path / "task.py"  # the check is live: the reads the run once made are found
+    planted.write_text("out = Path(cfg.paths.output_dir)\nif self.cfg.get('test'):\n    x = cfg['seed']\n"
+                       "lr = OmegaConf.select(cfg, 'optimizer.lr')\n")
+    assert sorted(config_reads(planted)) == ["task.py:1", "task.py:2", "task.py:3", "task.py:4"]

@@ -39,6 +39,7 @@ class StackedLauncher(Launcher):
         self.config, self.hydra_context, self.task_function = config, hydra_context, task_function
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
+        from rpn_exp.config.settings import run_settings
         from rpn_exp.sweep.stacking import solo_reason, stack_groups
 
         setup_globals()
@@ -59,7 +60,7 @@ class StackedLauncher(Launcher):
                  len(stacked), " + ".join(map(str, stacked)) or "no", len(groups) - len(stacked),
                  len(configs) - len(waiting))
         for group in groups:
-            reason = solo_reason(tasks[waiting[group[0]]][0]) if len(group) == 1 else None
+            reason = solo_reason(run_settings(tasks[waiting[group[0]]][0])) if len(group) == 1 else None
             if reason is not None:
                 log.info("\t#%d runs solo: the stacked loop does not implement %s", waiting[group[0]], reason)
         results: dict[int, JobReturn] = {}
@@ -68,7 +69,7 @@ class StackedLauncher(Launcher):
             if len(jobs) == 1:
                 results[jobs[0]] = self._run(configs[jobs[0]], self.task_function)
             else:
-                logs = [Path(tasks[j][0].paths.output_dir) / f"{configs[j].hydra.job.name}.log" for j in jobs]
+                logs = [run_settings(tasks[j][0]).output_dir / f"{configs[j].hydra.job.name}.log" for j in jobs]
                 for job, value in zip(jobs, self._train_group([tasks[j] for j in jobs], logs)):
                     results[job] = _returned(prepared[job], value)
         for job in range(len(configs)):  # completed earlier (skip_completed): the task reports and skips them
@@ -99,16 +100,16 @@ def _prepare(cfg: DictConfig):
 
 
 def _already_completed(cfg: DictConfig, context: dict) -> bool:
-    from rpn_exp.run.resume import completed_record, settings_change
+    """Whether the task decides this job by itself (``skip_completed``: completed earlier, or run with other
+    settings, which the task refuses or runs again): it is not trained in a group."""
+    from rpn_exp.config.settings import run_settings
+    from rpn_exp.run.resume import rerun_state
 
-    if not cfg.get("skip_completed", False):
-        return False
-    if settings_change(cfg, Path(cfg.paths.output_dir)):  # the task refuses it (or runs it again, if allowed)
-        return True
     try:
-        return completed_record(Path(cfg.paths.output_dir), context["overrides"]) is not None
+        changed, done = rerun_state(cfg, run_settings(cfg), context["overrides"])
     except ValueError:  # another sweep's job: the task says so when it runs
         return True
+    return changed is not None or done is not None
 
 
 def _returned(prepared: JobReturn, value) -> JobReturn:

@@ -14,7 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 from rpn_exp.functions.remainder import ZeroRemainder
 from rpn_exp.functions.shapes import divisors
 from rpn_exp.nn import RPNNetwork
-from rpn_exp.nn.describe import output_rank_limit
+from rpn_exp.nn.describe import STRUCTURE_HPARAMS, output_rank_limit
 from rpn_exp.nn.head import INITS
 
 log = logging.getLogger("rpn_exp")
@@ -65,6 +65,12 @@ def function_configs(cfg: DictConfig) -> dict[str, tuple[str, DictConfig]]:
     if fixed:
         return {group: (f"model.functions.{group}", fixed[group]) for group in FUNCTION_GROUPS}
     return {group: (group, cfg[group]) for group in FUNCTION_GROUPS}
+
+
+def reconciliation_hparams(cfg: DictConfig) -> dict:
+    """The structure hyper-parameters (r, p, q, k, ...) and l the config sets on ψ, as given (None values left out)."""
+    psi = function_configs(cfg)["reconciliation"][1]
+    return {k: v for k, v in psi.items() if k in (*STRUCTURE_HPARAMS, "l") and v is not None}
 
 
 def instantiate_functions(cfg: DictConfig) -> dict:

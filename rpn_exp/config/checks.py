@@ -172,3 +172,21 @@ def folder_problem(key: str, folder: str) -> str | None:
     if not os.access(path, os.W_OK):
         return f"{key}={folder} is not writable; give a folder you can write to"
     return None
+
+
+def check_eval_overrides(saved: DictConfig, cfg: DictConfig, overrides) -> None:
+    """For ``rpn_exp.eval``: each override names a key of the checkpoint's ``saved`` config, and ``cfg`` (saved
+    merged with the overrides) gives the data module values it can use; ConfigError otherwise."""
+    from rpn_exp.config.schema import check_target
+
+    missing = object()
+    for override in overrides:
+        key = override.partition("=")[0]
+        if OmegaConf.select(saved, key, default=missing) is missing:
+            parent = key.rpartition(".")[0]
+            node = OmegaConf.select(saved, parent) if parent else saved
+            valid = ", ".join(str(k) for k in node) if isinstance(node, DictConfig) else "none"
+            where = f" of {parent}" if parent else ""
+            raise ConfigError(f"{key} is not a key of the run's saved config; valid keys{where}: {valid}")
+    check_target(cfg.dataset, "dataset")
+    check_data_values(cfg)

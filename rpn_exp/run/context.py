@@ -7,6 +7,8 @@ import os
 
 from omegaconf import DictConfig, OmegaConf
 
+from rpn_exp.config.settings import RunSettings
+
 
 def hydra_context(hc: DictConfig | None = None) -> dict:
     """Overrides, group choices and mode of the running Hydra job, or of the job whose ``hydra`` node is ``hc``
@@ -35,9 +37,9 @@ def cluster_job() -> str | None:
     return env.get("SLURM_JOB_ID")
 
 
-def is_debug(cfg: DictConfig, context: dict) -> bool:
+def is_debug(settings: RunSettings, context: dict) -> bool:
     """A run of a ``debug`` preset (or any ``fast_dev_run``): its numbers are not results."""
-    return context["choices"].get("debug") is not None or bool(OmegaConf.select(cfg, "trainer.fast_dev_run"))
+    return context["choices"].get("debug") is not None or settings.debug_trainer
 
 
 def own_process_job() -> bool:

@@ -3,8 +3,7 @@ resolved) when it starts, and its outcome when it ends; other loggers get the sa
 
 from __future__ import annotations
 
-from omegaconf import DictConfig
-
+from rpn_exp.config.settings import RunSettings
 from rpn_exp.config.sweep_definition import read_definition, swept_keys
 from rpn_exp.nn.describe import STRUCTURE_HPARAMS, per_layer
 from rpn_exp.run.loggers import TensorBoardLogger
@@ -38,7 +37,7 @@ def varied_by(swept: set[str], column: str) -> bool:
     return "experiment" in groups or bool(groups & set(HPARAM_SOURCES[column]))
 
 
-def dashboard_hparams(record: dict, cfg: DictConfig, swept: set[str] | None = None) -> dict:
+def dashboard_hparams(record: dict, settings: RunSettings, swept: set[str] | None = None) -> dict:
     """The run's hyper-parameters for TensorBoard's HPARAMS tab (str, bool or number values).
 
     r, p and q are the values each layer resolved (``8/2`` where layers differ, as in the sweep summary);
@@ -50,15 +49,15 @@ def dashboard_hparams(record: dict, cfg: DictConfig, swept: set[str] | None = No
         "model": record.get("model", "rpn"),
         "reconciliation": record["reconciliation"],
         "learnable_params": record["learnable_params"],
-        "seed": int(cfg.seed),
+        "seed": int(settings.seed),
         "lr": float(record["lr"]) if record.get("lr") is not None else float("nan"),
         "dataset": record["dataset"],
         "expansion": record["expansion"],
         "interdependence": record["interdependence"],
         "remainder": record["remainder"],
         "widths": "-".join(map(str, record["widths"])),
-        "batch_size": int(cfg.dataset.batch_size),
-        "max_epochs": int(cfg.trainer.max_epochs),
+        "batch_size": int(settings.batch_size),
+        "max_epochs": settings.max_epochs,
     }
     for key in STRUCTURE_HPARAMS:
         value = per_layer(record["layers"], key)

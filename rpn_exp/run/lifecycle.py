@@ -25,13 +25,21 @@ import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
-from rpn_exp.config.build import ConfigError, build_datamodule, build_network, function_configs, model_name, qualify
+from rpn_exp.config.build import (
+    ConfigError,
+    build_datamodule,
+    build_network,
+    model_name,
+    qualify,
+    reconciliation_hparams,
+)
 from rpn_exp.config.checks import check_added_keys, check_settings
 from rpn_exp.config.configuration import configuration_id, flat_settings
+from rpn_exp.config.settings import RunSettings, run_settings
 from rpn_exp.data import DatasetError
-from rpn_exp.nn.describe import STRUCTURE_HPARAMS, format_layer_table, model_record
+from rpn_exp.nn.describe import format_layer_table, model_record
 from rpn_exp.run import ownership
 from rpn_exp.run.context import cluster_job, is_debug
 from rpn_exp.run.dashboard import close_dashboards, dashboard_hparams, log_hyperparameters, sweep_keys
@@ -56,10 +64,9 @@ OBJECTIVES = ("test/acc", "test/loss", "val/acc", "val/acc_best", "val/loss",
               "learnable_params", "frozen_params", "wall_time_s")
 
 
-def objective_names(cfg: DictConfig) -> list[str]:
+def objective_names(settings: RunSettings) -> list[str]:
     """The configured ``objective`` as a list, validated against :data:`OBJECTIVES`."""
-    objective = cfg.get("objective", "test/acc")
-    names = [objective] if isinstance(objective, str) else list(objective)
+    objective, names = settings.objective, settings.objectives
     bad = [name for name in names if name not in OBJECTIVES]
     if not names or bad:
         raise ConfigError(f"objective={objective!r} is invalid; give one of {list(OBJECTIVES)} or a list of them")
@@ -78,34 +85,32 @@ def objective_value(record: dict, names: list[str]) -> float | tuple[float, ...]
     return values[0] if len(values) == 1 else values
 
 
-def new_record(cfg: DictConfig, out: Path, context: dict) -> Record:
+def new_record(cfg: DictConfig, settings: RunSettings, context: dict) -> Record:
     """The record of a run that is starting: what was asked for and where the code and numbers come from."""
-    psi = function_configs(cfg)["reconciliation"][1]
-    configured = {k: v for k, v in psi.items() if k in (*STRUCTURE_HPARAMS, "l") and v is not None}
     return {
         "status": Status.RUNNING, "pid": os.getpid(), "host": socket.gethostname(),
-        "output_dir": str(out), "overrides": context["overrides"],
-        "choices": context["choices"], "seed": cfg.seed, "tags": list(cfg.get("tags") or []),
-        "debug": is_debug(cfg, context), "reconciliation_hparams": configured, "cluster_job": cluster_job(),
-        "lr": OmegaConf.select(cfg, "optimizer.lr"), "max_epochs": OmegaConf.select(cfg, "trainer.max_epochs"),
-        "provenance": provenance(OmegaConf.select(cfg, "trainer.accelerator")), "metrics": {},
+        "output_dir": str(settings.output_dir), "overrides": context["overrides"],
+        "choices": context["choices"], "seed": settings.seed, "tags": list(settings.tags),
+        "debug": is_debug(settings, context), "reconciliation_hparams": reconciliation_hparams(cfg),
+        "cluster_job": cluster_job(), "lr": settings.lr, "max_epochs": settings.trainer.get("max_epochs"),
+        "provenance": provenance(settings.accelerator), "metrics": {},
         "configuration": configuration_id(cfg), "settings": flat_settings(cfg),
     }
 
 
-def build_experiment(cfg: DictConfig, record: dict, verbose: bool = True):
+def build_experiment(cfg: DictConfig, settings: RunSettings, record: dict, verbose: bool = True):
     """Seed, then build the data module and the network; describe the network in ``record`` (and the console
     when ``verbose``; the log file always)."""
     import lightning as L
 
-    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    L.seed_everything(settings.seed, workers=True, verbose=False)
     datamodule = build_datamodule(cfg)
-    net = build_network(cfg, datamodule.num_features, datamodule.num_classes, shapes_only=bool(cfg.dry_run))
-    if not cfg.dry_run:  # the data is loaded (and checked) before anything is written
+    net = build_network(cfg, datamodule.num_features, datamodule.num_classes, shapes_only=settings.dry_run)
+    if not settings.dry_run:  # the data is loaded (and checked) before anything is written
         try:
             datamodule.setup("fit")
         except (FileNotFoundError, DatasetError) as error:
-            raise ConfigError(qualify("dataset", error, cfg.dataset.keys())) from error
+            raise ConfigError(qualify("dataset", error, settings.dataset_keys)) from error
         warn_small_splits(datamodule.sizes())
     head = net.layers[0].heads[0]
     record.update(
@@ -191,7 +196,8 @@ def outcome(error: BaseException, out: Path, interrupted: bool = False) -> dict:
 class Run:
     """One run's record and the steps every task takes with it (module docstring)."""
 
-    cfg: DictConfig
+    cfg: DictConfig  # the composed config, passed to rpn_exp.config's builders (read there only)
+    settings: RunSettings  # what the run reads of it
     context: dict
     record: Record
     objectives: list[str]
@@ -204,13 +210,14 @@ class Run:
     @classmethod
     def start(cls, cfg: DictConfig, context: dict, main_process: bool = True, **extra) -> Run:
         """Begin the run: where it resumes from, and its record, written at once."""
-        out = Path(cfg.paths.output_dir)
-        run = cls(cfg, context, record={}, objectives=objective_names(cfg), main_process=main_process)
+        settings = run_settings(cfg)
+        out = settings.output_dir
+        run = cls(cfg, settings, context, record={}, objectives=objective_names(settings), main_process=main_process)
         if main_process:
             ownership.own_folder(out)  # a stacked member's folder (a solo run's is taken before it starts)
-        run.resume_from = resume_point(cfg, out)
-        resumed = check_resume(run.resume_from, cfg)  # refused (ConfigError) before anything is written
-        run.record = {**new_record(cfg, out, context), "resumed_from": run.resume_from, **resumed, **extra}
+        run.resume_from = resume_point(settings)
+        resumed = check_resume(run.resume_from, cfg, settings)  # refused (ConfigError) before anything is written
+        run.record = {**new_record(cfg, settings, context), "resumed_from": run.resume_from, **resumed, **extra}
         run.save()
         if main_process:
             reserve_space(out)
@@ -218,7 +225,7 @@ class Run:
 
     @property
     def out(self) -> Path:
-        return Path(self.cfg.paths.output_dir)
+        return self.settings.output_dir
 
     @property
     def status(self) -> str:
@@ -233,11 +240,11 @@ class Run:
         checkpoint it resumes from; returns (datamodule, network). Raises ConfigError for a refused setting."""
         check_added_keys(self.context["overrides"], set(self.context["choices"]))
         check_settings(self.cfg)
-        self.record["threads"] = use_threads(self.cfg.get("threads"), self.context.get("launcher"),
-                                             self.cfg.get("trainer") or {})
-        datamodule, net = build_experiment(self.cfg, self.record, verbose=verbose)
+        self.record["threads"] = use_threads(self.settings.threads, self.context.get("launcher"),
+                                             self.settings.trainer)
+        datamodule, net = build_experiment(self.cfg, self.settings, self.record, verbose=verbose)
         self.note_unused_overrides()
-        if not self.cfg.dry_run:
+        if not self.settings.dry_run:
             self.record["data_sizes"] = datamodule.sizes()
             self.record["frequency_loss"] = frequency_loss(datamodule.splits["train"][1], datamodule.num_classes)
             check_checkpoint(self.resume_from, net)
@@ -257,7 +264,7 @@ class Run:
     def open_dashboards(self, loggers) -> None:
         """The run's hyper-parameters to every logger (TensorBoard's HPARAMS entry); closed by :meth:`finish`."""
         self.loggers = list(loggers)
-        log_hyperparameters(self.loggers, dashboard_hparams(self.record, self.cfg, sweep_keys(self.context)))
+        log_hyperparameters(self.loggers, dashboard_hparams(self.record, self.settings, sweep_keys(self.context)))
 
     def end(self, status: Status, **extra) -> None:
         """Record an outcome that is not a failure (``completed``, ``dry_run``)."""

@@ -9,9 +9,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from omegaconf import DictConfig, OmegaConf
 
 from rpn_exp.config.build import ConfigError
+from rpn_exp.config.settings import RunSettings, resolved_config
 from rpn_exp.nn.padding import RankPadding
 from rpn_exp.run.checkpointing import atomic_torch_save, load_checkpoint
 from rpn_exp.run.lifecycle import Run
@@ -45,8 +45,8 @@ class Member:
     fitted: bool = False  # trained to its max_epochs: tested next
 
     @property
-    def cfg(self) -> DictConfig:
-        return self.run.cfg
+    def settings(self) -> RunSettings:
+        return self.run.settings
 
     @property
     def out(self) -> Path:
@@ -59,7 +59,7 @@ class Member:
 
     @property
     def max_epochs(self) -> int:
-        return int(self.cfg.trainer.max_epochs)
+        return self.settings.max_epochs
 
     def log(self, metrics: dict, step: int) -> None:
         self.metrics.update(metrics)
@@ -126,7 +126,7 @@ def save_checkpoint(member: Member, path: Path) -> None:
         "epoch": member.epoch - 1, "global_step": member.global_step,
         "pytorch-lightning_version": lightning.__version__,
         "state_dict": {f"net.{k}": v for k, v in member.weights().items()},
-        "hyper_parameters": {"config": OmegaConf.to_container(member.cfg, resolve=True)},
+        "hyper_parameters": {"config": resolved_config(member.run.cfg)},
         "optimizer_states": [member.padding.unpad_optimizer(member.optimizers.state_dict(member.index))],
         "lr_schedulers": [s for s in [member.optimizers.scheduler_state_dict(member.index)] if s is not None],
         "val_acc_best": member.val_acc_best,
@@ -137,7 +137,7 @@ def save_checkpoint(member: Member, path: Path) -> None:
 
 
 def snapshot(member: Member, moment: str) -> None:
-    node = OmegaConf.select(member.cfg, "callbacks.weight_snapshots")
+    node = member.settings.callbacks.get("weight_snapshots")
     writers = [lg.experiment for lg in member.run.loggers if isinstance(lg, TensorBoardLogger)]
     if node is not None and writers and member.net is not None:
         write_weight_snapshots(writers, member.solo_net(), member.global_step, node.get("rows", 128),

@@ -16,6 +16,7 @@ from rpn_exp.config.build import ConfigError
 from rpn_exp.config.configuration import changed_settings, flat_settings, resume_changes
 from rpn_exp.config.legacy import upgrade_targets
 from rpn_exp.config.naming import comparable_overrides
+from rpn_exp.config.settings import RunSettings
 from rpn_exp.run.checkpointing import (
     INTERRUPTED,
     LAST,
@@ -30,12 +31,12 @@ from rpn_exp.run.record import Status, read_record
 log = logging.getLogger("rpn_exp")
 
 
-def resume_point(cfg: DictConfig, out: Path) -> str | None:
+def resume_point(settings: RunSettings) -> str | None:
     """The checkpoint the run continues from: ``ckpt_path`` if given; else, with ``skip_completed``, the job's own
     ``last.ckpt`` (:func:`prepare_rerun`); else None (a fresh start)."""
-    if cfg.get("ckpt_path"):
-        return str(cfg.ckpt_path)
-    return prepare_rerun(out) if cfg.get("skip_completed", False) else None
+    if settings.ckpt_path:
+        return str(settings.ckpt_path)
+    return prepare_rerun(settings.output_dir) if settings.skip_completed else None
 
 
 def settings_change(cfg: DictConfig, out: Path) -> str | None:
@@ -56,6 +57,17 @@ def settings_change(cfg: DictConfig, out: Path) -> str | None:
     return (f"skip_completed=true: {out.name} was run ({record.get('status')}) with other settings than the config "
             f"composes now: {shown}. Resume it with the settings it had, or give allow_config_change=true to run it "
             f"again from the start with the new ones")
+
+
+def rerun_state(cfg: DictConfig, settings: RunSettings, overrides: list[str]) -> tuple[str | None, dict | None]:
+    """For a job run again into its folder (``skip_completed=true``): what changed in its settings since its record
+    (:func:`settings_change`, None when nothing did) and, when nothing did, its completed record (None when it did
+    not complete); (None, None) without ``skip_completed``. Raises ValueError when the folder holds another sweep's
+    completed job (:func:`completed_record`)."""
+    if not settings.skip_completed:
+        return None, None
+    changed = settings_change(cfg, settings.output_dir)
+    return changed, None if changed else completed_record(settings.output_dir, overrides)
 
 
 def completed_record(out: Path, overrides: list[str]) -> dict | None:
@@ -109,7 +121,7 @@ def check_checkpoint(path: str | None, net) -> None:
         raise ConfigError(f"ckpt_path={path}: {error}") from error
 
 
-def check_resume(path: str | None, cfg: DictConfig) -> dict:
+def check_resume(path: str | None, cfg: DictConfig, settings: RunSettings) -> dict:
     """Before a resumed run writes anything: refuse a checkpoint that cannot be read safely or was trained with other
     settings than ``cfg`` (:func:`check_settings`); returns what the run's record says of the resume (the settings
     it changed, a best checkpoint that is gone)."""
@@ -133,7 +145,7 @@ def check_resume(path: str | None, cfg: DictConfig) -> dict:
         raise ConfigError(f"ckpt_path={path}: {error}") from error
     noted = {}
     relocate_best(checkpoint, path)
-    changes = check_settings(path, checkpoint, cfg)
+    changes = check_settings(path, checkpoint, cfg, settings.allow_config_change)
     if changes:
         noted["config_changes"] = changes
         if any(line.startswith("optimizer.lr:") for line in changes):  # it trains on the checkpoint's schedule
@@ -146,7 +158,7 @@ def check_resume(path: str | None, cfg: DictConfig) -> dict:
     return noted
 
 
-def check_settings(path: str, checkpoint: dict, cfg: DictConfig) -> list[str]:
+def check_settings(path: str, checkpoint: dict, cfg: DictConfig, allow_change: bool = False) -> list[str]:
     """The settings a resume changes from those the checkpoint was trained with (:func:`resume_changes`): a change of
     the data split is refused always (it would train on samples the checkpoint's run validated or tested on), any
     other unless ``allow_config_change=true`` (then returned, to be recorded)."""
@@ -158,7 +170,7 @@ def check_settings(path: str, checkpoint: dict, cfg: DictConfig) -> list[str]:
         raise ConfigError(f"ckpt_path={path}: resuming with {'; '.join(split)} would change which samples train, "
                           "validate and test (the checkpoint's weights have seen its own training split); resume "
                           "with the seed and dataset settings it was trained with, or start a new run")
-    if other and not cfg.get("allow_config_change", False):
+    if other and not allow_change:
         shown = "; ".join(other[:6]) + (f"; and {len(other) - 6} more" if len(other) > 6 else "")
         raise ConfigError(f"ckpt_path={path} was trained with other settings than the config composes now: {shown}. "
                           "Resume with the settings it had, or give allow_config_change=true to continue from its "

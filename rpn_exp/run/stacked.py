@@ -17,11 +17,11 @@ from __future__ import annotations
 
 import logging
 import signal
-from pathlib import Path
 
 from omegaconf import DictConfig
 
 from rpn_exp.config.build import ConfigError, instantiate_node
+from rpn_exp.config.settings import run_settings
 from rpn_exp.nn.members import MemberStack
 from rpn_exp.run.checkpointing import load_checkpoint, relocate_best
 from rpn_exp.run.lifecycle import SIGTERM_EXIT, Run
@@ -47,7 +47,7 @@ def train_group(jobs: list[tuple[DictConfig, dict]], group: str) -> list:
         stack_nets(members)
         fit_members([m for m in members if m.running], stop)
         fitted = [m for m in members if m.fitted and m.run.running]
-        test_members([m for m in fitted if m.cfg.get("test", True)])
+        test_members([m for m in fitted if m.settings.test])
         for member in fitted:
             if member.run.running:  # test=false: completed without testing, as a solo run
                 member.run.end(Status.COMPLETED)
@@ -73,18 +73,20 @@ def start_member(cfg: DictConfig, context: dict, group: str, size: int, index: i
     try:
         run = Run.start(cfg, context, stacked_group={"name": group, "members": size, "member": index})
     except ConfigError as error:
-        release_folder(Path(cfg.paths.output_dir))
-        log.error("rpn_exp [refused] %s: %s", Path(cfg.paths.output_dir).name, error)
-        note_refused(context.get("sweep_dir"), Path(cfg.paths.output_dir).name, str(error))
+        out = run_settings(cfg).output_dir
+        release_folder(out)
+        log.error("rpn_exp [refused] %s: %s", out.name, error)
+        note_refused(context.get("sweep_dir"), out.name, str(error))
         return None
     run.record["precision"] = "32-true"  # the stacked loop trains in float32 (a job asking otherwise runs solo)
     member = Member(run=run)
     try:
         member.datamodule, member.net = run.prepare(verbose=False)
-        member.optimizer_factory = instantiate_node(cfg.optimizer, "optimizer")
-        if cfg.get("scheduler"):
-            member.scheduler_factory = instantiate_node(cfg.scheduler, "scheduler")
-        run.open_dashboards(instantiate_node(c, f"logger.{k}") for k, c in (cfg.get("logger") or {}).items())
+        settings = run.settings
+        member.optimizer_factory = instantiate_node(settings.optimizer, "optimizer")
+        if settings.scheduler:
+            member.scheduler_factory = instantiate_node(settings.scheduler, "scheduler")
+        run.open_dashboards(instantiate_node(c, f"logger.{k}") for k, c in settings.loggers.items())
         if run.resume_from is not None:
             member.resume = load_checkpoint(run.resume_from)
             relocate_best(member.resume, run.resume_from)

@@ -8,8 +8,8 @@ import json
 
 import torch
 from lightning.pytorch.utilities.exceptions import SIGTERMException
-from omegaconf import DictConfig, OmegaConf
 
+from rpn_exp.config.settings import RunSettings
 from rpn_exp.nn.members import MemberStack, member_losses
 from rpn_exp.run.checkpointing import LAST
 from rpn_exp.run.member import Member, save_checkpoint, snapshot
@@ -28,7 +28,7 @@ def fit_members(members: list[Member], stop) -> None:
                           batch_size=first.batch_size, **stats)
     val = MemberBatches(splits["val"], seeds=[0] * len(members), batch_size=first.eval_batch_size, **stats)
     active = list(range(len(members)))
-    keys = [f"epoch {m.epoch}: {optimizer_key(m.cfg, k)}" for k, m in enumerate(members)]  # one schedule per share
+    keys = [f"epoch {m.epoch}: {optimizer_key(m.settings, k)}" for k, m in enumerate(members)]  # one schedule per share
     optimizers = MemberOptimizers([m.stack_net for m in members], keys,
                                   lambda k, params: members[k].optimizer_factory(params),
                                   lambda k, opt: members[k].scheduler_factory(opt) if members[k].scheduler_factory
@@ -77,21 +77,19 @@ def _stack(members: list[Member]) -> MemberStack:
     return MemberStack([m.stack_net for m in members], masks=[m.padding.masks() for m in members])
 
 
-def optimizer_key(cfg: DictConfig, k: int) -> str:
+def optimizer_key(settings: RunSettings, k: int) -> str:
     """Members with equal keys share one optimizer and scheduler (same settings, a per-parameter optimizer)."""
-    target = str(OmegaConf.select(cfg, "optimizer._target_") or "")
+    target = str((settings.optimizer or {}).get("_target_") or "")
     if target.rsplit(".", 1)[-1] not in PER_PARAMETER_OPTIMIZERS:
         return f"member {k}"
-    settings = {key: OmegaConf.to_container(cfg[key], resolve=True) if cfg.get(key) else None
-                for key in ("optimizer", "scheduler")}
-    return json.dumps(settings, sort_keys=True, default=str)
+    return json.dumps({"optimizer": settings.optimizer, "scheduler": settings.scheduler}, sort_keys=True, default=str)
 
 
 def _train_epoch(members: list[Member], active: list[int], stack: MemberStack, optimizers: MemberOptimizers,
                  data: MemberBatches, stop) -> None:
     """One pass over every active member's training split, each in its own order; a member whose loss stops being
     finite is recorded ``diverged`` and its step is not taken (the others' step is)."""
-    every = [max(1, int(members[k].cfg.trainer.log_every_n_steps)) for k in active]
+    every = [members[k].settings.log_every_n_steps for k in active]
     for k in active:
         members[k].log({"train/lr": optimizers.lr(k)}, members[k].global_step)
     order = data.orders([members[k].epoch for k in active], active)
@@ -161,7 +159,7 @@ def _validate(members: list[Member], active: list[int], stack: MemberStack, data
 
 def _keep_best(member: Member, values: dict) -> None:
     """ModelCheckpoint's rule: the first epoch, then any epoch strictly better on the monitored metric."""
-    node = OmegaConf.select(member.cfg, "callbacks.model_checkpoint")
+    node = member.settings.callbacks.get("model_checkpoint")
     if node is None:
         return
     monitor, mode = node.get("monitor") or "val/acc", node.get("mode", "max")

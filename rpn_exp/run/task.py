@@ -10,9 +10,10 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from rpn_exp.config.build import ConfigError, instantiate_node
+from rpn_exp.config.settings import RunSettings, resolved_config, run_settings
 from rpn_exp.config.tree import format_config_tree
 from rpn_exp.run.checkpointing import AtomicCheckpointIO, LastCheckpoint, SaveOnInterrupt
 from rpn_exp.run.console import configure_console
@@ -22,7 +23,7 @@ from rpn_exp.run.loggers import quiet_full_disk_in_writer_threads
 from rpn_exp.run.module import RPNClassifier
 from rpn_exp.run.ownership import FolderInUse, own_folder, release_folder, watch_launcher
 from rpn_exp.run.record import Status, note_refused, summary_line
-from rpn_exp.run.resume import clear_attempt, completed_record, settings_change
+from rpn_exp.run.resume import clear_attempt, rerun_state
 
 log = logging.getLogger("rpn_exp")
 
@@ -35,9 +36,10 @@ def train(cfg: DictConfig) -> float | tuple[float, ...] | None:
     """
     from lightning.pytorch.utilities import rank_zero_only
 
-    context, objectives = hydra_context(), objective_names(cfg)
+    context, settings = hydra_context(), run_settings(cfg)
+    objectives = objective_names(settings)
     configure_console(quiet=context["multirun"])
-    out = Path(cfg.paths.output_dir)
+    out = settings.output_dir
     watch_launcher(local_worker())
     quiet_full_disk_in_writer_threads()
     if rank_zero_only.rank == 0:
@@ -50,18 +52,18 @@ def train(cfg: DictConfig) -> float | tuple[float, ...] | None:
             note_refused(context["sweep_dir"], out.name, str(error))
             return None
     try:
-        return _train(cfg, context, objectives, out)
+        return _train(cfg, settings, context, objectives, out)
     finally:
         release_folder(out)
 
 
-def _train(cfg: DictConfig, context: dict, objectives: list[str], out: Path):
+def _train(cfg: DictConfig, settings: RunSettings, context: dict, objectives: list[str], out: Path):
     """:func:`train` in a job folder this process owns."""
     from lightning.pytorch.utilities import rank_zero_only
     from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-    changed = settings_change(cfg, out) if cfg.get("skip_completed") else None
-    if changed and not cfg.get("allow_config_change", False):  # refused: the job's earlier record stays as it is
+    changed, done = rerun_state(cfg, settings, context["overrides"])
+    if changed and not settings.allow_config_change:  # refused: the job's earlier record stays as it is
         if not context["multirun"]:
             raise ConfigError(changed)
         log.error("rpn_exp [refused] %s", changed)
@@ -70,11 +72,10 @@ def _train(cfg: DictConfig, context: dict, objectives: list[str], out: Path):
     if changed:
         log.warning("%s: settings changed (allow_config_change=true); it runs again from the start", out.name)
         clear_attempt(out)
-    done = completed_record(out, context["overrides"]) if cfg.get("skip_completed") and not changed else None
     if done is not None:
         log.info(summary_line(done).replace("rpn_exp ", "rpn_exp [skipped: already completed] ", 1))
         return objective_value(done, objectives)
-    if cfg.get("print_config", True) and rank_zero_only.rank == 0 and not context["multirun"]:
+    if settings.print_config and rank_zero_only.rank == 0 and not context["multirun"]:
         log.info("%s", format_config_tree(cfg, context["choices"]))  # a sweep job's config is in .hydra/
     try:
         run = Run.start(cfg, context, main_process=rank_zero_only.rank == 0)
@@ -87,13 +88,14 @@ def _train(cfg: DictConfig, context: dict, objectives: list[str], out: Path):
     trainer = None
     try:
         datamodule, net = run.prepare(verbose=not context["multirun"])
-        if cfg.dry_run:
+        if settings.dry_run:
             run.end(Status.DRY_RUN)
             return run.objective()
-        trainer, module = make_trainer(cfg, net, run.out, context)
+        trainer, module = make_trainer(cfg, settings, net, context)
         run.record["precision"] = str(trainer.precision)  # what Lightning runs (16 on a CPU is bf16-mixed)
         run.open_dashboards(trainer.loggers)
-        fit_and_test(cfg, trainer, module, datamodule, run.record, run.resume_from, verbose=not context["multirun"])
+        fit_and_test(settings, trainer, module, datamodule, run.record, run.resume_from,
+                     verbose=not context["multirun"])
         run.end(Status.COMPLETED)
         return run.objective()
     except SIGTERMException as error:  # Lightning stops at the next batch boundary after a SIGTERM
@@ -114,7 +116,7 @@ def _train(cfg: DictConfig, context: dict, objectives: list[str], out: Path):
         run.finish(_metrics(trainer) if trainer else None, **progress)
 
 
-def make_trainer(cfg: DictConfig, net, out: Path, context: dict):
+def make_trainer(cfg: DictConfig, settings: RunSettings, net, context: dict):
     """The LightningModule and the Trainer with the configured callbacks and loggers.
 
     Inside a multirun the per-job progress bars and model summaries are off (the sweep prints one line per job
@@ -122,31 +124,32 @@ def make_trainer(cfg: DictConfig, net, out: Path, context: dict):
     """
     module = RPNClassifier(
         net,
-        optimizer=instantiate_node(cfg.optimizer, "optimizer"),
-        scheduler=instantiate_node(cfg.scheduler, "scheduler") if cfg.get("scheduler") else None,
-        config=OmegaConf.to_container(cfg, resolve=True),
+        optimizer=instantiate_node(settings.optimizer, "optimizer"),
+        scheduler=instantiate_node(settings.scheduler, "scheduler") if settings.scheduler else None,
+        config=resolved_config(cfg),
     )
-    quiet = context["multirun"] and not cfg.get("progress_bars_in_sweeps", False)
+    quiet = context["multirun"] and not settings.progress_bars_in_sweeps
+    out = settings.output_dir
     callbacks = [
         instantiate_node(c, f"callbacks.{k}")
-        for k, c in (cfg.get("callbacks") or {}).items()
+        for k, c in settings.callbacks.items()
         if not (quiet and str(c.get("_target_", "")).endswith("ProgressBar"))
     ]
     callbacks += [LastCheckpoint(out / "checkpoints"), SaveOnInterrupt(out / "checkpoints")]
-    loggers = [instantiate_node(c, f"logger.{k}") for k, c in (cfg.get("logger") or {}).items()]
+    loggers = [instantiate_node(c, f"logger.{k}") for k, c in settings.loggers.items()]
     extra = {"enable_progress_bar": False, "enable_model_summary": False} if quiet else {}
-    trainer = instantiate_node(cfg.trainer, "trainer", callbacks=callbacks, logger=loggers or False,
+    trainer = instantiate_node(settings.trainer, "trainer", callbacks=callbacks, logger=loggers or False,
                                plugins=[AtomicCheckpointIO()], **extra)
     return trainer, module
 
 
-def fit_and_test(cfg: DictConfig, trainer, module, datamodule, record: dict, resume_from: str | None = None,
+def fit_and_test(settings: RunSettings, trainer, module, datamodule, record: dict, resume_from: str | None = None,
                  verbose: bool = True) -> None:
     """Fit (continuing from the checkpoint ``resume_from`` if given), then test the best checkpoint; the metrics
     go into ``record`` (and the test table to the console when ``verbose``)."""
     trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from, weights_only=True)
     record["metrics"].update(_metrics(trainer))
-    if cfg.get("test", True):
+    if settings.test:
         best = getattr(trainer.checkpoint_callback, "best_model_path", "") if trainer.checkpoint_callback else ""
         trainer.test(module, datamodule=datamodule, ckpt_path=best or None, weights_only=True, verbose=verbose)
         record["metrics"].update(_metrics(trainer))

@@ -14,7 +14,9 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
+
+from rpn_exp.config.settings import RunSettings, resolved_config, run_settings
 
 #: Config keys each member of a stacked group keeps for itself (they change no shape).
 MEMBER_KEYS = ("seed", "dataset.seed", "optimizer", "scheduler", "model.init", "trainer.max_epochs",
@@ -51,11 +53,11 @@ def _drop(container: dict, dotted: str) -> None:
 def signature(cfg: DictConfig) -> str:
     """What must be equal for two jobs to stack: the resolved config without :data:`MEMBER_KEYS`, the callbacks'
     and loggers' folders (each member writes its own), as canonical JSON."""
-    config = OmegaConf.to_container(cfg, resolve=True)
+    config = resolved_config(cfg)
     config.pop("hydra", None)
     for key in MEMBER_KEYS:
         _drop(config, key)
-    if _pads_rank(cfg):
+    if _pads_rank(run_settings(cfg)):
         _drop(config, RANK_KEY)
     for group in ("callbacks", "logger"):
         for node in (config.get(group) or {}).values():
@@ -65,19 +67,19 @@ def signature(cfg: DictConfig) -> str:
     return json.dumps(config, sort_keys=True, default=str)
 
 
-def _pads_rank(cfg: DictConfig) -> bool:
+def _pads_rank(settings: RunSettings) -> bool:
     from hydra.utils import get_class
 
-    target = OmegaConf.select(cfg, "reconciliation._target_")
+    target = settings.reconciliation_target
     try:
         return bool(getattr(get_class(target), "rank_pads", False)) if target else False
     except ImportError:  # a ψ that does not exist: its job fails with the key to change, solo or stacked
         return False
 
 
-def solo_reason(cfg: DictConfig) -> str | None:
+def solo_reason(settings: RunSettings) -> str | None:
     """Why the job must run solo (a setting the stacked loop does not implement), or None when it can stack."""
-    trainer = cfg.get("trainer") or {}
+    trainer = settings.trainer
     for key in trainer:
         if key not in TRAINER_VALUES and key not in TRAINER_HONOURED:
             return f"trainer.{key}"
@@ -88,18 +90,18 @@ def solo_reason(cfg: DictConfig) -> str | None:
     accelerator = trainer.get("accelerator")
     if accelerator != "cpu" and not (accelerator in ("auto", None) and not _cuda()):
         return f"trainer.accelerator={accelerator} (the stacked loop trains on the CPU)"
-    if OmegaConf.select(cfg, "model.compile") is not None:
-        return f"model.compile={OmegaConf.select(cfg, 'model.compile')}"
-    for key in cfg.get("callbacks") or {}:
+    if settings.compile is not None:
+        return f"model.compile={settings.compile}"
+    for key in settings.callbacks:
         if key not in STACKED_CALLBACKS:
             return f"callbacks.{key}"
-    monitor = OmegaConf.select(cfg, "callbacks.model_checkpoint.monitor")
+    monitor = settings.callbacks.get("model_checkpoint", {}).get("monitor")
     if monitor not in (None, "val/acc", "val/loss"):
         return f"callbacks.model_checkpoint.monitor={monitor}"
-    for key in cfg.get("logger") or {}:
+    for key in settings.loggers:
         if key not in STACKED_LOGGERS:
             return f"logger.{key}"
-    if cfg.get("dry_run"):
+    if settings.dry_run:
         return "dry_run=true"
     return None
 
@@ -121,7 +123,7 @@ def stack_groups(configs: Sequence[DictConfig], max_members: int) -> list[list[i
     by_signature: dict[str, list[int]] = {}
     groups: list[list[int]] = []
     for index, cfg in enumerate(configs):
-        if solo_reason(cfg) is not None:
+        if solo_reason(run_settings(cfg)) is not None:
             groups.append([index])
             continue
         key = signature(cfg)

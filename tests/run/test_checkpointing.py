@@ -242,7 +242,7 @@ def test_a_checkpoint_from_the_middle_of_an_epoch_is_refused_with_where_to_resum
 #: its last.ckpt holds no Lightning loop or callback state, and names its best checkpoint in the folder it was written
 #: to.
 MEMBER = Path(__file__).resolve().parents[1] / "fixtures" / "checkpoint_stacked_member"
-MEMBER_SETTINGS = ["seed=2", "optimizer.lr=0.05", "callbacks.progress_bar.refresh_rate=0"]
+MEMBER_SETTINGS = ["seed=2", "optimizer.lr=0.05", "callbacks.progress_bar.refresh_rate=0", "threads=1"]
 
 
 def test_a_stacked_members_last_checkpoint_resumes_to_its_recorded_accuracy(make_config, tmp_path):

@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pytest
 
+from rpn_exp.config.settings import run_settings
 from rpn_exp.sweep.stacking import signature, solo_reason, stack_groups
 from tests.conftest import compose_config
 
@@ -45,8 +46,8 @@ def test_the_rank_is_set_aside_only_for_a_family_that_pads_it(family, pads):
     ("+trainer.gradient_clip_algorithm=value", "trainer.gradient_clip_algorithm"),  # any trainer key it does not know
 ])
 def test_a_setting_the_stacked_loop_does_not_implement_keeps_the_job_solo(override, reason):
-    assert reason in solo_reason(job(override))
-    assert solo_reason(job()) is None
+    assert reason in solo_reason(run_settings(job(override)))
+    assert solo_reason(run_settings(job())) is None
 
 
 def test_jobs_are_grouped_by_signature_in_order_and_split_at_max_members():
