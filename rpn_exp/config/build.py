@@ -219,7 +219,7 @@ def check_factors(net: RPNNetwork, cfg: DictConfig) -> None:
     uses: dict[int, list] = {}  # one ψ object serves every layer that shares it
     for index, layer in enumerate(net.layers):
         psi = layer.heads[0].reconciliation
-        if hasattr(psi, "requested"):
+        if psi.requested():
             uses.setdefault(id(psi), []).append((index, layer, psi))
     for layers in uses.values():
         first, _, psi = layers[0]
@@ -270,7 +270,7 @@ def warn_rank_limit(net: RPNNetwork) -> None:
     bound, classes = limit
     last = net.layers[-1]
     psi = last.heads[0].reconciliation
-    if psi.name == "identity":  # a dense output layer: the width before it is what limits the rank
+    if psi.rank_bound(last.n, last.D) >= min(last.n, last.D):  # W is not what limits it: the width before it is
         cause, remedy = f"its input width {last.m}", f"give the last hidden layer at least {classes - 1} units"
     else:
         cause = f"reconciliation={psi.name}" + "".join(f" {k}={v}" for k, v in psi.hparams(last.n, last.D).items())

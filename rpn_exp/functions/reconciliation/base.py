@@ -151,6 +151,9 @@ class Reconciliation(Function):
     #: such a W gives 0 for every input, which the config layer refuses when nothing else is added.
     constant_rows: ClassVar[bool] = False
 
+    #: The rank r the family is asked for (lorr, lphm, dual_lphm, ...); None for a family without one.
+    r: int | None = None
+
     def __init__(self, seed: int = 0):
         self.seed = seed
 
@@ -173,6 +176,15 @@ class Reconciliation(Function):
         min(n, D) for a dense W; a structured family states its own (lorr: r; hm: min(p,q)·min(n/p, D/q); ...).
         """
         return min(n, D)
+
+    def requested(self) -> dict[str, int]:
+        """The factor sizes asked for before they are fitted to a layer (p, q: each rounded down to a divisor of the
+        width it divides, :meth:`factor_dims`); {} for a family without any, or with them all automatic."""
+        return {}
+
+    def factor_dims(self, n: int, D: int) -> dict[str, int]:
+        """For each factor size of :meth:`requested`, the width of an n×D weight it must divide."""
+        return {}
 
     def max_rank(self, n: int, D: int) -> int | None:
         """For families with a rank r: the largest r that can still change W for an n×D weight (beyond it the
