@@ -59,6 +59,12 @@ def cli_command(*args) -> list[str]:
 
 
 def run_cli(*args, cwd=None, env=None):
+    """``python -m rpn_exp ARGS`` in a process of its own: forked after the imports it shares with the others
+    (``tests.forked``), or, with its own environment ``env``, started from scratch."""
+    if env is None:
+        from tests.forked import run_command
+
+        return run_command(list(args), cwd=cwd)
     return subprocess.run(cli_command(*args), capture_output=True, text=True, cwd=cwd, timeout=300, env=env)
 
 

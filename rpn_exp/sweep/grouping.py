@@ -12,10 +12,9 @@ import math
 import statistics
 from collections.abc import Sequence
 
-from rpn_exp.config.naming import comparable_overrides
 from rpn_exp.nn.describe import STRUCTURE_HPARAMS
 from rpn_exp.run.record import Status
-from rpn_exp.sweep.rows import RANK_MARK, accuracy, pareto_front
+from rpn_exp.sweep.rows import RANK_MARK, accuracy, config_of, configuration, pareto_front
 
 #: The columns of ``summary_by_config.csv`` in order.
 GROUP_COLUMNS = (
@@ -27,22 +26,6 @@ GROUP_COLUMNS = (
 #: Columns that are the same for every job of a configuration (taken from its first job).
 SHARED = ("model", "dataset", "expansion", "reconciliation", "layout", "interdependence", "remainder", "widths",
           *STRUCTURE_HPARAMS, "rank_bound", "rank_limited", "lr", "epochs", "learnable_params")
-
-
-def config_of(row: dict) -> str:
-    """The configuration of a job: its overrides, in their order, without ``seed=...`` (and without paths and
-    switches)."""
-    given = str(row.get("overrides", "")).split()
-    kept = set(comparable_overrides(given))
-    return " ".join(o for o in given if o in kept and o.lstrip("+~").split("=", 1)[0] != "seed")
-
-
-def configuration(row: dict) -> tuple[str, str]:
-    """What a job trained, but for its seed: the record's ``configuration`` (the effective settings, however they
-    were spelled); for a record written before it had one, its overrides without seed and its parameter count."""
-    if row.get("configuration"):
-        return ("configuration", row["configuration"])
-    return (config_of(row), str(row["learnable_params"]))
 
 
 def interval(values: Sequence[float]) -> tuple[float, float, float]:
@@ -66,7 +49,7 @@ def group_by_config(rows: Sequence[dict]) -> list[dict]:
     by mean validation accuracy (the test accuracy is reported, never used to choose)."""
     groups: dict[tuple[str, str], list[dict]] = {}  # configuration -> its jobs
     for row in rows:
-        if row["status"] == Status.COMPLETED and not math.isnan(accuracy(row, "test_acc")):
+        if row["status"] == Status.COMPLETED and not math.isnan(accuracy(row, "test_acc")) and not row.get("repeat_of"):
             groups.setdefault(configuration(row), []).append(row)
     # each configuration named by its most explicit spelling, less what every configuration shares
     spelled = {key: max((config_of(m) for m in members), key=lambda c: len(c.split()))

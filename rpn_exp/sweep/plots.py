@@ -113,7 +113,8 @@ def pareto_figure(rows: Sequence[dict], title: str = ""):
 
     grouped = bool(rows) and "test_acc_mean" in rows[0]  # configurations pooled over seeds (rpn_exp.sweep.grouping)
     y_key = "test_acc_mean" if grouped else "test_acc"
-    done = [r for r in rows if r["status"] == Status.COMPLETED and r[y_key] != "" and r["learnable_params"] != ""]
+    done = [r for r in rows if r["status"] == Status.COMPLETED and r[y_key] != "" and r["learnable_params"] != ""
+            and not r.get("repeat_of")]  # a repeated (configuration, seed) is drawn once
     done = [r for r in done if not math.isnan(float(r[y_key]))]
     ys = sorted(float(r[y_key]) for r in done)
     near = [y for y in ys if ys and y >= ys[-1] - ZOOM_SPAN]

@@ -12,6 +12,7 @@ import math
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+from rpn_exp.config.naming import comparable_overrides
 from rpn_exp.nn.describe import STRUCTURE_HPARAMS, output_rank_limit, per_layer
 from rpn_exp.run.record import RECORD_FILE, RESERVE_FILE, Status, process_alive, read_record
 
@@ -21,10 +22,10 @@ COLUMNS = (
     "job", "status", "model", "dataset", "expansion", "reconciliation", "layout", "interdependence", "remainder",
     "widths",
     *STRUCTURE_HPARAMS, "rank_bound", "rank_limited", "seed", "lr", "epochs", "learnable_params", "frozen_params",
-    "test_acc", "val_acc_best", "wall_time_s", "pareto", "flag", "overrides", "configuration", "error",
+    "test_acc", "val_acc_best", "wall_time_s", "pareto", "flag", "repeat_of", "overrides", "configuration", "error",
 )
 SHOWN_IF_VARYING = ("model", "layout", "interdependence", "remainder", "widths", "rank_bound", "seed", "lr", "epochs",
-                    "flag")
+                    "flag", "repeat_of")
 #: Marks a rank bound below classes − 1 (``rpn_exp.run.record.output_rank_limit``) in the tables.
 RANK_MARK = "⚠"
 #: A model within this much accuracy of chance (1 / classes) is never on the Pareto front.
@@ -198,7 +199,7 @@ def pareto_front(rows: Sequence[dict], metric: str = "test_acc") -> list[int]:
         (int(row["learnable_params"]), accuracy(row, metric), i)
         for i, row in enumerate(rows)
         if row["status"] == Status.COMPLETED and row["learnable_params"] != "" and not math.isnan(accuracy(row, metric))
-        and above_chance(row, metric) and not row.get("flag")
+        and above_chance(row, metric) and not row.get("flag") and not row.get("repeat_of")
     ]
     front, best = [], (math.nan, -math.inf)
     for params, acc, i in sorted(points, key=lambda t: (t[0], -t[1])):
@@ -206,6 +207,42 @@ def pareto_front(rows: Sequence[dict], metric: str = "test_acc") -> list[int]:
             front.append(i)
             best = (params, acc)
     return front
+
+
+def config_of(row: dict) -> str:
+    """The configuration of a job: its overrides, in their order, without ``seed=...`` (and without paths and
+    switches)."""
+    given = str(row.get("overrides", "")).split()
+    kept = set(comparable_overrides(given))
+    return " ".join(o for o in given if o in kept and o.lstrip("+~").split("=", 1)[0] != "seed")
+
+
+def configuration(row: dict) -> tuple[str, str]:
+    """What a job trained, but for its seed: the record's ``configuration`` (the effective settings, however they
+    were spelled); for a record written before it had one, its overrides without seed and its parameter count."""
+    if row.get("configuration"):
+        return ("configuration", row["configuration"])
+    return (config_of(row), str(row["learnable_params"]))
+
+
+def mark_repeats(rows: Sequence[dict]) -> list[dict]:
+    """Each (configuration, seed) counts once. When several completed jobs trained the same configuration with the
+    same seed (sweeps merged whose seeds overlap), the first of ``rows`` is kept (:func:`summarize` lists the rows
+    of published summaries first, then the jobs folder by folder in the order given). Each later one gets
+    ``repeat_of`` (the job it repeats), which keeps it out of the pooled statistics and the front; the repeats are
+    returned."""
+    first: dict[tuple, dict] = {}
+    repeats = []
+    for row in rows:
+        if row["status"] != Status.COMPLETED or row.get("seed") in ("", None):
+            continue
+        key = (configuration(row), str(row["seed"]))
+        if key in first:
+            row["repeat_of"] = first[key]["job"]
+            repeats.append(row)
+        else:
+            first[key] = row
+    return repeats
 
 
 def summarize(folders: Iterable[str | Path], include_debug: bool = False,
@@ -218,15 +255,18 @@ def summarize(folders: Iterable[str | Path], include_debug: bool = False,
     """
     folders = [Path(f) for f in folders]
     rows = [{**dict.fromkeys(COLUMNS, ""), **row, "pareto": False, "debug": False} for row in published]
+    given = {}  # each job row's place in the order of the folders given (published rows before them all)
     for job in find_jobs(folders):
         root = next((f for f in folders if job == f or f in job.parents), None)
         rows.append(job_row(job, root.parent if len(folders) + bool(published) > 1 and root is not None else root))
+        given[id(rows[-1])] = folders.index(root) if root is not None else len(folders)
     if len(folders) == 1 and not published:  # the jobs of the sweep's plan that never started
         rows += pending_rows(folders[0], {row["job"] for row in rows})
         rows.sort(key=lambda row: _job_sort_key(Path(row["job"])))
     known = [row["debug"] for row in rows if row["debug"] is not None]
     keep_all = include_debug or all(known)  # a sweep made only of debug jobs is summarized as such
     kept = rows if keep_all else [row for row in rows if row["debug"] is not True]
+    mark_repeats(sorted(kept, key=lambda row: given.get(id(row), -1)))
     for i in pareto_front(kept, metric="val_acc_best"):  # chosen on validation: the test split only reports
         kept[i]["pareto"] = True
     return kept, len(rows) - len(kept)

@@ -125,6 +125,12 @@ def format_markdown(rows: Sequence[dict], left_out: int = 0) -> str:
                      "predicted): such a point shows a limit of the structure, not only of training.")
     if left_out:
         notes.append(f"{left_out} debug job(s) left out (`python -m rpn_exp.report --include-debug` shows them).")
+    repeats = [rows[i] for i in ordered if rows[i].get("repeat_of")]
+    if repeats:
+        notes.append(f"{len(repeats)} job(s) trained a configuration with a seed another job had trained (sweeps "
+                     "merged whose seeds overlap): each (configuration, seed) counts once, from the folder given first "
+                     "(a published summary before any), so these are not pooled and not on the front: " +
+                     ", ".join(f"`{r['job']}` (repeats `{r['repeat_of']}`)" for r in repeats) + ".")
     if shared:
         notes.append(f"Overrides shared by every job: `{' '.join(shared)}`")
     failures = [rows[i] for i in ordered if rows[i]["error"]]

@@ -69,3 +69,21 @@ def test_merged_sweeps_that_spell_one_model_differently_pool_it_once(tmp_path):
     rows = read_csv(tmp_path / "merged" / "summary.csv")
     pooled = {r["configuration"] for r in rows if r["r"] == "5"}
     assert len(pooled) == 1 and len(rows) == 4
+
+
+def test_merged_sweeps_whose_seeds_overlap_count_each_configuration_and_seed_once(tmp_path, capsys):
+    """Sweeps over seeds 1, 2 and 2, 3 of one configuration: merged, n = 3 (seed 2 once, from the folder given
+    first), the repeat named in summary.md and summary.csv and kept off the front."""
+    for folder, seed, acc in (("a", 1, 0.80), ("a", 2, 0.82), ("b", 2, 0.86), ("b", 3, 0.84)):
+        write_record(tmp_path / folder / str(seed), record("lphm", 983, acc, seed=seed, configuration="lphm-r2"))
+    for order, kept, repeat, mean in ((["a", "b"], "a/2", "b/2", (0.80 + 0.82 + 0.84) / 3),
+                                      (["b", "a"], "b/2", "a/2", (0.86 + 0.84 + 0.80) / 3)):
+        out = tmp_path / f"merged-{''.join(order)}"
+        assert main([*(str(tmp_path / f) for f in order), "--out", str(out)]) == 0
+        (pooled,) = read_csv(out / "summary_by_config.csv")
+        assert (pooled["n"], sorted(pooled["seeds"].split())) == ("3", ["1", "2", "3"])
+        assert float(pooled["test_acc_mean"]) == pytest.approx(mean)
+        rows = {r["job"]: r for r in read_csv(out / "summary.csv")}
+        assert rows[repeat]["repeat_of"] == kept and rows[repeat]["pareto"] == "False"
+        assert [job for job, r in rows.items() if r["repeat_of"]] == [repeat]
+        assert f"`{repeat}` (repeats `{kept}`)" in (out / "summary.md").read_text()
