@@ -225,6 +225,24 @@ def structure_hparams(record: Record) -> dict[str, Any]:
     return {key: value for key, value in values.items() if value != ""}
 
 
+#: The longest error a progress line, a summary line or ``summary.md`` shows (``result.json`` keeps it whole).
+ERROR_CHARS = 300
+
+
+def one_line(message: str, limit: int = ERROR_CHARS) -> str:
+    """An error message as one line that keeps what to do about it: its lines joined (a list's items by ``;``);
+    over ``limit`` characters its middle gives way to ``…``, so that both the start (what went wrong) and the end
+    (how to fix it, where rpn_exp's messages say it) stay."""
+    text = ""
+    for line in (raw.strip().lstrip("-*").strip() for raw in message.splitlines()):
+        if line:
+            text += line if not text else (" " if text.endswith(":") else "; ") + line
+    if len(text) <= limit:
+        return text
+    head = limit // 3
+    return text[:head].rstrip() + " … " + text[len(text) - (limit - head - 3):].lstrip()
+
+
 def summary_line(record: Record) -> str:
     """One line: status, dataset, what was trained, parameters, accuracy, time, folder (what is unknown is left
     out)."""
@@ -246,5 +264,5 @@ def summary_line(record: Record) -> str:
     if record.get("flag"):
         parts.append(record["flag"])
     if record.get("error"):
-        parts.append(f"error: {record['error'].splitlines()[0]}")
+        parts.append(f"error: {one_line(record['error'])}")
     return "rpn_exp " + " | ".join(parts) + f" | {record.get('output_dir', '')}"

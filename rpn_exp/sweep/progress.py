@@ -16,7 +16,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from rpn_exp.config.naming import job_number
-from rpn_exp.run.record import FINAL, RECORD_FILE, Status, read_record
+from rpn_exp.run.record import FINAL, RECORD_FILE, Status, one_line, read_record
 
 
 def grid_jobs(sweeper_params: dict | None, task_overrides: list[str]) -> list[list[str]] | None:
@@ -126,8 +126,10 @@ class SweepProgress:
             parts.append(f"test acc {metrics['test/acc']:.4f}")
         elif metrics.get("val/acc_best") is not None:
             parts.append(f"best val acc {metrics['val/acc_best']:.4f}")
+        if record.get("flag"):
+            parts.append(record["flag"])
         if record.get("error"):
-            parts.append(record["error"].splitlines()[0][:120])
+            parts.append(one_line(record["error"]))
         if record.get("wall_time_s") is not None:
             parts.append(f"{record['wall_time_s']:.1f} s")
         return ", ".join(parts) or "no metrics"

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from rpn_exp.config.naming import comparable_overrides
 from rpn_exp.nn.describe import STRUCTURE_HPARAMS, output_rank_limit, per_layer
-from rpn_exp.run.record import RECORD_FILE, RESERVE_FILE, Status, process_alive, read_record
+from rpn_exp.run.record import RECORD_FILE, RESERVE_FILE, Status, one_line, process_alive, read_record
 
 #: The columns of ``summary.csv`` in order; ``summary.md`` shows the same minus the long ``error`` text and
 #: minus the :data:`SHOWN_IF_VARYING` columns that hold one value for every job.
@@ -99,7 +99,7 @@ def job_row(folder: str | Path, root: str | Path | None = None) -> dict:
         wall_time_s=record.get("wall_time_s", ""),
         overrides=" ".join(record.get("overrides", [])),
         configuration=record.get("configuration", ""),
-        error=(record.get("error") or "").splitlines()[0] if record.get("error") else "",
+        error=one_line(record["error"]) if record.get("error") else "",
         flag=(record.get("flag") or "").split(":")[0],
     )
     for key in STRUCTURE_HPARAMS:

@@ -101,3 +101,15 @@ def test_the_refusals_of_a_sweep_are_kept_beside_its_jobs(tmp_path):
     R.note_refused(tmp_path, "001_b", "in use")
     assert R.read_refused(tmp_path) == [{"job": "000_a", "why": "settings changed"}, {"job": "001_b", "why": "in use"}]
     assert R.read_refused(tmp_path / "none") == []
+
+
+def test_an_error_shown_in_one_line_keeps_what_went_wrong_and_how_to_fix_it():
+    from rpn_exp.run.record import one_line
+
+    listed = "mnist not found. Searched:\n  - /a\n  - /b\nTo get it:\n  * put the files there\n  * or set download=true"
+    assert one_line(listed) == ("mnist not found. Searched: /a; /b; To get it: put the files there; or set "
+                                "download=true")
+    long = "what went wrong: " + "x" * 1000 + " so give root=<folder>"
+    shown = one_line(long, limit=120)
+    assert len(shown) == 120 and shown.startswith("what went wrong: ") and shown.endswith(" so give root=<folder>")
+    assert " … " in shown and one_line("short") == "short"

@@ -33,7 +33,8 @@ def test_a_line_when_a_job_starts_and_one_when_it_ends(tmp_path):
     assert lines[1] == "[sweep 2/3] started   001_hm"
     assert lines[2].startswith("[sweep 1/3] completed 000_lorr: test acc 0.8969, 4.1 s | 2 of 3 done in 0:00:0")
     assert lines[2].endswith("left")
-    assert lines[3].startswith("[sweep 2/3] failed    001_hm: invalid configuration: p=3 does not divide n=128, 0.5 s")
+    assert lines[3].startswith("[sweep 2/3] failed    001_hm: invalid configuration: p=3 does not divide n=128; more, "
+                               "0.5 s")
     progress.poll()
     assert len(lines) == 4  # each event once
 
@@ -78,3 +79,19 @@ def test_an_unknown_total_is_shown_as_a_question_mark(tmp_path):
     job(tmp_path, "weird-name", "running")
     SweepProgress(tmp_path, total=None, printer=lambda text, flush: lines.append(text)).poll()
     assert lines == ["[sweep ?/?] started   weird-name"]
+
+
+def test_a_flagged_job_and_a_missing_dataset_say_so_whole_on_their_line(tmp_path):
+    """The flag a completed job got, and an error's fix, not only its first line (``result.json`` keeps it all)."""
+    from rpn_exp.data.vision import VisionDataModule
+
+    missing = VisionDataModule("mnist", cache_dir=str(tmp_path / "no-data")).missing_message()
+    lines = []
+    progress = SweepProgress(tmp_path / "sweep", total=2, printer=lambda text, flush: lines.append(text))
+    job(tmp_path / "sweep", "000_lr1", "completed", metrics={"test/acc": 0.1}, flag="learned nothing")
+    job(tmp_path / "sweep", "001_mnist", "failed", error=f"dataset: {missing}")
+    progress.poll()
+    ended = {line.split()[3].rstrip(":"): line for line in lines if "started" not in line}
+    assert "test acc 0.1000, learned nothing" in ended["000_lr1"]
+    assert "\n" not in ended["001_mnist"] and "dataset: mnist not found. Searched: " in ended["001_mnist"]
+    assert "set download=true" in ended["001_mnist"]

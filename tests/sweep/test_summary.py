@@ -53,7 +53,7 @@ def test_a_completed_row_carries_the_record(sweep):
 def test_failed_and_missing_jobs_keep_their_status_and_overrides(sweep):
     failed, missing = job_row(sweep / "3", sweep), job_row(sweep / "4", sweep)
     assert failed["status"] == "failed" and failed["reconciliation"] == "lphm" and failed["p"] == 3
-    assert failed["error"] == "invalid configuration: p=3 does not divide n=128"
+    assert failed["error"] == "invalid configuration: p=3 does not divide n=128; more"  # every line, in one
     assert failed["test_acc"] == "" and failed["learnable_params"] == ""
     assert missing["status"] == "missing" and missing["overrides"] == "reconciliation=hm"
     assert "result.json" in missing["error"]
