@@ -40,7 +40,8 @@ def varied_by(swept: set[str], column: str) -> bool:
 def dashboard_hparams(record: dict, settings: RunSettings, swept: set[str] | None = None) -> dict:
     """The run's hyper-parameters for TensorBoard's HPARAMS tab (str, bool or number values).
 
-    r, p and q are the values each layer resolved (``8/2`` where layers differ, as in the sweep summary);
+    r, k, p and q are the values each layer resolved, as text (``2``, or ``8/2`` where layers differ, as in the
+    sweep summary), so that each column holds one type across the runs of a sweep;
     hyper-parameters a family does not have are left out rather than logged as a placeholder. In a sweep
     (``swept``: the config keys it varies) only the columns those keys can change are logged: TensorBoard then
     shows what tells the jobs apart, and the constants stay in ``result.json`` and ``hparams.yaml``.
@@ -59,10 +60,10 @@ def dashboard_hparams(record: dict, settings: RunSettings, swept: set[str] | Non
         "batch_size": int(settings.batch_size),
         "max_epochs": settings.max_epochs,
     }
-    for key in STRUCTURE_HPARAMS:
+    for key in STRUCTURE_HPARAMS:  # text always: "2" and "8/2" in one column, which TensorBoard types once
         value = per_layer(record["layers"], key)
         if value != "":
-            hp[key] = value
+            hp[key] = str(value)
     if record.get("tags"):
         hp["tags"] = ",".join(record["tags"])
     if swept is not None:

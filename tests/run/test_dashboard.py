@@ -120,3 +120,20 @@ def test_the_hparams_view_renders_in_headless_chromium(dashboard, tmp_path):
     assert len(colours) > 100  # text and widgets, not a blank page
     orange = sum(count for count, (r, g, b) in colours if r > 230 and 100 < g < 150 and b < 40)
     assert orange > 1200 * 40  # TensorBoard's header bar rendered
+
+
+def test_each_hparams_column_holds_one_type_whatever_the_layers_resolve():
+    """p is ``2`` in one job and ``8/2`` in another: both text, so TensorBoard sees one column of one type."""
+    from rpn_exp.config.settings import RunSettings
+    from rpn_exp.run.dashboard import dashboard_hparams
+
+    def hparams(p_per_layer):
+        layers = [{"layer": f"layer {i}", "r": 5, "p": p} for i, p in enumerate(p_per_layer)]
+        record = {"reconciliation": "dual_lphm", "learnable_params": 2085, "lr": 0.01, "dataset": "digits",
+                  "expansion": "taylor", "interdependence": "none", "remainder": "zero", "widths": [64, 128, 10],
+                  "layers": layers}
+        return dashboard_hparams(record, RunSettings(seed=1, batch_size=64, trainer={"max_epochs": 2}))
+
+    uniform, mixed = hparams([2, 2]), hparams([8, 2])
+    assert (uniform["p"], mixed["p"], uniform["r"]) == ("2", "8/2", "5")
+    assert {key: type(value) for key, value in uniform.items()} == {key: type(value) for key, value in mixed.items()}
