@@ -91,8 +91,10 @@ def status_counts(rows: Sequence[dict]) -> str:
 
 
 def varying(rows: Sequence[dict], column: str) -> bool:
-    """Whether ``column`` holds more than one value among ``rows``."""
-    return len({str(row.get(column, "")) for row in rows}) > 1
+    """Whether ``column`` holds more than one value among the rows of jobs that built their model (a pending,
+    missing or refused job's empty cell says nothing of the column, so it does not make a constant one vary)."""
+    built = [row for row in rows if row.get("learnable_params", "") != ""] or rows
+    return len({str(row.get(column, "")) for row in built}) > 1
 
 
 def format_markdown(rows: Sequence[dict], left_out: int = 0) -> str:

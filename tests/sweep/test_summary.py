@@ -187,3 +187,13 @@ def test_baseline_rows_name_their_model_and_rpn_rows_default_to_rpn(tmp_path):
     rows, _ = summarize([tmp_path / "s"])
     assert [row["model"] for row in rows] == ["linear", "rpn"]
     assert "| model |" in format_markdown(rows)  # shown because it varies
+
+
+def test_a_column_constant_over_the_built_models_stays_hidden_while_jobs_are_pending_or_failed(sweep):
+    """Every built model of the fixture is the rpn [64, 128, 10] at lr 0.01; the failed and missing jobs, and a
+    pending one, have empty cells there, which do not make those columns vary."""
+    rows, _ = summarize([sweep])
+    pending = {**dict.fromkeys(COLUMNS, ""), "job": "11", "status": "pending", "pareto": False}
+    header = format_markdown([*rows, pending]).splitlines()[0]
+    assert "| status |" in header and "| r |" in header  # r differs among the built models
+    assert not {"model", "widths", "lr", "epochs", "seed"} & {cell.strip() for cell in header.split("|")}
