@@ -12,6 +12,7 @@ import math
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+from rpn_exp.config.configuration import BOOKKEEPING
 from rpn_exp.config.naming import comparable_overrides
 from rpn_exp.nn.describe import STRUCTURE_HPARAMS, output_rank_limit, per_layer
 from rpn_exp.run.record import RECORD_FILE, RESERVE_FILE, Status, one_line, process_alive, read_record
@@ -210,11 +211,16 @@ def pareto_front(rows: Sequence[dict], metric: str = "test_acc") -> list[int]:
 
 
 def config_of(row: dict) -> str:
-    """The configuration of a job: its overrides, in their order, without ``seed=...`` (and without paths and
-    switches)."""
+    """The configuration of a job: its overrides, in their order, without the seed and the other keys that change
+    nothing trained (``rpn_exp.config.configuration.BOOKKEEPING``: ``task_name``, ``tags``, paths, switches)."""
     given = str(row.get("overrides", "")).split()
     kept = set(comparable_overrides(given))
-    return " ".join(o for o in given if o in kept and o.lstrip("+~").split("=", 1)[0] != "seed")
+
+    def bookkeeping(override: str) -> bool:
+        key = override.lstrip("+~").split("=", 1)[0]
+        return any(key == k or key.startswith(f"{k}.") for k in BOOKKEEPING)
+
+    return " ".join(o for o in given if o in kept and not bookkeeping(o))
 
 
 def configuration(row: dict) -> tuple[str, str]:

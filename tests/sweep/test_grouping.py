@@ -54,3 +54,10 @@ def test_a_two_seed_sweep_pools_its_jobs_and_the_report_rebuilds_it(tmp_path):
     (copy / "summary_by_config.csv").unlink()
     assert report([str(copy)]) == 0
     assert (copy / "summary_by_config.csv").read_text() == (folder / "summary_by_config.csv").read_text()
+
+
+def test_a_configuration_is_named_without_its_bookkeeping():
+    """task_name and tags (and the seed, paths, switches) tell runs apart but train nothing: not in the name."""
+    row = job("reconciliation=lphm", 1, 0.9, 0.9, 10)
+    row["overrides"] += " task_name=mlpb tags=[a,b] +tags=[c] model.hidden=[32] threads=1"
+    assert config_of(row) == "reconciliation=lphm model.hidden=[32]"
