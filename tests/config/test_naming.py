@@ -13,6 +13,7 @@ from rpn_exp.config.naming import comparable_overrides, job_dir, job_label, job_
     (["+model.layer_overrides.0.heads=2", "+model.layer_overrides.0.channels=2"], "L0heads2_L0channels2"),
     (["debug=limit", "paths.log_dir=/tmp/x", "task_name=t", "trainer.max_epochs=3", "skip_completed=true"], ""),
     (["+reconciliation@model.layer_overrides.1.reconciliation=identity", "interdependence=hm"], "L1identity_hm"),
+    (["dataset=fashion_mnist", "dataset.root=/usr/share/datasets/fashion-mnist", "seed=2"], "fashion_mnist_seed2"),
 ])
 def test_the_label_names_the_options_and_values_a_job_sets(overrides, label):
     assert job_label(overrides) == label
