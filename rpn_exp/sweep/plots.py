@@ -128,6 +128,13 @@ def pareto_figure(rows: Sequence[dict], title: str = ""):
         last.set_ylim(min(near) - 0.01, ys[-1] + 0.01)
         last.set_title(f"the top {ZOOM_SPAN:.2f} of test accuracy (zoom)", fontsize=9)
     legend = last.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0) if done else None
+    counted = [r for r in rows if r["learnable_params"] != "" and not r.get("repeat_of")]
+    if not done and counted:  # a dry run, or nothing completed yet: the parameter counts are the picture
+        _parameter_counts(main, counted)
+        main.set_title((title or "learnable parameters per job") + "\n(no job has a test accuracy yet: the "
+                       "parameter count of each job that built its model)", fontsize=9)
+        fig.tight_layout()
+        return fig
     if not done:
         main.text(0.5, 0.5, "no completed job yet", ha="center", va="center", transform=main.transAxes)
     skipped = len(rows) - len(done)
@@ -182,6 +189,27 @@ def _draw(ax, done: Sequence[dict], y_key: str, grouped: bool) -> list:
     ax.set_ylabel("test accuracy" + (" (mean over seeds, 95% interval)" if grouped else ""))
     ax.grid(True, which="both", alpha=0.3)
     return labels
+
+
+def _parameter_counts(ax, rows: Sequence[dict]) -> None:
+    """Each job at its learnable parameter count (log axis), one line per job in order of the count, coloured by
+    family, named by its job: what a dry-run sweep tells before anything trains."""
+    ordered = sorted(rows, key=lambda r: (int(r["learnable_params"]), r["job"]))
+    counts, places = [int(r["learnable_params"]) for r in ordered], list(range(len(ordered)))
+    colours = [family_colour(family(r).split(" (")[0]) for r in ordered]
+    ax.hlines(places, [min(counts) / 1.5] * len(ordered), counts, colors=colours, linewidth=1, alpha=0.5)
+    ax.scatter(counts, places, color=colours, s=30, zorder=3)
+    for count, place in zip(counts, places):
+        ax.annotate(f"{count:,}", (count, place), xytext=(6, 0), textcoords="offset points", va="center", fontsize=7,
+                    color="#333333")
+    ax.set_xlim(min(counts) / 2, max(counts) * 3)  # room for the last count's text
+    ax.set_ylabel("")
+    ax.set_yticks(places, [r["job"] for r in ordered], fontsize=7 if len(ordered) <= 40 else 5)
+    ax.set_ylim(-0.7, len(ordered) - 0.3)
+    ax.set_xscale("log")
+    _parameter_ticks(ax, counts)
+    ax.set_xlabel("learnable parameters (log scale)")
+    ax.grid(True, axis="x", which="both", alpha=0.3)
 
 
 def _ordered_colour(i: int):

@@ -152,3 +152,18 @@ def test_the_front_is_marked_points_and_intervals_stay_within_accuracy():
     assert any("chosen on validation" in c.get_label() for c in ax.collections)
     tops = [segment[:, 1].max() for c in ax.collections if hasattr(c, "get_segments") for segment in c.get_segments()]
     assert tops and max(tops) <= 1.0
+
+
+def test_a_dry_run_sweep_plots_the_parameter_count_of_each_job():
+    """No job has a test accuracy: each one is drawn at its parameter count, named, its count written beside it."""
+    from rpn_exp.sweep.plots import pareto_figure
+
+    rows = [row(f, params, "", status="dry_run", job=f"{i:03d}_{f}") for i, (f, params) in
+            enumerate((("lorr", 20_810), ("lphm", 983), ("dual_lphm", 417)))]
+    rows.append(row("hm", "", "", status="failed", job="003_hm"))  # refused before its model was built: not drawn
+    figure = pareto_figure(rows, "dry")
+    (ax,) = figure.axes
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["002_dual_lphm", "001_lphm", "000_lorr"]
+    assert [t.get_text() for t in ax.texts] == ["417", "983", "20,810"]
+    assert "no completed job yet" not in [t.get_text() for t in ax.texts] and ax.get_xscale() == "log"
+    assert_readable(figure)
