@@ -37,7 +37,7 @@ def test_main_job_records_a_complete_run(tmp_path):
     assert len(events.Scalars("val/acc")) == 30
     hparams, status, has_experiment = hparams_plugin(events)
     assert hparams["reconciliation"].string_value == "dual_lphm"
-    assert hparams["r"].number_value == 5 and hparams["p"].string_value == "8/2" and hparams["q"].string_value == "64/128"
+    assert hparams["r"].string_value == "5" and hparams["p"].string_value == "8/2" and hparams["q"].string_value == "64/128"
     assert hparams["learnable_params"].number_value == record["learnable_params"]
     assert status == 1 and not has_experiment  # STATUS_SUCCESS; columns computed by TensorBoard from the runs
     snapshots = {tag: [image.step for image in events.Images(tag)] for tag in events.Tags()["images"]}
