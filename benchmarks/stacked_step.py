@@ -3,9 +3,10 @@
     python benchmarks/stacked_step.py                 # K = 1, 4, 8, 16; paper model, dual_lphm r = 5
     python benchmarks/stacked_step.py --members 8 --steps 100
 
-Every member is built from its own seed as its solo run builds it, with its AdamW (one shared optimizer, as a
-seed sweep's members get) and batch of 64. "solo" is the same step of one network without the member dimension
-(``F.cross_entropy``, ``backward``, AdamW), the plain-PyTorch part of a solo run's step (Lightning adds its loop).
+Every member is built from its own seed as its solo run builds it, with its AdamW (one group optimizer, a
+parameter group per member, as a stacked group's members get) and batch of 64. "solo" is the same step of one
+network without the member dimension (``F.cross_entropy``, ``backward``, AdamW), the plain-PyTorch part of a solo
+run's step (Lightning adds its loop).
 Times are medians over ``--steps`` calls.
 """
 
@@ -23,8 +24,8 @@ import torch.nn.functional as F  # noqa: E402
 
 from benchmarks.common import compose, print_table, timed  # noqa: E402
 from rpn_exp.config.build import build_network, instantiate_node  # noqa: E402
-from rpn_exp.nn.members import MemberStack, member_losses  # noqa: E402
-from rpn_exp.run.members import MemberOptimizers  # noqa: E402
+from rpn_exp.nn.stack import MemberStack, member_losses  # noqa: E402
+from rpn_exp.run.stacked.optimizer import group_optimizer  # noqa: E402
 
 OVERRIDES = ["experiment=paper_mnist", "reconciliation=dual_lphm", "reconciliation.r=5"]
 
@@ -36,12 +37,12 @@ def members(K: int):
         torch.manual_seed(k + 1)
         nets.append(build_network(cfg, 784, 10))
         factories.append(instantiate_node(cfg.optimizer, "optimizer"))
-    optimizers = MemberOptimizers(nets, ["same"] * K, lambda k, params: factories[k](params), lambda k, opt: None)
-    return nets, factories[0], optimizers
+    optimizer = group_optimizer(factories, [list(net.parameters()) for net in nets])
+    return nets, factories[0], optimizer
 
 
 def measure(K: int, steps: int) -> dict:
-    nets, factory, optimizers = members(K)
+    nets, factory, optimizer = members(K)
     solo = copy.deepcopy(nets[0])
     solo_optimizer = factory(solo.parameters())
     stack = MemberStack(nets)
@@ -58,7 +59,7 @@ def measure(K: int, steps: int) -> dict:
 
     def optimizer_step():
         stack.member_grads()
-        optimizers.step(range(K))
+        optimizer.step()
 
     def step():
         forward_backward()

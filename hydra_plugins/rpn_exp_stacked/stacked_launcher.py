@@ -2,8 +2,8 @@
 that differ only in the rank r of lorr, lphm or dual_lphm too, zero-padded to the group's largest r).
 
 Jobs are grouped by :func:`rpn_exp.sweep.stacking.stack_groups` (at most ``max_members`` per group); each group of
-several jobs is trained by :func:`rpn_exp.run.stacked.train_group` in this process, each job of its own (a job
-that stacks with nothing, or one the stacked loop does not implement) runs as the basic launcher runs it. Every
+several jobs is trained by :func:`rpn_exp.run.stacked.task.train_group` in this process, each job of its own (a job
+that stacks with nothing, or one with a setting a stacked group cannot honour) runs as the basic launcher runs it. Every
 job gets its own folder with ``.hydra/``, log file, ``result.json`` and TensorBoard run, as under any launcher.
 """
 
@@ -62,7 +62,7 @@ class StackedLauncher(Launcher):
         for group in groups:
             reason = solo_reason(run_settings(tasks[waiting[group[0]]][0])) if len(group) == 1 else None
             if reason is not None:
-                log.info("\t#%d runs solo: the stacked loop does not implement %s", waiting[group[0]], reason)
+                log.info("\t#%d runs solo: a stacked group cannot honour %s", waiting[group[0]], reason)
         results: dict[int, JobReturn] = {}
         for group in groups:
             jobs = [waiting[i] for i in group]
@@ -83,7 +83,7 @@ class StackedLauncher(Launcher):
                        job_dir_key="hydra.sweep.dir", job_subdir_key="hydra.sweep.subdir")
 
     def _train_group(self, jobs, logs) -> list:
-        from rpn_exp.run.stacked import train_group
+        from rpn_exp.run.stacked.task import train_group
 
         folders = [Path(cfg.paths.output_dir) for cfg, _ in jobs]
         name = f"{folders[0].parent.name}/" + "+".join(f.name.split("_")[0] for f in folders)

@@ -127,7 +127,7 @@ def as_form(form: Form | torch.Tensor) -> Form:
 
 
 def batched(x: torch.Tensor) -> bool:
-    """Whether ``x`` is one member's view inside ``torch.func.vmap`` (a stacked run, ``rpn_exp.nn.members``)."""
+    """Whether ``x`` is one member's view inside ``torch.func.vmap`` (a stacked run, ``rpn_exp.nn.stack``)."""
     return torch._C._functorch.is_batchedtensor(x)
 
 

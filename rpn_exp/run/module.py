@@ -13,6 +13,12 @@ class DivergenceError(RuntimeError):
     """The training loss became NaN or infinite."""
 
 
+def divergence_message(loss: float, epoch: int, step: int) -> str:
+    """What a run whose training loss became ``loss`` (NaN or infinite) records, with what to change."""
+    return (f"training loss became {loss} at epoch {epoch}, step {step}; lower optimizer.lr or check the data "
+            "normalization")
+
+
 class RPNClassifier(L.LightningModule):
     """Cross-entropy classification of (batch, num_features) tensors.
 
@@ -74,10 +80,7 @@ class RPNClassifier(L.LightningModule):
         logits = self(x)
         loss = F.cross_entropy(logits, y)
         if not torch.isfinite(loss):
-            raise DivergenceError(
-                f"training loss became {loss.item()} at epoch {self.current_epoch}, step {self.global_step}; "
-                "lower optimizer.lr or check the data normalization"
-            )
+            raise DivergenceError(divergence_message(loss.item(), self.current_epoch, self.global_step))
         with torch.no_grad():
             totals = torch.stack([loss * len(y), (logits.argmax(dim=1) == y).sum(), loss.new_tensor(len(y))])
             self._train_totals = totals if self._train_totals is None else self._train_totals + totals

@@ -128,19 +128,34 @@ def make_trainer(cfg: DictConfig, settings: RunSettings, net, context: dict):
         scheduler=instantiate_node(settings.scheduler, "scheduler") if settings.scheduler else None,
         config=resolved_config(cfg),
     )
-    quiet = context["multirun"] and not settings.progress_bars_in_sweeps
-    out = settings.output_dir
+    quiet = quiet_trainer(settings, context)
+    loggers = [instantiate_node(c, f"logger.{k}") for k, c in settings.loggers.items()]
+    return new_trainer(settings, run_callbacks(settings, progress_bars=not quiet), loggers, quiet), module
+
+
+def quiet_trainer(settings: RunSettings, context: dict) -> bool:
+    """Whether a run's Trainer shows no progress bar or model summary: inside a sweep, unless asked for."""
+    return context["multirun"] and not settings.progress_bars_in_sweeps
+
+
+def run_callbacks(settings: RunSettings, progress_bars: bool = True) -> list:
+    """A run's callbacks: the configured ones (progress bars left out unless ``progress_bars``), then
+    ``last.ckpt`` at every epoch's end and ``interrupted.ckpt`` on an interruption, in the run's folder."""
     callbacks = [
         instantiate_node(c, f"callbacks.{k}")
         for k, c in settings.callbacks.items()
-        if not (quiet and str(c.get("_target_", "")).endswith("ProgressBar"))
+        if progress_bars or not str(c.get("_target_", "")).endswith("ProgressBar")
     ]
-    callbacks += [LastCheckpoint(out / "checkpoints"), SaveOnInterrupt(out / "checkpoints")]
-    loggers = [instantiate_node(c, f"logger.{k}") for k, c in settings.loggers.items()]
+    checkpoints = settings.output_dir / "checkpoints"
+    return callbacks + [LastCheckpoint(checkpoints), SaveOnInterrupt(checkpoints)]
+
+
+def new_trainer(settings: RunSettings, callbacks: list, loggers, quiet: bool, plugins=None, **overrides):
+    """The configured Trainer (``settings.trainer``) with these callbacks, loggers and checkpoint plugin (atomic
+    writes by default); ``quiet``: no progress bar or model summary."""
     extra = {"enable_progress_bar": False, "enable_model_summary": False} if quiet else {}
-    trainer = instantiate_node(settings.trainer, "trainer", callbacks=callbacks, logger=loggers or False,
-                               plugins=[AtomicCheckpointIO()], **extra)
-    return trainer, module
+    return instantiate_node(settings.trainer, "trainer", callbacks=callbacks, logger=loggers or False,
+                            plugins=plugins or [AtomicCheckpointIO()], **{**extra, **overrides})
 
 
 def fit_and_test(settings: RunSettings, trainer, module, datamodule, record: dict, resume_from: str | None = None,

@@ -1,12 +1,18 @@
 """Which jobs of a sweep can train together (``launcher=stacked``): shape signatures and groups.
 
 Two jobs stack when their composed configs are equal once the member keys are set aside: the keys a member of a
-stacked run keeps for itself (seed, optimizer, scheduler, initialization, epochs, tags) and the paths that name its
-own folder. What is left fixes every parameter shape, the data and the batching, so the members step together.
+stacked run keeps for itself (seed, optimizer hyper-parameters, scheduler, initialization, epochs, tags) and the
+paths that name its own folder. What is left fixes every parameter shape, the data, the batching, the optimizer's
+class and the Trainer, so the members step together under one Trainer.
 The rank ``reconciliation.r`` of a ψ that pads its rank (``Reconciliation.rank_pads``: lorr, lphm, dual_lphm) is set
 aside too: its members train in the shape of the group's largest r, the others zero-padded (``rpn_exp.nn.padding``).
-A job that the stacked loop cannot reproduce (a callback, trainer setting or logger it does not implement) runs
-solo, with the reason said in :func:`solo_reason`.
+A stacked member honours everything a solo run honours (precision, gradient clipping and accumulation, the
+accelerator, early stopping and every callback and logger below, each per member), except what cannot be per
+member, which makes a job run solo with the reason said in :func:`solo_reason`: more than one device (a group
+trains in one process), ``fast_dev_run``, validation inside an epoch, ``model.compile``, a dry run, an optimizer
+that couples parameters (not :data:`PER_PARAMETER_OPTIMIZERS`), and callbacks or loggers not listed in
+:data:`STACKED_CALLBACKS` and :data:`STACKED_LOGGERS` (a callback runs per member against the member's view of
+the Trainer, which Lightning's own callbacks and rpn_exp's are known to need only).
 """
 
 from __future__ import annotations
@@ -17,28 +23,21 @@ from collections.abc import Sequence
 from omegaconf import DictConfig
 
 from rpn_exp.config.settings import RunSettings, resolved_config, run_settings
+from rpn_exp.run.stacked.optimizer import PER_PARAMETER_OPTIMIZERS
 
 #: Config keys each member of a stacked group keeps for itself (they change no shape).
 MEMBER_KEYS = ("seed", "dataset.seed", "optimizer", "scheduler", "model.init", "trainer.max_epochs",
                "trainer.min_epochs", "tags", "paths", "trainer.default_root_dir", "ckpt_path")
 #: Set aside as well when the ψ pads its rank.
 RANK_KEY = "reconciliation.r"
-#: Callbacks the stacked loop reproduces (the others make a job run solo).
-STACKED_CALLBACKS = ("model_checkpoint", "lr_monitor", "progress_bar", "weight_snapshots")
-#: Loggers the stacked loop writes to.
-STACKED_LOGGERS = ("tensorboard", "csv")
-#: Trainer settings the stacked loop implements, with the values it implements them for.
-TRAINER_VALUES = {
-    "devices": (1, "1", "auto"), "precision": ("32-true", "32", 32), "check_val_every_n_epoch": (1,),
-    "fast_dev_run": (None, False, 0), "limit_train_batches": (None, 1.0), "limit_val_batches": (None, 1.0),
-    "limit_test_batches": (None, 1.0),
-    "max_steps": (None, -1), "max_time": (None,), "gradient_clip_val": (None, 0, 0.0),
-    "accumulate_grad_batches": (None, 1), "val_check_interval": (None, 1.0), "strategy": (None, "auto"),
-    "deterministic": (None, False),
-}
-#: Trainer settings the stacked loop honours whatever their value (or that change nothing it computes).
-TRAINER_HONOURED = ("_target_", "default_root_dir", "min_epochs", "max_epochs", "accelerator", "log_every_n_steps",
-                    "enable_model_summary", "enable_progress_bar", "enable_checkpointing", "logger", "callbacks")
+#: Callbacks known to run per member (the others make a job run solo; progress bars are the group's).
+STACKED_CALLBACKS = ("model_checkpoint", "early_stopping", "lr_monitor", "progress_bar", "rich_progress_bar",
+                     "weight_snapshots")
+#: Loggers each member writes to.
+STACKED_LOGGERS = ("tensorboard", "csv", "mlflow")
+#: Trainer settings a group's one process can honour only for these values.
+TRAINER_VALUES = {"devices": (1, "1"), "num_nodes": (None, 1), "strategy": (None, "auto"),
+                  "fast_dev_run": (None, False, 0), "val_check_interval": (None, 1.0)}
 
 
 def _drop(container: dict, dotted: str) -> None:
@@ -52,9 +51,10 @@ def _drop(container: dict, dotted: str) -> None:
 
 def signature(cfg: DictConfig) -> str:
     """What must be equal for two jobs to stack: the resolved config without :data:`MEMBER_KEYS`, the callbacks'
-    and loggers' folders (each member writes its own), as canonical JSON."""
+    and loggers' folders and run names (each member writes its own), as canonical JSON."""
     config = resolved_config(cfg)
     config.pop("hydra", None)
+    optimizer_class = (config.get("optimizer") or {}).get("_target_")
     for key in MEMBER_KEYS:
         _drop(config, key)
     if _pads_rank(run_settings(cfg)):
@@ -62,8 +62,9 @@ def signature(cfg: DictConfig) -> str:
     for group in ("callbacks", "logger"):
         for node in (config.get(group) or {}).values():
             if isinstance(node, dict):
-                for key in ("dirpath", "save_dir", "log_dir"):
+                for key in ("dirpath", "save_dir", "log_dir", "run_name"):
                     node.pop(key, None)
+    config["optimizer"] = {"_target_": optimizer_class}  # one optimizer steps the group: its class is shared
     return json.dumps(config, sort_keys=True, default=str)
 
 
@@ -78,38 +79,26 @@ def _pads_rank(settings: RunSettings) -> bool:
 
 
 def solo_reason(settings: RunSettings) -> str | None:
-    """Why the job must run solo (a setting the stacked loop does not implement), or None when it can stack."""
+    """Why the job must run solo (a setting a stacked group cannot honour), or None when it can stack."""
     trainer = settings.trainer
-    for key in trainer:
-        if key not in TRAINER_VALUES and key not in TRAINER_HONOURED:
-            return f"trainer.{key}"
     for key, allowed in TRAINER_VALUES.items():
-        value = trainer.get(key)
-        if value not in allowed:
+        value = trainer.get(key, None)
+        if value not in allowed and not (key == "devices" and value == "auto" and trainer.get("accelerator") == "cpu"):
             return f"trainer.{key}={value}"
-    accelerator = trainer.get("accelerator")
-    if accelerator != "cpu" and not (accelerator in ("auto", None) and not _cuda()):
-        return f"trainer.accelerator={accelerator} (the stacked loop trains on the CPU)"
+    target = str((settings.optimizer or {}).get("_target_") or "")
+    if target.rsplit(".", 1)[-1] not in PER_PARAMETER_OPTIMIZERS:
+        return f"optimizer={target} (one optimizer steps every member: it must update each parameter on its own)"
     if settings.compile is not None:
         return f"model.compile={settings.compile}"
     for key in settings.callbacks:
         if key not in STACKED_CALLBACKS:
             return f"callbacks.{key}"
-    monitor = settings.callbacks.get("model_checkpoint", {}).get("monitor")
-    if monitor not in (None, "val/acc", "val/loss"):
-        return f"callbacks.model_checkpoint.monitor={monitor}"
     for key in settings.loggers:
         if key not in STACKED_LOGGERS:
             return f"logger.{key}"
     if settings.dry_run:
         return "dry_run=true"
     return None
-
-
-def _cuda() -> bool:
-    import torch
-
-    return torch.cuda.is_available()
 
 
 def stack_groups(configs: Sequence[DictConfig], max_members: int) -> list[list[int]]:

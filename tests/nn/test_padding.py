@@ -7,9 +7,9 @@ import torch
 import torch.nn.functional as F
 
 from rpn_exp.config.build import build_network
-from rpn_exp.nn.members import MemberStack, member_losses
 from rpn_exp.nn.padding import RankPadding
-from rpn_exp.run.members import MemberOptimizers
+from rpn_exp.nn.stack import MemberStack, member_losses
+from rpn_exp.run.stacked.optimizer import group_optimizer, member_share
 from tests.conftest import compose_config
 
 #: Networks of a family with a rank, one per compute path it takes.
@@ -81,15 +81,15 @@ def test_members_of_different_ranks_train_in_one_stack_as_each_trains_alone():
     members = [padded(net, largest) for net in copy.deepcopy(solo)]
     nets, paddings = [net for net, _ in members], [p for _, p in members]
     stack = MemberStack(nets, masks=[p.masks() for p in paddings])
-    optimizers = MemberOptimizers(nets, ["shared"] * 3, lambda k, params: torch.optim.AdamW(params, lr=1e-2),
-                                  lambda k, opt: None)
+    params = [list(net.parameters()) for net in nets]
+    optimizer = group_optimizer([lambda p: torch.optim.AdamW(p, lr=1e-2)] * 3, params)
     own = [torch.optim.AdamW(net.parameters(), lr=1e-2) for net in solo]
     for _ in range(5):
         x, y = torch.randn(3, 16, 64), torch.randint(0, 10, (3, 16))
         stack.zero_grad()
         member_losses(stack(x), y).sum().backward()
         stack.member_grads()
-        optimizers.step([0, 1, 2])
+        optimizer.step()
         for k, net in enumerate(solo):
             own[k].zero_grad()
             F.cross_entropy(net(x[k]), y[k]).backward()
@@ -99,7 +99,7 @@ def test_members_of_different_ranks_train_in_one_stack_as_each_trains_alone():
             torch.testing.assert_close(value, solo[k].state_dict()[n], rtol=1e-4, atol=1e-5, msg=f"r={ranks[k]}: {n}")
         for n, mask in padding.masks().items():
             assert not net.get_parameter(n).detach()[mask == 0].any(), n
-        state = padding.unpad_optimizer(optimizers.state_dict(k))
+        state = padding.unpad_optimizer(member_share(optimizer, k, params[k]).state_dict())
         for index, values in own[k].state_dict()["state"].items():
             torch.testing.assert_close(state["state"][index]["exp_avg"], values["exp_avg"], rtol=1e-4, atol=1e-6)
 

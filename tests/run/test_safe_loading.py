@@ -14,7 +14,7 @@ from rpn_exp.config.build import ConfigError
 from rpn_exp.eval import main as eval_main
 from rpn_exp.run.checkpointing import UnsafeCheckpoint, load_checkpoint
 from rpn_exp.run.record import read_record
-from rpn_exp.run.stacked import train_group
+from rpn_exp.run.stacked.task import train_group
 from rpn_exp.run.task import train
 from tests.conftest import FAST, compose_config
 

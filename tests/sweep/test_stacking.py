@@ -13,7 +13,7 @@ def job(*overrides):
     return compose_config(overrides, output_dir=Path("outputs/job"))
 
 
-@pytest.mark.parametrize("member_key", ["seed=7", "optimizer.lr=0.5", "optimizer.weight_decay=0", "optimizer=sgd",
+@pytest.mark.parametrize("member_key", ["seed=7", "optimizer.lr=0.5", "optimizer.weight_decay=0", "+optimizer.eps=1e-6",
                                         "scheduler.gamma=0.5", "scheduler=cosine", "model.init=reference",
                                         "trainer.max_epochs=9", "tags=[a]"])
 def test_what_a_member_keeps_for_itself_does_not_change_the_signature(member_key):
@@ -21,8 +21,9 @@ def test_what_a_member_keeps_for_itself_does_not_change_the_signature(member_key
 
 
 @pytest.mark.parametrize("shape_key", ["reconciliation=lorr", "model.hidden=[32]",
-                                       "dataset.batch_size=32", "expansion.d=3", "model.heads=2", "dataset=mnist"])
-def test_what_changes_a_shape_or_the_batches_changes_the_signature(shape_key):
+                                       "dataset.batch_size=32", "expansion.d=3", "model.heads=2", "dataset=mnist",
+                                       "optimizer=sgd", "trainer.precision=bf16-mixed"])
+def test_what_changes_a_shape_the_batches_the_optimizers_class_or_the_trainer_changes_the_signature(shape_key):
     assert signature(job(shape_key)) != signature(job())
 
 
@@ -35,23 +36,30 @@ def test_the_rank_is_set_aside_only_for_a_family_that_pads_it(family, pads):
 
 
 @pytest.mark.parametrize(("override", "reason"), [
-    ("callbacks=early_stopping", "callbacks.early_stopping"),
-    ("debug=limit", "trainer.limit_train_batches"),
-    ("logger=mlflow", "logger.mlflow"),
-    ("trainer.precision=bf16-mixed", "trainer.precision=bf16-mixed"),
+    ("trainer.devices=2", "trainer.devices=2"),
+    ("+trainer.strategy=ddp", "trainer.strategy=ddp"),
+    ("+trainer.fast_dev_run=true", "trainer.fast_dev_run=True"),
+    ("+trainer.val_check_interval=0.5", "trainer.val_check_interval=0.5"),
+    ("optimizer._target_=torch.optim.LBFGS", "optimizer=torch.optim.LBFGS"),
     ("model.compile=default", "model.compile=default"),
     ("dry_run=true", "dry_run=true"),
-    ("trainer=gpu", "trainer.accelerator=gpu (the stacked loop trains on the CPU)"),
-    ("trainer.deterministic=true", "trainer.deterministic=True"),
-    ("+trainer.gradient_clip_algorithm=value", "trainer.gradient_clip_algorithm"),  # any trainer key it does not know
+    ("+callbacks.swa._target_=lightning.pytorch.callbacks.StochasticWeightAveraging", "callbacks.swa"),
 ])
-def test_a_setting_the_stacked_loop_does_not_implement_keeps_the_job_solo(override, reason):
+def test_what_cannot_be_per_member_keeps_the_job_solo(override, reason):
     assert reason in solo_reason(run_settings(job(override)))
     assert solo_reason(run_settings(job())) is None
 
 
+@pytest.mark.parametrize("override", ["callbacks=early_stopping", "debug=limit", "logger=mlflow", "trainer=gpu",
+                                      "trainer.precision=bf16-mixed", "trainer.deterministic=true",
+                                      "+trainer.gradient_clip_val=0.5", "+trainer.accumulate_grad_batches=2",
+                                      "trainer.check_val_every_n_epoch=2", "+trainer.max_time=00:00:10:00"])
+def test_everything_else_a_solo_run_honours_stacks(override):
+    assert solo_reason(run_settings(job(override))) is None
+
+
 def test_jobs_are_grouped_by_signature_in_order_and_split_at_max_members():
-    configs = [job("seed=1"), job("model.hidden=[32]"), job("seed=2"), job("callbacks=early_stopping"),
+    configs = [job("seed=1"), job("model.hidden=[32]"), job("seed=2"), job("dry_run=true"),
                job("seed=3"), job("model.hidden=[32]", "seed=5")]
     assert stack_groups(configs, max_members=16) == [[0, 2, 4], [1, 5], [3]]
     assert stack_groups(configs, max_members=2) == [[0, 2], [1, 5], [3], [4]]

@@ -7,10 +7,8 @@ import torch
 import torch.nn.functional as F
 
 from rpn_exp.config.build import build_network
-from rpn_exp.data.base import TensorBatches, standardize
 from rpn_exp.functions.factors import kron_taylor
-from rpn_exp.nn.members import MemberStack, member_losses
-from rpn_exp.run.members import MemberBatches
+from rpn_exp.nn.stack import MemberStack, member_losses
 from tests.conftest import compose_config
 
 #: One network per compute path (and the pieces around it: heads, channels, ξ, π, bias, chunked rows).
@@ -97,65 +95,6 @@ def test_the_fused_kronecker_taylor_node_under_vmap_equals_one_call_per_member(s
         torch.testing.assert_close(got, want)
 
 
-def test_member_batches_are_each_members_solo_batches():
-    g = torch.Generator().manual_seed(0)
-    splits = [(torch.randint(0, 256, (50, 6), generator=g, dtype=torch.uint8), torch.arange(50) % 10)
-              for _ in range(K)]
-    data = MemberBatches(splits, mean=[10.0, 20.0, 30.0], std=[2.0, 3.0, 4.0], seeds=[7, 8, 9], batch_size=16)
-    members, epochs = [0, 2], [1, 4]
-    stacked = list(data.batches(members, data.orders(epochs, members)))
-    for position, k in enumerate(members):
-        x, y = splits[k]
-        solo = TensorBatches(x, y, 16, mean=data.mean[k].item(), std=data.std[k].item(), shuffle=True,
-                             seed=data.seeds[k], epoch=lambda e=epochs[position]: e)
-        for (xb, yb), (sx, sy) in zip(stacked, solo, strict=True):
-            torch.testing.assert_close(xb[position], sx)
-            assert torch.equal(yb[position], sy)
-    assert [b[0].shape[1] for b in stacked] == [16, 16, 16, 2]
-    unshuffled = next(iter(data.batches([1])))[0][0]
-    torch.testing.assert_close(unshuffled, standardize(splits[1][0][:16], 20.0, 3.0))
-
-
 def test_members_of_other_shapes_are_refused():
     with pytest.raises(ValueError, match="same parameter names and shapes"):
         MemberStack([*networks(NETWORKS["product"])[:1], *networks(["reconciliation=lorr"])[:1]])
-
-
-@pytest.mark.parametrize("optimizer", [
-    lambda params: torch.optim.AdamW(params, lr=0.01, weight_decay=0.1, fused=True),
-    lambda params: torch.optim.SGD(params, lr=0.05, momentum=0.9),
-])
-def test_members_with_equal_settings_share_an_optimizer_that_computes_what_each_ones_own_does(optimizer):
-    from rpn_exp.run.members import MemberOptimizers
-
-    nets = networks(NETWORKS["product"])
-    solo = [copy.deepcopy(net) for net in nets]
-    solo_optimizers = [optimizer(net.parameters()) for net in solo]
-    schedule = lambda k, opt: torch.optim.lr_scheduler.ExponentialLR(opt, gamma=0.5)  # noqa: E731
-    shared = MemberOptimizers(nets, ["same"] * K, lambda k, params: optimizer(params), schedule)
-    solo_schedulers = [schedule(k, opt) for k, opt in enumerate(solo_optimizers)]
-    stack = MemberStack(nets)
-    assert len(shared.shares) == 1
-    for step in range(3):
-        x, y = torch.randn(K, 8, 64), torch.randint(0, 10, (K, 8))
-        stack.zero_grad()
-        member_losses(stack(x), y).sum().backward()
-        stack.member_grads(skip=[2] if step == 2 else ())  # member 2 left before the last step
-        shared.step(range(K))
-        shared.scheduler_step(range(K))
-        for k in range(K if step < 2 else 2):
-            solo_optimizers[k].zero_grad()
-            F.cross_entropy(solo[k](x[k]), y[k]).backward()
-            solo_optimizers[k].step()
-            solo_schedulers[k].step()
-    for k in range(K):
-        for p, q in zip(nets[k].parameters(), solo[k].parameters()):
-            torch.testing.assert_close(p, q, rtol=1e-4, atol=1e-6)
-        ours, theirs = shared.state_dict(k), solo_optimizers[k].state_dict()
-        assert ours["param_groups"][0]["params"] == theirs["param_groups"][0]["params"]
-        assert ours["state"].keys() == theirs["state"].keys()
-        for index, state in theirs["state"].items():
-            for key, value in state.items():
-                torch.testing.assert_close(ours["state"][index][key], value, rtol=1e-4, atol=1e-6)
-    assert shared.lr(0) == pytest.approx(0.01 * 0.125 if isinstance(solo_optimizers[0], torch.optim.AdamW)
-                                         else 0.05 * 0.125)

@@ -9,10 +9,10 @@ the members' own parameters being views of them, and computes
 
 with ``torch.func.vmap`` over a ``functional_call`` of one member's module, so every compute path (the fused
 Kronecker × Taylor node through its own vmap rule) runs once for all members. Gradients land in the stacked
-tensors; :meth:`MemberStack.member_grads` hands each member its slice, so each member's own optimizer (its own
-hyper-parameters and state) steps it exactly as in a solo run.
+tensors; :meth:`MemberStack.member_grads` hands each member its slice, so the group's optimizer, one parameter group per
+member (its own hyper-parameters and state), steps it exactly as its solo run's optimizer does.
 
-The members' batches and optimizers are in :mod:`rpn_exp.run.members`.
+The group's LightningModule, batches and optimizer are in :mod:`rpn_exp.run.stacked`.
 """
 
 from __future__ import annotations
@@ -54,7 +54,8 @@ class MemberStack(nn.Module):
         self.buffers_ = {name: torch.stack([dict(m.named_buffers())[name] for m in members])
                          for name, _ in members[0].named_buffers()}
         masks = masks or [{} for _ in members]
-        self.masks = {name: torch.stack([mask.get(name, torch.ones_like(self.stacked[name][0])) for mask in masks])
+        self.masks = {name: torch.stack([mask.get(name, torch.ones_like(self.stacked[name][0])).to(self.stacked[name])
+                                         for mask in masks])
                       for name in dict.fromkeys(name for mask in masks for name in mask)}
 
     def __len__(self) -> int:

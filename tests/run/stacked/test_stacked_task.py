@@ -1,6 +1,7 @@
 """``launcher=stacked`` end to end: real multiruns whose members are compared with the solo runs of the same jobs."""
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -113,16 +114,16 @@ def test_a_diverging_member_is_recorded_and_the_others_complete(tmp_path):
 
 
 def test_mixed_shapes_stack_by_shape_and_an_unstackable_job_runs_solo(tmp_path):
-    done = sweep(tmp_path, "launcher=stacked", "model.hidden=[16],[24]", "callbacks=default,early_stopping",
+    done = sweep(tmp_path, "launcher=stacked", "model.hidden=[16],[24]", "+trainer.val_check_interval=1.0,0.5",
                  "seed=1,2", "trainer.max_epochs=1", "callbacks.progress_bar.refresh_rate=0")
     said = done.stdout + done.stderr
     assert "8 jobs: 2 stacked groups (2 + 2 members), 4 solo" in said
-    assert said.count("runs solo: the stacked loop does not implement callbacks.early_stopping") == 4
+    assert said.count("runs solo: a stacked group cannot honour trainer.val_check_interval=0.5") == 4
     records = {job.name: record(tmp_path, job.name) for job in tmp_path.iterdir() if job.is_dir()}
     assert len(records) == 8 and {r["status"] for r in records.values()} == {"completed"}
     for rec in records.values():
         stacked = "stacked_group" in rec
-        assert stacked == (rec["choices"]["callbacks"] == "default")
+        assert stacked == ("+trainer.val_check_interval=1.0" in rec["overrides"])
         if stacked:
             assert rec["stacked_group"]["members"] == 2
             assert {r["layers"][0]["n"] for r in records.values() if r.get("stacked_group", {}).get("name")
@@ -146,6 +147,83 @@ def test_jobs_that_differ_only_in_r_stack_zero_padded_and_end_as_their_solo_runs
             torch.testing.assert_close(state["state_dict"][name], value, rtol=1e-3, atol=1e-4, msg=name)
         ours_adam, theirs_adam = (s["optimizer_states"][0]["state"] for s in (state, solo_state))
         assert [v["exp_avg"].shape for v in ours_adam.values()] == [v["exp_avg"].shape for v in theirs_adam.values()]
+
+
+def stacked_and_solo(root, *overrides):
+    """The same sweep stacked and solo; each job's records (stacked, solo), after checking they all stacked."""
+    done = sweep(root / "stacked", "launcher=stacked", "callbacks.progress_bar.refresh_rate=0", *overrides)
+    sweep(root / "solo", "callbacks.progress_bar.refresh_rate=0", *overrides)
+    assert "0 solo" in done.stdout + done.stderr
+    jobs = sorted(p.name for p in (root / "solo").iterdir() if (p / "result.json").is_file())
+    return {job: (record(root / "stacked", job), record(root / "solo", job)) for job in jobs}
+
+
+@pytest.mark.parametrize(("overrides", "tolerance"), [
+    (["trainer.precision=bf16-mixed", "seed=1,2", "trainer.max_epochs=2"], 2e-5),
+    (["+trainer.gradient_clip_val=0.05", "seed=1,2", "trainer.max_epochs=2"], 2e-5),
+    (["+trainer.gradient_clip_val=0.01", "+trainer.gradient_clip_algorithm=value", "seed=1,2", "trainer.max_epochs=2"],
+     2e-5),
+    (["+trainer.accumulate_grad_batches=2", "seed=1,2", "trainer.max_epochs=2"], 2e-5),
+    (["experiment=paper_mnist", "dataset=digits", "reconciliation.r=1,3,5", "trainer.max_epochs=2"], 1e-4),
+    (["debug=limit", "seed=1,2"], 2e-5),
+], ids=["bf16", "clip_norm", "clip_value", "accumulate", "paper_model_r_padded", "batch_limits"])
+def test_a_member_trains_as_its_solo_run_under_every_trainer_setting(tmp_path, overrides, tolerance):
+    for job, (ours, theirs) in stacked_and_solo(tmp_path, *overrides).items():
+        assert ours["status"] == theirs["status"] == "completed" and ours["precision"] == theirs["precision"]
+        assert (ours["epochs"], ours["global_step"]) == (theirs["epochs"], theirs["global_step"]), job
+        assert ours["metrics"].keys() == theirs["metrics"].keys()
+        for key, value in theirs["metrics"].items():
+            assert ours["metrics"][key] == pytest.approx(value, abs=tolerance), (job, key)
+        assert Path(ours["best_checkpoint"]).name == Path(theirs["best_checkpoint"]).name, job
+
+
+def test_each_member_stops_early_on_its_own_and_stops_costing_steps(tmp_path):
+    records = stacked_and_solo(tmp_path, "callbacks=early_stopping", "callbacks.early_stopping.patience=0",
+                               "callbacks.early_stopping.min_delta=0.01", "seed=1,2,3,4", "trainer.max_epochs=12")
+    epochs = {job: ours["epochs"] for job, (ours, _) in records.items()}
+    assert len(set(epochs.values())) > 1 and min(epochs.values()) < 12  # members stopped, at different epochs
+    for job, (ours, theirs) in records.items():
+        assert (ours["epochs"], ours["global_step"]) == (theirs["epochs"], theirs["global_step"]), job
+        assert ours["global_step"] == ours["epochs"] * 20  # 20 steps an epoch: none after it stopped
+        for key, value in theirs["metrics"].items():
+            assert ours["metrics"][key] == pytest.approx(value, abs=2e-5), (job, key)
+        state = torch.load(tmp_path / "stacked" / job / "checkpoints" / "last.ckpt", weights_only=False)
+        assert state["epoch"] + 1 == ours["epochs"]  # its last checkpoint is where it stopped
+
+
+def test_each_member_lands_in_the_mlflow_tracking_store_as_its_own_run(tmp_path):
+    mlflow = pytest.importorskip("mlflow", reason="the mlflow extra is not installed (pip install -e '.[mlflow]')")
+    done = sweep(tmp_path / "sweep", "launcher=stacked", "logger=mlflow", f"paths.log_dir={tmp_path}", "seed=1,2",
+                 "trainer.max_epochs=2", "callbacks.progress_bar.refresh_rate=0")
+    assert "1 stacked groups (2 members)" in done.stdout + done.stderr
+    client = mlflow.tracking.MlflowClient(tracking_uri=f"sqlite:///{tmp_path}/mlflow.db")
+    (experiment,) = [e for e in client.search_experiments() if e.name == "train"]
+    runs = {run.info.run_name: run for run in client.search_runs([experiment.experiment_id])}
+    assert sorted(runs) == ["000_seed1", "001_seed2"]
+    for job, run in runs.items():
+        assert run.info.status == "FINISHED" and run.data.params["seed"] == job[-1]
+        assert run.data.metrics["test/acc"] == pytest.approx(record(tmp_path / "sweep", job)["metrics"]["test/acc"])
+
+
+#: A stacked member written while stacked groups had their own training loop: no Lightning loop or callback state.
+OLD_MEMBER = Path(__file__).resolve().parents[2] / "fixtures" / "checkpoint_stacked_member" / "checkpoints"
+
+
+def test_a_member_written_by_the_old_stacked_loop_resumes_in_a_group_as_an_uninterrupted_run(tmp_path):
+    """Two members resume from the fixture's last.ckpt (seed 2, end of epoch 5) to 8 epochs, as a solo run does."""
+    common = ["seed=2", "optimizer.lr=0.05", "trainer.max_epochs=8", "callbacks.progress_bar.refresh_rate=0",
+              "threads=1"]
+    sweep(tmp_path / "group", "launcher=stacked", *common, "tags=[a],[b]", f"ckpt_path={OLD_MEMBER / 'last.ckpt'}")
+    sweep(tmp_path / "straight", *common)
+    straight = record(tmp_path / "straight", "000_seed2_lr0.05")
+    for job in ("000_seed2_lr0.05", "001_seed2_lr0.05"):
+        resumed = record(tmp_path / "group", job)
+        assert resumed["stacked_group"]["members"] == 2 and resumed["status"] == "completed"
+        assert (resumed["epochs"], resumed["global_step"]) == (straight["epochs"], straight["global_step"]) == (8, 160)
+        assert Path(resumed["best_checkpoint"]).name == Path(straight["best_checkpoint"]).name
+        for key in ("test/acc", "val/acc_best", "train/acc", "test/loss", "val/loss", "train/loss_epoch"):
+            # its first epochs trained in a stack, float32 sums in another order: losses move by 1e-5s
+            assert resumed["metrics"][key] == pytest.approx(straight["metrics"][key], abs=0 if "acc" in key else 1e-4), key
 
 
 def test_a_stacked_sweep_run_again_skips_its_completed_members_and_retrains_the_others(tmp_path):

@@ -1,0 +1,120 @@
+"""What the group's Trainer calls for its members: each member's callbacks and loggers.
+
+:class:`MemberCallbacks` calls every hook of each training member's callbacks with the member's view of the Trainer
+(:class:`~rpn_exp.run.stacked.member.MemberTrainer`); :class:`MemberCheckpoints` does so for the callbacks Lightning
+calls last and after the LightningModule at an epoch's end (checkpoints and early stopping, which read what the
+module logged), then ends the members whose training is over. :class:`MemberLoggers` is the group's logger: what the
+module logs as member k's (``3:val/acc``) goes to member k's loggers under its own name, at the step Lightning chose.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+import lightning as L
+from lightning.pytorch.callbacks import Checkpoint, EarlyStopping
+from lightning.pytorch.loggers import Logger
+
+from rpn_exp.run.stacked.member import split_key
+
+#: The Callback hooks passed on to the members' callbacks (checkpoint saving and loading is the members' own).
+HOOKS = tuple(name for name in vars(L.Callback) if (name.startswith("on_") or name in ("setup", "teardown"))
+              and name not in ("on_save_checkpoint", "on_load_checkpoint"))
+
+
+def monitors(callback) -> bool:
+    """Whether Lightning calls ``callback`` among the monitoring ones, after the LightningModule's epoch end."""
+    return isinstance(callback, EarlyStopping | Checkpoint)
+
+
+class MemberCallbacks(L.Callback):
+    """The members' callbacks that do not monitor (progress, LR monitor, snapshots, ...), each called with its
+    member's view of the Trainer; ``group`` (the StackedClassifier) says which members are training."""
+
+    monitoring = False
+
+    def __init__(self, group):
+        self.group = group
+
+    @property
+    def state_key(self) -> str:
+        return type(self).__name__
+
+    def own(self, k: int) -> list:
+        return [c for c in self.group.members[k].callbacks if monitors(c) == self.monitoring]
+
+    def state_dict(self) -> dict:
+        return {"members": [{c.state_key: c.state_dict() for c in self.own(k)} for k in range(len(self.group.members))]}
+
+    def load_state_dict(self, state: dict) -> None:
+        for k, saved in enumerate(state["members"]):
+            for callback in self.own(k):
+                if saved.get(callback.state_key):
+                    callback.load_state_dict(saved[callback.state_key])
+
+    def _call(self, hook: str, *args) -> None:
+        for k in self.group.hooked():
+            view = self.group.view(k)
+            for callback in self.own(k):
+                getattr(callback, hook)(view, view.lightning_module, *args)
+
+
+def _passed_on(hook: str):
+    def call(self, trainer, pl_module, *args, **kwargs):
+        self._call(hook, *args, *kwargs.values())
+
+    call.__name__ = hook
+    return call
+
+
+for _hook in HOOKS:
+    setattr(MemberCallbacks, _hook, _passed_on(_hook))
+
+
+class MemberCheckpoints(MemberCallbacks, Checkpoint):
+    """The members' monitoring callbacks (``ModelCheckpoint``, ``LastCheckpoint``, ``EarlyStopping``, ...); after
+    their epoch end, the members whose training is over end it (``StackedClassifier.end_members``)."""
+
+    monitoring = True
+
+    def on_train_epoch_end(self, trainer, pl_module):
+        self._call("on_train_epoch_end")
+        self.group.end_members()
+
+
+class MemberLoggers(Logger):
+    """The group's logger: each metric the group logs for member k (``member_key``) goes to member k's loggers under
+    its own name, with the group's own metrics of the same call (Lightning's ``epoch``); hyper-parameters and the
+    outcome are each member's own (``rpn_exp.run.lifecycle.Run``)."""
+
+    def __init__(self, members):
+        super().__init__()
+        self.members = members
+
+    @property
+    def name(self) -> str:
+        return "members"
+
+    @property
+    def version(self) -> int:
+        return 0
+
+    def log_hyperparams(self, params, *args, **kwargs) -> None:
+        pass
+
+    def log_metrics(self, metrics: dict, step: int | None = None) -> None:
+        own, shared = defaultdict(dict), {}
+        for key, value in metrics.items():
+            k, name = split_key(key)
+            (shared if k is None else own[k])[name] = value
+        for k, values in own.items():
+            for logger in self.members[k].run.loggers:
+                logger.log_metrics({**values, **shared}, step)
+
+    def save(self) -> None:
+        for member in self.members:
+            for logger in member.run.loggers:
+                logger.save()
+
+    def finalize(self, status: str) -> None:
+        pass

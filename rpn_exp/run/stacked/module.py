@@ -1,0 +1,214 @@
+"""The LightningModule of a stacked group: K classifiers of one shape trained as one by Lightning's Trainer.
+
+Member k's metrics are logged as ``member_key(k, name)`` (``MemberLoggers`` hands them to its loggers, its view of
+the Trainer to its callbacks), with what a solo :class:`~rpn_exp.run.module.RPNClassifier` logs: ``train/loss_step``
+every ``log_every_n_steps``, ``train/loss_epoch`` and ``train/acc`` at an epoch's end, ``val/loss``, ``val/acc``,
+``val/acc_best`` and ``test/loss``, ``test/acc`` (batch means weighted by batch size, as Lightning averages them).
+
+A member whose loss stops being finite is recorded ``diverged``: its step is not taken from then on (the others' is)
+and it leaves the stack at the epoch's end, as do members whose training ended (their ``max_epochs``, or a stop
+asked by a callback such as ``EarlyStopping`` after their ``min_epochs``): the stack is rebuilt over the members
+still training, so a member that stopped costs no compute. Gradient clipping applies to each member's own
+gradients, as its solo run's clipping does.
+"""
+
+from __future__ import annotations
+
+import lightning as L
+import torch
+from torch import nn
+
+from rpn_exp.nn.stack import MemberStack, member_losses
+from rpn_exp.run.module import DivergenceError, divergence_message
+from rpn_exp.run.stacked.member import Member, MemberTrainer, member_key
+from rpn_exp.run.stacked.optimizer import MemberSchedulers, group_optimizer, member_share
+
+
+class StackedClassifier(L.LightningModule):
+    """Cross-entropy classification by each of ``members`` of its own (K', b, features) rows.
+
+    Args:
+        members: the group's members, their networks stacked (``Member.stack_net``) and their optimizer and
+            scheduler factories set.
+    """
+
+    def __init__(self, members: list[Member]):
+        super().__init__()
+        self.members = members
+        self.nets = nn.ModuleList(m.stack_net for m in members)
+        self.training_members = [k for k, m in enumerate(members) if m.running]  # drawn in every training batch
+        self.epoch_members: list[int] = []  # those that started the current epoch
+        self._stack: MemberStack | None = None
+        self._stacked: tuple[int, ...] = ()
+        self._views: dict[int, MemberTrainer] = {}
+        self._train_totals: torch.Tensor | None = None  # per member of the stack: [Σ loss·b, Σ correct, Σ b]
+        self._eval_totals: torch.Tensor | None = None  # per member evaluated: [Σ loss·b, Σ accuracy·b, Σ b]
+
+    # --- which members take part, and their stack ------------------------------------------------------------------
+
+    def evaluated(self) -> list[int]:
+        """The members validated or tested: those training, less any that diverged."""
+        return [k for k in self.training_members if self.members[k].run.running]
+
+    def hooked(self) -> list[int]:
+        """The members whose callbacks Lightning's hooks reach now."""
+        return self.evaluated()
+
+    def view(self, k: int) -> MemberTrainer:
+        if k not in self._views or self._views[k]._trainer is not self.trainer:
+            self._views[k] = MemberTrainer(self.trainer, self.members[k], k)
+        return self._views[k]
+
+    def stack(self, members: list[int]) -> MemberStack:
+        """The networks of ``members`` as one (rebuilt when they change: a member that left costs nothing)."""
+        if self._stack is None or self._stacked != tuple(members):
+            self._stack = MemberStack([self.members[k].stack_net for k in members],
+                                      masks=[self.members[k].padding.masks() for k in members])
+            self._stacked = tuple(members)
+        return self._stack
+
+    def keep_metrics(self, k: int) -> None:
+        """Member k's metrics so far into its record's (what a solo run records when it ends now)."""
+        metrics = self.view(k).callback_metrics
+        self.members[k].metrics.update({name: float(v) for name, v in metrics.items() if v.numel() == 1})
+
+    def end_members(self) -> None:
+        """The end of an epoch, after every callback: a member whose training is over leaves (its callbacks get
+        ``on_train_end``, as a solo run's do); when none is left the Trainer stops."""
+        epoch, trainer = self.current_epoch + 1, self.trainer
+        for k in self.evaluated():
+            member, view = self.members[k], self.view(k)
+            self.keep_metrics(k)
+            stopped = member.stop_requested and epoch >= view.min_epochs
+            if epoch >= member.max_epochs or stopped:
+                member.fitted, member.epochs, member.global_step = True, epoch, trainer.global_step
+                for callback in member.callbacks:
+                    callback.on_train_end(view, view.lightning_module)
+        self.training_members = [k for k in self.training_members if self.members[k].running]
+        if not self.training_members:
+            trainer.should_stop = True
+
+    # --- training ----------------------------------------------------------------------------------------------
+
+    def on_train_epoch_start(self) -> None:
+        self.epoch_members = list(self.training_members)
+        self._train_totals = None
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        members = self.training_members
+        logits = self.stack(members)(x)
+        losses = member_losses(logits, y)
+        finite = torch.isfinite(losses)
+        if not bool(finite.all()):
+            self._diverged(members, losses, finite)
+            losses = losses.where(finite, torch.zeros_like(losses))
+        with torch.no_grad():
+            b = y.shape[1]
+            totals = torch.stack([losses * b, (logits.argmax(-1) == y).sum(1).to(losses.dtype),
+                                  torch.full_like(losses, b)], dim=1)
+            self._train_totals = totals if self._train_totals is None else self._train_totals + totals
+        if (self.global_step + 1) % max(1, self.trainer.log_every_n_steps) == 0:  # when Lightning writes logs
+            for position, k in enumerate(members):
+                if self.members[k].run.running:
+                    self.log(member_key(k, "train/loss_step"), losses[position])
+        return losses.sum()
+
+    def _diverged(self, members: list[int], losses: torch.Tensor, finite: torch.Tensor) -> None:
+        for position in torch.nonzero(~finite).flatten().tolist():
+            member = self.members[members[position]]
+            if member.run.running:
+                self.keep_metrics(members[position])
+                member.epochs, member.global_step = self.current_epoch, self.global_step
+                member.run.fail(DivergenceError(divergence_message(losses[position].item(), self.current_epoch,
+                                                                   self.global_step)))
+
+    def optimizer_zero_grad(self, epoch, batch_idx, optimizer):
+        optimizer.zero_grad()
+        if self._stack is not None:
+            self._stack.zero_grad()
+
+    def on_before_optimizer_step(self, optimizer) -> None:
+        """Each member's gradients from the stack's (none for a member that diverged: its step is not taken)."""
+        members = self.training_members
+        self.stack(members).member_grads(skip=[i for i, k in enumerate(members) if not self.members[k].run.running])
+
+    def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None) -> None:
+        """Each member's gradients clipped on their own (their norm, not the group's), as its solo run's are."""
+        if not gradient_clip_val:
+            return
+        for k in self.evaluated():
+            params = [p for p in self.nets[k].parameters() if p.grad is not None]
+            if gradient_clip_algorithm == "value":
+                torch.nn.utils.clip_grad_value_(params, gradient_clip_val)
+            else:
+                torch.nn.utils.clip_grad_norm_(params, gradient_clip_val)
+
+    def on_train_epoch_end(self) -> None:
+        totals, self._train_totals = self._train_totals, None
+        if totals is None:
+            return
+        for position, k in enumerate(self.training_members):
+            if self.members[k].run.running:
+                loss_sum, correct, count = totals[position]
+                self.log(member_key(k, "train/loss_epoch"), loss_sum / count)
+                self.log(member_key(k, "train/acc"), correct / count)
+
+    def configure_optimizers(self):
+        params = [list(net.parameters()) for net in self.nets]
+        optimizer = group_optimizer([m.optimizer_factory for m in self.members], params)
+        for k, member in enumerate(self.members):
+            member.share = member_share(optimizer, k, params[k])
+            member.scheduler = member.scheduler_factory(member.share) if member.scheduler_factory else None
+        if all(m.scheduler is None for m in self.members):
+            return optimizer
+        schedulers = MemberSchedulers(optimizer, [m.scheduler for m in self.members])
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedulers, "interval": "epoch"}}
+
+    def lr_scheduler_step(self, scheduler, metric) -> None:
+        scheduler.step([k for k in self.epoch_members if self.members[k].run.running])
+
+    def on_load_checkpoint(self, checkpoint) -> None:
+        from rpn_exp.run.checkpointing import restore_rng_states
+
+        if "rng_states" in checkpoint:
+            restore_rng_states(checkpoint["rng_states"])
+
+    # --- validation and test -------------------------------------------------------------------------------------
+
+    def _evaluate(self, batch) -> None:
+        x, y = batch
+        logits = self.stack(self.evaluated())(x)
+        losses = member_losses(logits, y).double()
+        accuracy = (logits.argmax(-1) == y).double().mean(1)
+        b = y.shape[1]
+        totals = torch.stack([losses * b, accuracy * b, torch.full_like(losses, b)], dim=1)
+        self._eval_totals = totals if self._eval_totals is None else self._eval_totals + totals
+
+    def _log_evaluation(self, stage: str) -> torch.Tensor | None:
+        totals, self._eval_totals = self._eval_totals, None
+        if totals is None or self.trainer.sanity_checking:
+            return None
+        means = (totals[:, :2] / totals[:, 2:]).float()
+        for (loss, acc), k in zip(means, self.evaluated()):
+            self.log(member_key(k, f"{stage}/loss"), loss)
+            self.log(member_key(k, f"{stage}/acc"), acc)
+        return means
+
+    def validation_step(self, batch, batch_idx):
+        self._evaluate(batch)
+
+    def on_validation_epoch_end(self) -> None:
+        means = self._log_evaluation("val")
+        if means is None:
+            return
+        for (_, acc), k in zip(means.tolist(), self.evaluated()):
+            member = self.members[k]
+            member.val_acc_best = max(member.val_acc_best, acc)
+            self.log(member_key(k, "val/acc_best"), member.val_acc_best)
+
+    def test_step(self, batch, batch_idx):
+        self._evaluate(batch)
+
+    def on_test_epoch_end(self) -> None:
+        self._log_evaluation("test")
