@@ -14,7 +14,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from rpn_exp.config.build import ConfigError
+from rpn_exp.config.build import ConfigError, instantiate_node
 from rpn_exp.config.schema import MODEL_KEYS, check_types
 
 
@@ -74,6 +74,8 @@ MONITORABLE = ("val/acc", "val/loss", "val/acc_best", "train/loss_epoch", "train
 def check_training(cfg: DictConfig) -> None:
     """Optimizer, scheduler, trainer and callback values a type allows but training cannot use."""
     _number(cfg, "optimizer.momentum", low=0, hint=", e.g. optimizer.momentum=0.9")
+    if cfg.get("pruner") is not None:  # the pruner's own rules (rpn_exp.run.pruning), refused with their key
+        instantiate_node(cfg.pruner, "pruner")
     _number(cfg, "scheduler.T_max", integer=True, low=1, hint=" (epochs of one cosine half-period)")
     _number(cfg, "trainer.min_epochs", integer=True, low=0)
     _number(cfg, "trainer.accumulate_grad_batches", integer=True, low=1)

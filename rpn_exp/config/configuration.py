@@ -14,7 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 BOOKKEEPING = ("seed", "dataset.seed", "paths", "dataset.cache_dir", "hydra", "tags", "task_name", "threads",
                "skip_completed", "allow_config_change", "print_config", "progress_bars_in_sweeps", "dry_run",
                "objective", "ckpt_path", "logger", "callbacks.progress_bar", "callbacks.lr_monitor",
-               "callbacks.weight_snapshots", "callbacks.model_checkpoint.dirpath", "trainer.default_root_dir")
+               "callbacks.weight_snapshots", "callbacks.model_checkpoint.dirpath", "trainer.default_root_dir", "pruner")
 
 
 def effective_settings(cfg: DictConfig) -> dict:

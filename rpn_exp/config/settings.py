@@ -22,7 +22,8 @@ def _plain(value):
 @dataclass
 class RunSettings(RunSchema):
     """The run's own keys (:class:`~rpn_exp.config.schema.RunSchema`: seed, dry_run, test, ckpt_path, ...) and what
-    a run reads of the groups: its folder, the trainer's arguments, the optimizer, scheduler, callbacks and loggers
+    a run reads of the groups: its folder, the trainer's arguments, the optimizer, scheduler, callbacks, loggers and
+    pruner
     (each resolved, as plain dicts), the learning rate and batch size it records."""
 
     output_dir: Path = Path(".")
@@ -35,6 +36,7 @@ class RunSettings(RunSchema):
     dataset_keys: tuple[str, ...] = ()
     compile: str | None = None
     reconciliation_target: str | None = None
+    pruner: dict[str, Any] | None = None
 
     @property
     def max_epochs(self) -> int:
@@ -80,6 +82,7 @@ def run_settings(cfg: DictConfig) -> RunSettings:
         dataset_keys=tuple(str(k) for k in (cfg.get("dataset") or {})),
         compile=OmegaConf.select(cfg, "model.compile"),
         reconciliation_target=OmegaConf.select(cfg, "reconciliation._target_"),
+        pruner=_plain(cfg.get("pruner")) or None,
     )
 
 

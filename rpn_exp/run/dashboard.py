@@ -88,7 +88,8 @@ def log_hyperparameters(loggers, hparams: dict) -> None:
 
 def close_dashboards(loggers, status: str) -> None:
     """End each TensorBoard run with the outcome of the record's ``status``."""
-    outcomes = {Status.COMPLETED: "success", Status.INTERRUPTED: "aborted", Status.RUNNING: "aborted"}
+    outcomes = {Status.COMPLETED: "success", Status.INTERRUPTED: "aborted", Status.RUNNING: "aborted",
+                Status.PRUNED: "aborted"}  # stopped on purpose: not a failure
     outcome = outcomes.get(status, "failure")
     for logger in loggers:
         if isinstance(logger, TensorBoardLogger):

@@ -24,6 +24,7 @@ class Status(StrEnum):
     COMPLETED = "completed"
     DRY_RUN = "dry_run"
     DIVERGED = "diverged"  # the training loss became NaN or infinite
+    PRUNED = "pruned"  # stopped at a rung of the pruner: dominated (rpn_exp.run.pruning); not tested
     INTERRUPTED = "interrupted"  # SIGTERM or Ctrl-C; its last.ckpt resumes it
     FAILED = "failed"
     KILLED = "killed"  # read: a running record whose process is gone (SIGKILL, out of memory)
@@ -34,7 +35,10 @@ class Status(StrEnum):
 
 
 #: The outcomes a run writes: a record with one of these is final.
-FINAL = frozenset({Status.COMPLETED, Status.DRY_RUN, Status.DIVERGED, Status.INTERRUPTED, Status.FAILED})
+FINAL = frozenset({Status.COMPLETED, Status.DRY_RUN, Status.DIVERGED, Status.PRUNED, Status.INTERRUPTED,
+                   Status.FAILED})
+#: The final outcomes a resumed sweep keeps (``skip_completed``): the others are run again.
+DONE = frozenset({Status.COMPLETED, Status.PRUNED})
 
 
 class Record(TypedDict, total=False):
@@ -87,6 +91,7 @@ class Record(TypedDict, total=False):
     wall_time_s: float
     error: str
     flag: str  # a completed run that learned nothing or exploded (rpn_exp.run.learning)
+    pruned: dict[str, Any]  # a pruned run: rung, epoch, val_acc, margin, dominated_by (rpn_exp.run.stacked.pruning)
     traceback: str
     last_checkpoint: str | None  # an interrupted run: where it resumes exactly
     interrupted_checkpoint: str | None

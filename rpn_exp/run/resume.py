@@ -26,7 +26,7 @@ from rpn_exp.run.checkpointing import (
     load_checkpoint,
     relocate_best,
 )
-from rpn_exp.run.record import Status, read_record
+from rpn_exp.run.record import DONE, read_record
 
 log = logging.getLogger("rpn_exp")
 
@@ -79,7 +79,7 @@ def completed_record(out: Path, overrides: list[str]) -> dict | None:
         record = read_record(out)
     except (OSError, ValueError):
         return None
-    if record.get("status") != Status.COMPLETED:
+    if record.get("status") not in DONE:
         return None
     ours, theirs = comparable_overrides(overrides), comparable_overrides(record.get("overrides", []))
     if ours != theirs:

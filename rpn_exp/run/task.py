@@ -73,7 +73,7 @@ def _train(cfg: DictConfig, settings: RunSettings, context: dict, objectives: li
         log.warning("%s: settings changed (allow_config_change=true); it runs again from the start", out.name)
         clear_attempt(out)
     if done is not None:
-        log.info(summary_line(done).replace("rpn_exp ", "rpn_exp [skipped: already completed] ", 1))
+        log.info(summary_line(done).replace("rpn_exp ", f"rpn_exp [skipped: already {done['status']}] ", 1))
         return objective_value(done, objectives)
     if settings.print_config and rank_zero_only.rank == 0 and not context["multirun"]:
         log.info("%s", format_config_tree(cfg, context["choices"]))  # a sweep job's config is in .hydra/
@@ -91,6 +91,9 @@ def _train(cfg: DictConfig, settings: RunSettings, context: dict, objectives: li
         if settings.dry_run:
             run.end(Status.DRY_RUN)
             return run.objective()
+        if settings.pruner:
+            log.warning("pruner: it compares the members of a stacked group (launcher=stacked); %s trains solo and "
+                        "is not pruned", out.name)
         trainer, module = make_trainer(cfg, settings, net, context)
         run.record["precision"] = str(trainer.precision)  # what Lightning runs (16 on a CPU is bf16-mixed)
         run.open_dashboards(trainer.loggers)

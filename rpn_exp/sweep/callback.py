@@ -136,7 +136,7 @@ INCOMPLETE_EXIT = 3
 def incomplete_problem(rows: list[dict], refused: list[dict]) -> str | None:
     """One line on the jobs of a finished sweep that did not complete (by status) and those refused before they
     started, or None when every job completed (or was a dry run)."""
-    bad = [row for row in rows if row["status"] not in (Status.COMPLETED, Status.DRY_RUN)]
+    bad = [row for row in rows if row["status"] not in (Status.COMPLETED, Status.DRY_RUN, Status.PRUNED)]
     parts = [f"{len(bad)} of {len(rows)} jobs did not complete ({status_counts(bad)}; see summary.md)"] if bad else []
     if refused:
         parts.append(f"{len(refused)} refused before they started (e.g. {refused[0]['job']}: {refused[0]['why']})")

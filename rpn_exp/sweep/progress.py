@@ -16,7 +16,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from rpn_exp.config.naming import job_number
-from rpn_exp.run.record import FINAL, RECORD_FILE, Status, one_line, read_record
+from rpn_exp.run.record import DONE, FINAL, RECORD_FILE, Status, one_line, read_record
 
 
 def grid_jobs(sweeper_params: dict | None, task_overrides: list[str]) -> list[list[str]] | None:
@@ -96,9 +96,9 @@ class SweepProgress:
                 continue
             status = record.get("status", Status.RUNNING)
             if not report:
-                if status in FINAL and status != Status.COMPLETED:  # to run again: reported when its new record ends
+                if status in FINAL and status not in DONE:  # to run again: reported when its new record ends
                     self._stale[name] = record.get("pid")
-                self._seen[name] = Status.COMPLETED if status == Status.COMPLETED else "started"
+                self._seen[name] = Status.COMPLETED if status in DONE else "started"
                 continue
             if name in self._stale:
                 if record.get("pid") == self._stale[name]:  # still the old attempt's record

@@ -11,7 +11,8 @@ from rpn_exp.run import record as R
 
 def test_a_status_is_its_string_in_json_and_in_comparisons():
     assert R.Status.COMPLETED == "completed" and json.dumps({"s": R.Status.DIVERGED}) == '{"s": "diverged"}'
-    assert R.FINAL == {"completed", "dry_run", "diverged", "interrupted", "failed"}
+    assert R.FINAL == {"completed", "dry_run", "diverged", "pruned", "interrupted", "failed"}
+    assert R.DONE == {"completed", "pruned"}  # the final outcomes a resumed sweep keeps
     assert R.Status.RUNNING not in R.FINAL and R.Status.KILLED not in R.FINAL
 
 

@@ -20,6 +20,8 @@ from rpn_exp.config.settings import RunSettings, resolved_config
 from rpn_exp.nn.padding import RankPadding
 from rpn_exp.run.checkpointing import atomic_torch_save, rng_states
 from rpn_exp.run.lifecycle import Run
+from rpn_exp.run.loggers import TensorBoardLogger
+from rpn_exp.run.record import Status
 
 #: Separates the member index from a metric's name in what the group logs (``3:val/acc``).
 SEPARATOR = ":"
@@ -57,6 +59,7 @@ class Member:
     metrics: dict = field(default_factory=dict)
     epochs: int = 0
     global_step: int = 0
+    finished: bool = False  # its final record is written
 
     @property
     def settings(self) -> RunSettings:
@@ -79,6 +82,20 @@ class Member:
     def start(self) -> tuple[int, int]:
         """(epoch, step) where its training starts: 0, or the end of the checkpoint it resumes from."""
         return (self.resume["epoch"] + 1, self.resume["global_step"]) if self.resume else (0, 0)
+
+    def finish(self, interrupted: bool = False) -> None:
+        """Write its final record and close its dashboards, as a solo run ends (once)."""
+        run = self.run
+        if self.finished:
+            return
+        if run.running:
+            run.end(Status.INTERRUPTED if interrupted else Status.FAILED,
+                    error=run.record.get("error") or "the stacked group stopped before this member finished")
+        for logger in run.loggers:
+            if not isinstance(logger, TensorBoardLogger):
+                logger.finalize("success" if run.status == Status.COMPLETED else "failed")
+        run.finish(self.metrics, epochs=self.epochs, global_step=self.global_step)
+        self.finished = True
 
     def weights(self) -> dict[str, torch.Tensor]:
         """A copy of its current weights in its solo network's shapes."""

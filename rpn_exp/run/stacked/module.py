@@ -8,7 +8,10 @@ every ``log_every_n_steps``, ``train/loss_epoch`` and ``train/acc`` at an epoch'
 A member whose loss stops being finite is recorded ``diverged``: its step is not taken from then on (the others' is)
 and it leaves the stack at the epoch's end, as do members whose training ended (their ``max_epochs``, or a stop
 asked by a callback such as ``EarlyStopping`` after their ``min_epochs``): the stack is rebuilt over the members
-still training, so a member that stopped costs no compute. Gradient clipping applies to each member's own
+still training, so a member that stopped costs no compute. With a pruner (``pruner=halving``), at each of its rungs
+the members' configurations are compared (:mod:`rpn_exp.run.pruning`) and the members of a dominated one are
+recorded ``pruned`` and leave the same way, untested; every decision is appended to ``pruning.jsonl`` beside the
+sweep's summary. Gradient clipping applies to each member's own
 gradients, as its solo run's clipping does.
 """
 
@@ -18,10 +21,13 @@ import lightning as L
 import torch
 from torch import nn
 
+from rpn_exp.config.build import instantiate_node
 from rpn_exp.nn.stack import MemberStack, member_losses
 from rpn_exp.run.module import DivergenceError, divergence_message
+from rpn_exp.run.record import Status
 from rpn_exp.run.stacked.member import Member, MemberTrainer, member_key
 from rpn_exp.run.stacked.optimizer import MemberSchedulers, group_optimizer, member_share
+from rpn_exp.run.stacked.pruning import rung_decisions, write_decisions
 
 
 class StackedClassifier(L.LightningModule):
@@ -43,6 +49,8 @@ class StackedClassifier(L.LightningModule):
         self._views: dict[int, MemberTrainer] = {}
         self._train_totals: torch.Tensor | None = None  # per member of the stack: [Σ loss·b, Σ correct, Σ b]
         self._eval_totals: torch.Tensor | None = None  # per member evaluated: [Σ loss·b, Σ accuracy·b, Σ b]
+        pruner = members[0].settings.pruner if members else None  # one pruner: it is part of the group's signature
+        self.pruner = instantiate_node(pruner, "pruner") if pruner else None
 
     # --- which members take part, and their stack ------------------------------------------------------------------
 
@@ -76,17 +84,34 @@ class StackedClassifier(L.LightningModule):
         """The end of an epoch, after every callback: a member whose training is over leaves (its callbacks get
         ``on_train_end``, as a solo run's do); when none is left the Trainer stops."""
         epoch, trainer = self.current_epoch + 1, self.trainer
+        pruned = self.prune(epoch)
         for k in self.evaluated():
             member, view = self.members[k], self.view(k)
             self.keep_metrics(k)
             stopped = member.stop_requested and epoch >= view.min_epochs
-            if epoch >= member.max_epochs or stopped:
+            if epoch >= member.max_epochs or stopped or k in pruned:
                 member.fitted, member.epochs, member.global_step = True, epoch, trainer.global_step
                 for callback in member.callbacks:
                     callback.on_train_end(view, view.lightning_module)
+        for k, why in pruned.items():  # recorded at once, after its callbacks ended (its last.ckpt); not tested
+            self.members[k].run.end(Status.PRUNED, pruned=why)
+            self.members[k].finish()
         self.training_members = [k for k in self.training_members if self.members[k].running]
         if not self.training_members:
             trainer.should_stop = True
+
+    def prune(self, epoch: int) -> dict[int, dict]:
+        """At a rung of the pruner: the members of dominated configurations and why (their record's ``pruned``),
+        each decision written to the sweep's ``pruning.jsonl``; {} between rungs and without a pruner."""
+        if self.pruner is None:
+            return {}
+        members = {k: self.members[k] for k in self.evaluated()}
+        accuracies = {k: float(self.view(k).callback_metrics["val/acc"]) for k in members
+                      if "val/acc" in self.view(k).callback_metrics}
+        decisions, pruned = rung_decisions(self.pruner, epoch, members, accuracies)
+        if decisions:
+            write_decisions(next(iter(members.values())).out.parent, decisions)
+        return pruned
 
     # --- training ----------------------------------------------------------------------------------------------
 

@@ -27,7 +27,6 @@ from rpn_exp.run.checkpointing import (
 )
 from rpn_exp.run.console import configure_console
 from rpn_exp.run.lifecycle import SIGTERM_EXIT, Run
-from rpn_exp.run.loggers import TensorBoardLogger
 from rpn_exp.run.ownership import release_folder
 from rpn_exp.run.record import Status, note_refused
 from rpn_exp.run.stacked.callbacks import MemberCallbacks, MemberCheckpoints, MemberLoggers
@@ -63,7 +62,7 @@ def train_group(jobs: list[tuple[DictConfig, dict]], group: str) -> list:
         log.error("Stacked group %s failed: %s", group, error)
     finally:
         for member in members:
-            finish_member(member, interrupted)
+            member.finish(interrupted)
     if interrupted:  # as a solo run: SIGTERM ends the sweep, once every member's record is written
         raise SystemExit(SIGTERM_EXIT)
     return [m.run.objective() if m is not None else None for m in started]
@@ -167,18 +166,6 @@ def test(module: StackedClassifier, trainer, tested: list[int], loader: MemberLo
     for k in tested:
         module.keep_metrics(k)
         module.members[k].run.end(Status.COMPLETED, best_checkpoint=best[k] or None)
-
-
-def finish_member(member: Member, interrupted: bool) -> None:
-    """Write the member's final record and close its dashboards, as a solo run ends."""
-    run = member.run
-    if run.running:
-        run.end(Status.INTERRUPTED if interrupted else Status.FAILED,
-                error=run.record.get("error") or "the stacked group stopped before this member finished")
-    for logger in run.loggers:
-        if not isinstance(logger, TensorBoardLogger):
-            logger.finalize("success" if run.status == Status.COMPLETED else "failed")
-    run.finish(member.metrics, epochs=member.epochs, global_step=member.global_step)
 
 
 def solo_weights(checkpoint: dict) -> dict:
