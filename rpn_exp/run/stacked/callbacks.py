@@ -35,6 +35,7 @@ class MemberCallbacks(L.Callback):
 
     def __init__(self, group):
         self.group = group
+        self._targets: dict[str, list[list]] = {}
 
     @property
     def state_key(self) -> str:
@@ -53,10 +54,18 @@ class MemberCallbacks(L.Callback):
                     callback.load_state_dict(saved[callback.state_key])
 
     def _call(self, hook: str, *args) -> None:
+        targets = self._targets.get(hook)
+        if targets is None:  # member k's callbacks that implement ``hook`` (Lightning's own is a no-op), found once
+            targets = self._targets[hook] = [
+                [getattr(c, hook) for c in self.own(k) if getattr(type(c), hook) is not getattr(L.Callback, hook)]
+                for k in range(len(self.group.members))]
+        if not any(targets):
+            return
         for k in self.group.hooked():
-            view = self.group.view(k)
-            for callback in self.own(k):
-                getattr(callback, hook)(view, view.lightning_module, *args)
+            if targets[k]:
+                view = self.group.view(k)
+                for method in targets[k]:
+                    method(view, view.lightning_module, *args)
 
 
 def _passed_on(hook: str):
