@@ -17,6 +17,12 @@ BOOKKEEPING = ("seed", "dataset.seed", "paths", "dataset.cache_dir", "hydra", "t
                "callbacks.weight_snapshots", "callbacks.model_checkpoint.dirpath", "trainer.default_root_dir", "pruner")
 
 
+def is_bookkeeping(override: str) -> bool:
+    """Whether a command-line override (``seed=3``, ``+tags=[a]``, ``~logger``) sets one of :data:`BOOKKEEPING`."""
+    key = override.lstrip("+~").split("=", 1)[0]
+    return any(key == k or key.startswith(f"{k}.") for k in BOOKKEEPING)
+
+
 def effective_settings(cfg: DictConfig) -> dict:
     """The composed config, its interpolations resolved, as a plain dict without :data:`BOOKKEEPING` (whatever was
     interpolated from a path or the seed is among them): the same for a job launched solo or in a stacked group,

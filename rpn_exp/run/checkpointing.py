@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import os
 import pickle
 import re
 import shutil
@@ -28,6 +29,8 @@ from rpn_exp.run.atomic import atomic_write
 
 LAST = "last.ckpt"
 INTERRUPTED = "interrupted.ckpt"
+#: A stacked member's ``last.ckpt`` of the epoch before (:func:`keep_previous`).
+PREVIOUS = "previous.ckpt"
 
 
 def atomic_torch_save(obj, path: str | Path) -> Path:
@@ -38,6 +41,22 @@ def atomic_torch_save(obj, path: str | Path) -> Path:
 
 class UnsafeCheckpoint(ValueError):
     """A file whose pickle names something other than tensors and plain data: what it names was not loaded."""
+
+
+def keep_previous(path: str | Path) -> None:
+    """Before ``path`` (a ``last.ckpt``) is replaced, keep it as :data:`PREVIOUS` beside it (a hard link, made under
+    a temporary name and renamed: never half a file). A stacked group killed while its members' ``last.ckpt`` of
+    one epoch were being written resumes its members that got theirs from the epoch before, with the others."""
+    path = Path(path)
+    if not path.is_file():
+        return
+    tmp = path.with_name(PREVIOUS + ".tmp")
+    tmp.unlink(missing_ok=True)
+    try:
+        os.link(path, tmp)
+    except OSError:  # a filesystem without hard links
+        shutil.copyfile(path, tmp)
+    os.replace(tmp, path.with_name(PREVIOUS))
 
 
 def load_checkpoint(path: str | Path) -> dict:

@@ -103,3 +103,20 @@ def decide(standings: dict[str, Standing], margin: float | None) -> dict[str, st
         if ahead:
             decisions[name] = max(ahead)[1]
     return decisions
+
+
+def pruned_text(pruned: dict, long: bool = False) -> str:
+    """What a pruned run's record (its ``pruned``, a decision of ``rpn_exp.run.stacked.pruning``) says in a line:
+    ``epoch 2 (rung 0), behind `reconciliation.r=4``` (the leader's overrides that differ from the run's own) and,
+    ``long``, by how much: ``…: 0.8123 against 0.5012 (margin 0.0210)``."""
+    text = f"epoch {pruned.get('epoch')} (rung {pruned.get('rung')})"
+    by = pruned.get("dominated_by") or {}
+    if by:
+        own = set(str(pruned.get("overrides", "")).split())
+        differ = " ".join(o for o in str(by.get("overrides", "")).split() if o not in own)
+        text += f", behind `{differ}`" if differ else f", behind configuration {by.get('configuration')}"
+        if long and by.get("val_acc_mean") is not None and pruned.get("val_acc_mean") is not None:
+            margin = pruned.get("margin")
+            text += (f": {by['val_acc_mean']:.4f} against {pruned['val_acc_mean']:.4f}"
+                     + (f" (margin {margin:.4f})" if margin is not None else ""))
+    return text

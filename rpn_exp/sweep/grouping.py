@@ -21,7 +21,7 @@ GROUP_COLUMNS = (
     "config", "n", "seeds", "model", "dataset", "expansion", "reconciliation", "layout", "interdependence",
     "remainder", "widths", *STRUCTURE_HPARAMS, "rank_bound", "rank_limited", "lr", "epochs", "learnable_params",
     "test_acc_mean", "test_acc_std", "test_acc_ci95",
-    "val_acc_best_mean", "val_acc_best_std", "val_acc_best_ci95", "pareto",
+    "val_acc_best_mean", "val_acc_best_std", "val_acc_best_ci95", "pareto", "status", "pruned",
 )
 #: Columns that are the same for every job of a configuration (taken from its first job).
 SHARED = ("model", "dataset", "expansion", "reconciliation", "layout", "interdependence", "remainder", "widths",
@@ -46,11 +46,16 @@ def interval(values: Sequence[float]) -> tuple[float, float, float]:
 def group_by_config(rows: Sequence[dict]) -> list[dict]:
     """One row per configuration of the completed jobs that have a test accuracy, in order of first appearance,
     with n, the seeds, and mean/std/ci95 of test and best validation accuracy; ``pareto`` marks the front chosen
-    by mean validation accuracy (the test accuracy is reported, never used to choose)."""
+    by mean validation accuracy (the test accuracy is reported, never used to choose). A configuration whose jobs
+    were all pruned (``pruner``) is a row too, ``status`` pruned: its best validation accuracy up to its rung, no
+    test accuracy, never on the front."""
     groups: dict[tuple[str, str], list[dict]] = {}  # configuration -> its jobs
     for row in rows:
         if row["status"] == Status.COMPLETED and not math.isnan(accuracy(row, "test_acc")) and not row.get("repeat_of"):
             groups.setdefault(configuration(row), []).append(row)
+    for row in rows:  # pruned: a configuration of its own unless some of its seeds completed
+        if row["status"] == Status.PRUNED and not row.get("repeat_of") and configuration(row) not in groups:
+            groups.setdefault(("pruned", *configuration(row)), []).append(row)
     # each configuration named by its most explicit spelling, less what every configuration shares
     spelled = {key: max((config_of(m) for m in members), key=lambda c: len(c.split()))
                for key, members in groups.items()}
@@ -59,11 +64,12 @@ def group_by_config(rows: Sequence[dict]) -> list[dict]:
     for key, members in groups.items():
         label = " ".join(o for o in spelled[key].split() if o not in shared)  # what tells it from the others
         grouped = {"config": label or ("(all jobs)" if len(groups) == 1 else "(defaults)"), "n": len(members),
-                   "status": Status.COMPLETED,
+                   "status": members[0]["status"], "pruned": members[0].get("pruned", ""),
                    "seeds": " ".join(str(m.get("seed", "")) for m in members), "pareto": False,
                    **{key: members[0].get(key, "") for key in SHARED}}
         for metric in ("test_acc", "val_acc_best"):
-            mean, std, half = interval([accuracy(m, metric) for m in members])
+            known = [accuracy(m, metric) for m in members]  # a pruned job has no test accuracy
+            mean, std, half = interval([value for value in known if not math.isnan(value)])
             grouped.update({f"{metric}_mean": mean, f"{metric}_std": std, f"{metric}_ci95": half})
         result.append(grouped)
     for i in pareto_front(result, metric="val_acc_best_mean"):
@@ -79,9 +85,12 @@ def accuracy_interval(mean: float, half: float) -> tuple[float, float]:
 
 def format_group_table(groups: Sequence[dict]) -> str:
     """Markdown: one line per configuration, sorted by learnable parameters, mean ± std [95% interval]; a
-    configuration whose output layer cannot reach rank classes − 1 is marked (``rpn_exp.sweep.summary.RANK_MARK``)."""
+    configuration whose output layer cannot reach rank classes − 1 is marked (``rpn_exp.sweep.summary.RANK_MARK``);
+    a pruned one says where it stopped and behind which configuration, in place of a test accuracy."""
     def stat(group: dict, metric: str) -> str:
         mean, std, half = (group[f"{metric}_{k}"] for k in ("mean", "std", "ci95"))
+        if group["status"] == Status.PRUNED and metric == "test_acc":
+            return f"pruned at {group['pruned']}"
         if math.isnan(std):
             return f"{mean:.4f}"
         low, high = accuracy_interval(mean, half)

@@ -10,7 +10,7 @@ from rpn_exp.nn.describe import STRUCTURE_HPARAMS
 from rpn_exp.run.atomic import atomic_write
 from rpn_exp.run.record import Status
 from rpn_exp.sweep.grouping import accuracy_interval
-from rpn_exp.sweep.rows import chance, family, is_baseline
+from rpn_exp.sweep.rows import accuracy, chance, family, is_baseline
 
 #: Columns whose values tell the points of a sweep apart (labelled on the plot when they vary).
 LABEL_COLUMNS = (*STRUCTURE_HPARAMS, "seed", "lr", "epochs", "expansion", "interdependence", "remainder", "widths",
@@ -116,20 +116,23 @@ def pareto_figure(rows: Sequence[dict], title: str = ""):
     done = [r for r in rows if r["status"] == Status.COMPLETED and r[y_key] != "" and r["learnable_params"] != ""
             and not r.get("repeat_of")]  # a repeated (configuration, seed) is drawn once
     done = [r for r in done if not math.isnan(float(r[y_key]))]
+    pruned = [r for r in rows if r["status"] == Status.PRUNED and r["learnable_params"] != ""
+              and not r.get("repeat_of") and not math.isnan(accuracy(r, PRUNED_Y[grouped]))]
     ys = sorted(float(r[y_key]) for r in done)
     near = [y for y in ys if ys and y >= ys[-1] - ZOOM_SPAN]
     zoom = bool(ys) and ys[0] < ys[-1] - 4 * ZOOM_SPAN and len(near) >= 3
     fig, axes = plt.subplots(1, 2 if zoom else 1, figsize=(14 if zoom else 9.5, 5), dpi=120, squeeze=False)
     labels = []
     for ax in axes[0]:
-        labels += _draw(ax, done, y_key, grouped)
+        labels += _draw(ax, done, y_key, grouped, pruned)
     main, last = axes[0][0], axes[0][-1]
     if zoom:
         last.set_ylim(min(near) - 0.01, ys[-1] + 0.01)
         last.set_title(f"the top {ZOOM_SPAN:.2f} of test accuracy (zoom)", fontsize=9)
-    legend = last.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0) if done else None
+    legend = (last.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
+              if done or pruned else None)
     counted = [r for r in rows if r["learnable_params"] != "" and not r.get("repeat_of")]
-    if not done and counted:  # a dry run, or nothing completed yet: the parameter counts are the picture
+    if not done and not pruned and counted:  # a dry run, or nothing trained yet: the parameter counts are the picture
         _parameter_counts(main, counted)
         main.set_title((title or "learnable parameters per job") + "\n(no job has a test accuracy yet: the "
                        "parameter count of each job that built its model)", fontsize=9)
@@ -137,7 +140,7 @@ def pareto_figure(rows: Sequence[dict], title: str = ""):
         return fig
     if not done:
         main.text(0.5, 0.5, "no completed job yet", ha="center", va="center", transform=main.transAxes)
-    skipped = len(rows) - len(done)
+    skipped = len(rows) - len(done) - len(pruned)
     main.set_title((title or "accuracy per parameter") + (f"\n({skipped} job(s) without a test accuracy not shown)"
                                                           if skipped else ""), fontsize=9)
     fig.tight_layout()
@@ -145,9 +148,27 @@ def pareto_figure(rows: Sequence[dict], title: str = ""):
     return fig
 
 
-def _draw(ax, done: Sequence[dict], y_key: str, grouped: bool) -> list:
-    """The series, baselines, front and chance line of :func:`pareto_figure` on one axes; returns the point labels
-    (placed later, :func:`place_labels`)."""
+#: Where a pruned job (or configuration) is drawn: its best validation accuracy up to its rung (it has no test one).
+PRUNED_Y = {False: "val_acc_best", True: "val_acc_best_mean"}
+
+
+def _draw_pruned(ax, pruned: Sequence[dict], y_key: str, columns: Sequence[str]) -> list:
+    """Pruned jobs or configurations as crosses in their family's colour at their best validation accuracy before
+    the rung that stopped them: off the front, untested, but where the pruner saw them; labelled by ``columns``.
+    Returns the labels."""
+    if not pruned:
+        return []
+    xs, ys = [int(r["learnable_params"]) for r in pruned], [accuracy(r, y_key) for r in pruned]
+    ax.scatter(xs, ys, marker="x", s=36, linewidths=1.2, zorder=3,
+               color=[family_colour(family(r).split(" (")[0]) for r in pruned],
+               label="pruned at a rung (its best validation accuracy by then; not tested)")
+    return [ax.annotate(point_label(row, columns), (x, y), xytext=(4, 4), textcoords="offset points", fontsize=7,
+                        color="#777777") for x, y, row in zip(xs, ys, pruned) if point_label(row, columns)]
+
+
+def _draw(ax, done: Sequence[dict], y_key: str, grouped: bool, pruned: Sequence[dict] = ()) -> list:
+    """The series, baselines, pruned points, front and chance line of :func:`pareto_figure` on one axes; returns the
+    point labels (placed later, :func:`place_labels`)."""
     columns = series_columns(done)
     names = sorted({series_name(r, columns) for r in done}, key=lambda f: (f not in BASELINE_COLOURS, f))
     by_colour = columns[0] != "reconciliation"  # other functions vary: colours in order, not the families' own
@@ -174,6 +195,7 @@ def _draw(ax, done: Sequence[dict], y_key: str, grouped: bool) -> list:
             if text:
                 labels.append(ax.annotate(text, (x, y), xytext=(4, 4), textcoords="offset points", fontsize=7,
                                           color="#333333"))
+    labels += _draw_pruned(ax, pruned, PRUNED_Y[grouped], label_columns([*done, *pruned], exclude=columns))
     front = [(int(r["learnable_params"]), float(r[y_key])) for r in done if r["pareto"]]
     if front:
         xs, ys = zip(*front)
@@ -184,7 +206,7 @@ def _draw(ax, done: Sequence[dict], y_key: str, grouped: bool) -> list:
         ax.axhline(level, color="grey", linewidth=1, linestyle=":", zorder=1,
                    label=f"chance ({level:.3g})" if len(levels) == 1 else None)
     ax.set_xscale("log")
-    _parameter_ticks(ax, [int(r["learnable_params"]) for r in done])
+    _parameter_ticks(ax, [int(r["learnable_params"]) for r in [*done, *pruned]])
     ax.set_xlabel("learnable parameters (log scale)")
     ax.set_ylabel("test accuracy" + (" (mean over seeds, 95% interval)" if grouped else ""))
     ax.grid(True, which="both", alpha=0.3)

@@ -16,6 +16,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from rpn_exp.config.naming import job_number
+from rpn_exp.run.pruning import pruned_text
 from rpn_exp.run.record import DONE, FINAL, RECORD_FILE, Status, one_line, read_record
 
 
@@ -126,6 +127,8 @@ class SweepProgress:
             parts.append(f"test acc {metrics['test/acc']:.4f}")
         elif metrics.get("val/acc_best") is not None:
             parts.append(f"best val acc {metrics['val/acc_best']:.4f}")
+        if record.get("pruned"):
+            parts.append(f"pruned at {pruned_text(record['pruned'], long=True)}")
         if record.get("flag"):
             parts.append(record["flag"])
         if record.get("error"):

@@ -12,9 +12,10 @@ import math
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from rpn_exp.config.configuration import BOOKKEEPING
+from rpn_exp.config.configuration import is_bookkeeping
 from rpn_exp.config.naming import comparable_overrides
 from rpn_exp.nn.describe import STRUCTURE_HPARAMS, output_rank_limit, per_layer
+from rpn_exp.run.pruning import pruned_text
 from rpn_exp.run.record import RECORD_FILE, RESERVE_FILE, Status, one_line, process_alive, read_record
 
 #: The columns of ``summary.csv`` in order; ``summary.md`` shows the same minus the long ``error`` text and
@@ -23,10 +24,11 @@ COLUMNS = (
     "job", "status", "model", "dataset", "expansion", "reconciliation", "layout", "interdependence", "remainder",
     "widths",
     *STRUCTURE_HPARAMS, "rank_bound", "rank_limited", "seed", "lr", "epochs", "learnable_params", "frozen_params",
-    "test_acc", "val_acc_best", "wall_time_s", "pareto", "flag", "repeat_of", "overrides", "configuration", "error",
+    "test_acc", "val_acc_best", "wall_time_s", "pareto", "flag", "pruned", "repeat_of", "overrides", "configuration",
+    "error",
 )
 SHOWN_IF_VARYING = ("model", "layout", "interdependence", "remainder", "widths", "rank_bound", "seed", "lr", "epochs",
-                    "flag", "repeat_of")
+                    "flag", "pruned", "repeat_of")
 #: Marks a rank bound below classes − 1 (``rpn_exp.run.record.output_rank_limit``) in the tables.
 RANK_MARK = "⚠"
 #: A model within this much accuracy of chance (1 / classes) is never on the Pareto front.
@@ -102,6 +104,7 @@ def job_row(folder: str | Path, root: str | Path | None = None) -> dict:
         configuration=record.get("configuration", ""),
         error=one_line(record["error"]) if record.get("error") else "",
         flag=(record.get("flag") or "").split(":")[0],
+        pruned=pruned_text(record["pruned"]) if record.get("pruned") else "",
     )
     for key in STRUCTURE_HPARAMS:
         row[key] = per_layer(layers, key) if layers else record.get("reconciliation_hparams", {}).get(key, "")
@@ -215,12 +218,7 @@ def config_of(row: dict) -> str:
     nothing trained (``rpn_exp.config.configuration.BOOKKEEPING``: ``task_name``, ``tags``, paths, switches)."""
     given = str(row.get("overrides", "")).split()
     kept = set(comparable_overrides(given))
-
-    def bookkeeping(override: str) -> bool:
-        key = override.lstrip("+~").split("=", 1)[0]
-        return any(key == k or key.startswith(f"{k}.") for k in BOOKKEEPING)
-
-    return " ".join(o for o in given if o in kept and not bookkeeping(o))
+    return " ".join(o for o in given if o in kept and not is_bookkeeping(o))
 
 
 def configuration(row: dict) -> tuple[str, str]:

@@ -61,3 +61,18 @@ def test_without_two_seeds_of_any_configuration_nothing_is_stopped_unless_a_marg
 def test_settings_that_cannot_prune_are_refused_with_their_key(settings, key):
     with pytest.raises(ValueError, match=key.replace(".", r"\.")):
         SuccessiveHalving(**settings)
+
+
+PRUNED = {"epoch": 2, "rung": 0, "overrides": "reconciliation=lorr reconciliation.r=8 optimizer.lr=1e-06",
+          "val_acc": 0.11, "val_acc_mean": 0.105, "margin": 0.02,
+          "dominated_by": {"configuration": "45c51fcff6bc", "overrides": "reconciliation=lorr reconciliation.r=2 "
+                           "optimizer.lr=0.01", "learnable_params": 41620, "val_acc_mean": 0.8123}}
+
+
+def test_a_pruned_run_says_where_it_stopped_and_behind_what_it_differs_in():
+    from rpn_exp.run.pruning import pruned_text
+
+    assert pruned_text(PRUNED) == "epoch 2 (rung 0), behind `reconciliation.r=2 optimizer.lr=0.01`"
+    assert pruned_text(PRUNED, long=True).endswith(": 0.8123 against 0.1050 (margin 0.0200)")
+    same = {**PRUNED, "dominated_by": {**PRUNED["dominated_by"], "overrides": PRUNED["overrides"]}}
+    assert pruned_text(same) == "epoch 2 (rung 0), behind configuration 45c51fcff6bc"  # spelled alike: its key

@@ -61,3 +61,19 @@ def test_a_configuration_is_named_without_its_bookkeeping():
     row = job("reconciliation=lphm", 1, 0.9, 0.9, 10)
     row["overrides"] += " task_name=mlpb tags=[a,b] +tags=[c] model.hidden=[32] threads=1"
     assert config_of(row) == "reconciliation=lphm model.hidden=[32]"
+
+
+def test_a_pruned_configuration_is_a_row_with_its_rung_no_test_accuracy_and_no_place_on_the_front():
+    from rpn_exp.sweep.grouping import format_group_table
+
+    rows = [job("reconciliation=lphm", s, 0.80, 0.70, 1000) for s in (1, 2)]
+    rows += [{**job("reconciliation=hm", s, "", 0.95, 500, status="pruned"),
+              "pruned": "epoch 2 (rung 0), behind `reconciliation=lphm`"} for s in (1, 2)]
+    lphm, hm = group_by_config(rows)
+    assert (hm["status"], hm["n"], hm["pareto"]) == ("pruned", 2, False)  # ahead on validation, yet off the front
+    assert math.isnan(hm["test_acc_mean"]) and hm["val_acc_best_mean"] == pytest.approx(0.95)
+    assert lphm["pareto"] and lphm["status"] == "completed"
+    table = format_group_table([lphm, hm])
+    assert "| pruned at epoch 2 (rung 0), behind `reconciliation=lphm` | 0.9500 ± 0.0000" in table
+    completed_seed = job("reconciliation=hm", 3, 0.9, 0.9, 500)  # a seed that completed: the configuration's row
+    assert [g["status"] for g in group_by_config([*rows, completed_seed])] == ["completed", "completed"]

@@ -167,3 +167,24 @@ def test_a_dry_run_sweep_plots_the_parameter_count_of_each_job():
     assert [t.get_text() for t in ax.texts] == ["417", "983", "20,810"]
     assert "no completed job yet" not in [t.get_text() for t in ax.texts] and ax.get_xscale() == "log"
     assert_readable(figure)
+
+
+@pytest.mark.parametrize("grouped", [False, True], ids=["jobs", "configurations"])
+def test_pruned_points_are_crosses_at_their_validation_accuracy_off_the_front(grouped):
+    from rpn_exp.sweep.plots import pareto_figure
+
+    rows = family_by_rank()
+    key = "val_acc_best_mean" if grouped else "val_acc_best"
+    rows += [row("lorr", 50_000, "", status="pruned", r=16, **{key: 0.42}),
+             row("lphm", 3_000, "", status="pruned", r=16, **{key: 0.5})]
+    if grouped:
+        rows = [{**r, "test_acc_mean": r["test_acc"] or math.nan, "test_acc_ci95": math.nan} for r in rows]
+    figure = pareto_figure(rows, "t")
+    ax = figure.axes[0]
+    (crosses,) = [c for c in ax.collections if c.get_label().startswith("pruned at a rung")]
+    assert sorted(map(tuple, crosses.get_offsets().tolist())) == [(3000.0, 0.5), (50000.0, 0.42)]
+    assert "pruned at a rung (its best validation accuracy by then; not tested)" in [
+        t.get_text() for t in ax.get_legend().get_texts()]
+    assert {t.get_text() for t in ax.texts} >= {"r=16"}  # named as the other points are
+    assert "without a test accuracy not shown" not in ax.get_title()
+    assert_readable(figure)

@@ -95,3 +95,15 @@ def test_a_flagged_job_and_a_missing_dataset_say_so_whole_on_their_line(tmp_path
     assert "test acc 0.1000, learned nothing" in ended["000_lr1"]
     assert "\n" not in ended["001_mnist"] and "dataset: mnist not found. Searched: " in ended["001_mnist"]
     assert "set download=true" in ended["001_mnist"]
+
+
+def test_a_pruned_job_says_where_and_behind_which_configuration(tmp_path):
+    from tests.run.test_pruning import PRUNED
+
+    lines = []
+    progress = SweepProgress(tmp_path, total=1, printer=lambda text, flush: lines.append(text))
+    job(tmp_path, "000_r8", "pruned", metrics={"val/acc_best": 0.11}, pruned=PRUNED, wall_time_s=3.0)
+    progress.poll()
+    assert lines[-1].startswith("[sweep 1/1] pruned    000_r8: best val acc 0.1100, pruned at epoch 2 (rung 0), "
+                                "behind `reconciliation.r=2 optimizer.lr=0.01`: 0.8123 against 0.1050")
+    assert "1 of 1 done" in lines[-1]

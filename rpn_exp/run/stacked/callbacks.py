@@ -81,14 +81,16 @@ for _hook in HOOKS:
 
 
 class MemberCheckpoints(MemberCallbacks, Checkpoint):
-    """The members' monitoring callbacks (``ModelCheckpoint``, ``LastCheckpoint``, ``EarlyStopping``, ...); after
-    their epoch end, the members whose training is over end it (``StackedClassifier.end_members``)."""
+    """The members' monitoring callbacks (``ModelCheckpoint``, ``LastCheckpoint``, ``EarlyStopping``, ...); at an
+    epoch's end the pruner decides first (at a rung), then the callbacks run, then the members whose training is over
+    end it (``StackedClassifier.prune`` and ``end_members``)."""
 
     monitoring = True
 
     def on_train_epoch_end(self, trainer, pl_module):
+        pruned = self.group.prune()  # decided and logged before any member's last.ckpt of this epoch is written
         self._call("on_train_epoch_end")
-        self.group.end_members()
+        self.group.end_members(pruned)
 
 
 class MemberLoggers(Logger):

@@ -18,7 +18,7 @@ import torch
 
 from rpn_exp.config.settings import RunSettings, resolved_config
 from rpn_exp.nn.padding import RankPadding
-from rpn_exp.run.checkpointing import atomic_torch_save, rng_states
+from rpn_exp.run.checkpointing import LAST, PREVIOUS, LastCheckpoint, atomic_torch_save, keep_previous, rng_states
 from rpn_exp.run.lifecycle import Run
 from rpn_exp.run.loggers import TensorBoardLogger
 from rpn_exp.run.record import Status
@@ -84,7 +84,7 @@ class Member:
         return (self.resume["epoch"] + 1, self.resume["global_step"]) if self.resume else (0, 0)
 
     def finish(self, interrupted: bool = False) -> None:
-        """Write its final record and close its dashboards, as a solo run ends (once)."""
+        """Write its final record and close its dashboards, as a solo run ends (once); its ``previous.ckpt`` goes."""
         run = self.run
         if self.finished:
             return
@@ -95,6 +95,9 @@ class Member:
             if not isinstance(logger, TensorBoardLogger):
                 logger.finalize("success" if run.status == Status.COMPLETED else "failed")
         run.finish(self.metrics, epochs=self.epochs, global_step=self.global_step)
+        for callback in self.callbacks:  # its previous.ckpt served a resume of the group only: the run is over
+            if isinstance(callback, LastCheckpoint):
+                (callback.dirpath / PREVIOUS).unlink(missing_ok=True)
         self.finished = True
 
     def weights(self) -> dict[str, torch.Tensor]:
@@ -220,7 +223,10 @@ class MemberTrainer:
         return [LRSchedulerConfig(scheduler, interval="epoch", name="train/lr")] if scheduler is not None else []
 
     def save_checkpoint(self, filepath, weights_only: bool = False, storage_options=None) -> None:
-        """The member's checkpoint at ``filepath``, in its solo run's format (:func:`member_checkpoint`)."""
+        """The member's checkpoint at ``filepath``, in its solo run's format (:func:`member_checkpoint`); the
+        ``last.ckpt`` it replaces is kept as ``previous.ckpt`` (``rpn_exp.run.stacked.task.align_starts``)."""
+        if Path(filepath).name == LAST:
+            keep_previous(filepath)
         atomic_torch_save(member_checkpoint(self, weights_only), filepath)
 
 

@@ -80,11 +80,10 @@ class StackedClassifier(L.LightningModule):
         metrics = self.view(k).callback_metrics
         self.members[k].metrics.update({name: float(v) for name, v in metrics.items() if v.numel() == 1})
 
-    def end_members(self) -> None:
-        """The end of an epoch, after every callback: a member whose training is over leaves (its callbacks get
-        ``on_train_end``, as a solo run's do); when none is left the Trainer stops."""
+    def end_members(self, pruned: dict[int, dict]) -> None:
+        """The end of an epoch, after every callback: a member whose training is over, or ``pruned`` (member: why)
+        leaves (its callbacks get ``on_train_end``, as a solo run's do); when none is left the Trainer stops."""
         epoch, trainer = self.current_epoch + 1, self.trainer
-        pruned = self.prune(epoch)
         for k in self.evaluated():
             member, view = self.members[k], self.view(k)
             self.keep_metrics(k)
@@ -100,11 +99,13 @@ class StackedClassifier(L.LightningModule):
         if not self.training_members:
             trainer.should_stop = True
 
-    def prune(self, epoch: int) -> dict[int, dict]:
-        """At a rung of the pruner: the members of dominated configurations and why (their record's ``pruned``),
-        each decision written to the sweep's ``pruning.jsonl``; {} between rungs and without a pruner."""
+    def prune(self) -> dict[int, dict]:
+        """At the end of an epoch that is a rung of the pruner: the members of dominated configurations and why
+        (their record's ``pruned``), each decision written to the sweep's ``pruning.jsonl``; {} between rungs and
+        without a pruner."""
         if self.pruner is None:
             return {}
+        epoch = self.current_epoch + 1
         members = {k: self.members[k] for k in self.evaluated()}
         accuracies = {k: float(self.view(k).callback_metrics["val/acc"]) for k in members
                       if "val/acc" in self.view(k).callback_metrics}

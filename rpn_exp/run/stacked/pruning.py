@@ -4,9 +4,10 @@ sweep's log of them, ``pruning.jsonl`` (one JSON line per configuration and rung
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
+from rpn_exp.config.configuration import is_bookkeeping
+from rpn_exp.run.atomic import atomic_write
 from rpn_exp.run.pruning import Standing, SuccessiveHalving, decide, margin_of
 
 #: The sweep's log of pruning decisions, beside its summary.
@@ -14,8 +15,8 @@ DECISIONS_FILE = "pruning.jsonl"
 
 
 def _overrides(record: dict) -> str:
-    """A configuration as its overrides say it, without the seed."""
-    return " ".join(o for o in record.get("overrides", []) if not o.split("=")[0].lstrip("+~").endswith("seed"))
+    """A configuration as its overrides say it, without the seed and the other bookkeeping (``skip_completed``)."""
+    return " ".join(o for o in record.get("overrides", []) if not is_bookkeeping(o))
 
 
 def rung_decisions(pruner: SuccessiveHalving, epoch: int, members: dict, accuracies: dict[int, float]):
@@ -51,15 +52,32 @@ def rung_decisions(pruner: SuccessiveHalving, epoch: int, members: dict, accurac
 
 
 def write_decisions(folder: Path, decisions: list[dict]) -> None:
-    """Append the decisions of a rung to ``folder``'s :data:`DECISIONS_FILE` (flushed to disk)."""
-    with open(Path(folder) / DECISIONS_FILE, "a") as file:
-        for decision in decisions:
-            file.write(json.dumps(decision, sort_keys=True) + "\n")
-        file.flush()
-        os.fsync(file.fileno())
+    """Add the decisions of a rung to ``folder``'s :data:`DECISIONS_FILE`, each (epoch, configuration, jobs) once
+    (a group resumed from before a rung decides it again, alike); the file is replaced whole
+    (:func:`~rpn_exp.run.atomic.atomic_write`): a kill leaves the old one or the new one, never half a line."""
+    logged = read_decisions(folder)
+    seen = {_key(d) for d in logged}
+    new = [d for d in decisions if _key(d) not in seen]
+    if new:
+        lines = "".join(json.dumps(d, sort_keys=True) + "\n" for d in logged + new)
+        atomic_write(Path(folder) / DECISIONS_FILE, lambda handle: handle.write(lines.encode()))
+
+
+def _key(decision: dict) -> tuple:
+    return decision["epoch"], decision["configuration"], tuple(decision["jobs"])
 
 
 def read_decisions(folder: Path) -> list[dict]:
     """The decisions in ``folder``'s :data:`DECISIONS_FILE` ([] without one)."""
     path = Path(folder) / DECISIONS_FILE
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.is_file() else []
+
+
+def logged_pruning(folder: Path, job: str, epochs: int) -> dict | None:
+    """The decision logged in ``folder`` that pruned ``job`` at one of its first ``epochs`` epochs, as its record's
+    ``pruned`` (with the job's own validation accuracy there); None if none did. A member resuming from a checkpoint
+    written after its rung's decision (a kill between the two) is pruned by it again instead of training on."""
+    for decision in read_decisions(folder):
+        if decision["decision"] == "pruned" and job in decision["jobs"] and decision["epoch"] <= epochs:
+            return {**decision, "val_acc": decision["val_acc"][decision["jobs"].index(job)]}
+    return None

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 from itertools import groupby
+from pathlib import Path
 
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig
@@ -19,6 +20,7 @@ from omegaconf import DictConfig
 from rpn_exp.config.build import ConfigError, instantiate_node
 from rpn_exp.config.settings import run_settings
 from rpn_exp.run.checkpointing import (
+    PREVIOUS,
     AtomicCheckpointIO,
     as_solo_checkpoint,
     carry_best_checkpoints,
@@ -34,6 +36,7 @@ from rpn_exp.run.stacked.data import MemberBatches, MemberLoader
 from rpn_exp.run.stacked.member import Member, stack_nets
 from rpn_exp.run.stacked.module import StackedClassifier
 from rpn_exp.run.stacked.optimizer import group_optimizer_state
+from rpn_exp.run.stacked.pruning import logged_pruning
 from rpn_exp.run.task import new_trainer, quiet_trainer, run_callbacks
 
 log = logging.getLogger("rpn_exp")
@@ -49,6 +52,9 @@ def train_group(jobs: list[tuple[DictConfig, dict]], group: str) -> list:
     members = [m for m in started if m is not None]
     interrupted = False
     try:
+        align_starts(members)
+        for member in members:
+            end_if_pruned(member)
         stack_nets(members)
         for _, cohort in groupby(sorted((m for m in members if m.running), key=lambda m: m.start),
                                  key=lambda m: m.start):
@@ -97,6 +103,45 @@ def start_member(cfg: DictConfig, context: dict, group: str, size: int, index: i
     except ConfigError as error:
         run.fail(error)
     return member
+
+
+def align_starts(members: list[Member]) -> None:
+    """Members that resume one epoch ahead of the others (the group was killed while their ``last.ckpt`` were being
+    written) resume from their ``previous.ckpt`` of the others' epoch, or from the start, so the group trains as
+    one again, as it would have without the kill (what it compares at a pruner's rung included)."""
+    running = [m for m in members if m.running]
+    earliest = min((m.start[0] for m in running), default=0)
+    for member in running:
+        if member.start[0] != earliest + 1 or member.run.resume_from is None:
+            continue
+        previous = Path(member.run.resume_from).with_name(PREVIOUS)
+        if earliest == 0:
+            member.resume, member.val_acc_best = None, 0.0
+        elif previous.is_file() and load_checkpoint(previous)["epoch"] + 1 == earliest:
+            member.resume = load_checkpoint(previous)
+            relocate_best(member.resume, previous)
+            member.val_acc_best = member.resume.get("val_acc_best", 0.0)
+        else:
+            continue
+        member.run.resume_from = str(previous) if member.resume else None
+        member.run.record["resumed_from"] = member.run.resume_from
+        log.info("%s: one epoch ahead of its group (killed while the group wrote its checkpoints); %s", member.out.name,
+                 f"resumes from {PREVIOUS}, epoch {earliest}" if earliest else "starts again with the others")
+
+
+def end_if_pruned(member: Member) -> None:
+    """A member resuming past a rung at which the sweep's ``pruning.jsonl`` pruned it (killed after the decision,
+    before its record said so) is recorded pruned by that decision, as it would have been, and does not train.
+    (After :func:`align_starts`: a member behind the rung decides it again with the others.)"""
+    if not (member.running and member.resume and member.settings.pruner):
+        return
+    epochs, step = member.start
+    pruned = logged_pruning(member.out.parent, member.out.name, epochs)
+    if pruned is not None:
+        member.metrics = {"val/acc": pruned["val_acc"], "val/acc_best": member.val_acc_best}
+        member.epochs, member.global_step = epochs, step
+        member.run.end(Status.PRUNED, pruned=pruned)
+        member.finish()
 
 
 def ordered(callbacks: list) -> list:

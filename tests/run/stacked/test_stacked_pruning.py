@@ -73,7 +73,11 @@ def test_the_sweep_ends_well_and_its_summary_shows_the_pruned_jobs_off_the_front
     rows = read_csv(folder / "summary.csv")
     pruned = [r for r in rows if r["status"] == "pruned"]
     assert len(pruned) == 2 and not any(r["pareto"] == "True" for r in pruned)
-    assert "pruned" in (folder / "summary.md").read_text()
+    assert all(r["pruned"] == "epoch 1 (rung 0), behind `optimizer.lr=0.01`" for r in pruned)
+    (row,) = [g for g in read_csv(folder / "summary_by_config.csv") if g["status"] == "pruned"]
+    assert (row["config"], row["n"], row["test_acc_mean"], row["pareto"]) == ("optimizer.lr=1e-06", "2", "nan", "False")
+    assert "| pruned at epoch 1 (rung 0), behind `optimizer.lr=0.01` |" in (folder / "summary.md").read_text()
+    assert "pruned    " in done.stdout + done.stderr and "pruned at epoch 1 (rung 0)" in done.stdout + done.stderr
 
 
 def test_a_resumed_pruning_sweep_keeps_its_decisions(pruned_sweep):
@@ -85,3 +89,69 @@ def test_a_resumed_pruning_sweep_keeps_its_decisions(pruned_sweep):
     after = records(folder)
     assert {job: r["status"] for job, r in after.items()} == {job: r["status"] for job, r in before.items()}
     assert all(after[job]["pruned"] == before[job]["pruned"] for job in before if before[job]["status"] == "pruned")
+
+
+def decisions_by_rung(folder):
+    return sorted((d["epoch"], d["configuration"], tuple(d["jobs"]), d["decision"]) for d in read_decisions(folder))
+
+
+@pytest.mark.parametrize("event", ["pruning.jsonl", "000_lr0.01_seed1/checkpoints/last.ckpt"],
+                         ids=["rung decided", "first member's last.ckpt written"])
+def test_kill_9_at_a_rung_and_resume_give_the_uninterrupted_decisions_and_records(pruned_sweep, tmp_path, event):
+    """SIGKILL as soon as ``event``'s file appears: after the rung's decisions are on disk, while the members'
+    checkpoints and records of that epoch are being written (some members one epoch ahead of others). The same
+    command with ``skip_completed=true`` ends as the sweep that was never killed."""
+    import signal
+    import subprocess
+    import time
+
+    from tests.conftest import cli_command
+
+    whole, _ = pruned_sweep
+    folder = tmp_path / "sweep"
+    process = subprocess.Popen(cli_command("-m", *PRUNED_SWEEP, f"hydra.sweep.dir={folder}"),
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    while not (folder / event).is_file():  # an event, not a deadline
+        assert process.poll() is None, process.communicate()[1][-3000:]
+        time.sleep(0.01)
+    process.send_signal(signal.SIGKILL)
+    process.communicate(timeout=600)
+    again = run_cli("-m", *PRUNED_SWEEP, f"hydra.sweep.dir={folder}", "skip_completed=true")
+    assert again.returncode == 0, again.stdout[-2000:] + again.stderr[-3000:]
+    assert decisions_by_rung(folder) == decisions_by_rung(whole)  # each decision once, the same
+    resumed, straight = records(folder), records(whole)
+    assert {job: r["status"] for job, r in resumed.items()} == {job: r["status"] for job, r in straight.items()}
+    for job, record in straight.items():
+        assert resumed[job]["global_step"] == record["global_step"], job
+        if record["status"] == "pruned":
+            assert resumed[job]["pruned"] == record["pruned"] and "test/acc" not in resumed[job]["metrics"]
+        else:
+            assert resumed[job]["metrics"]["test/acc"] == pytest.approx(record["metrics"]["test/acc"], abs=1e-6)
+
+
+def test_a_member_killed_after_its_rung_checkpoint_but_before_its_record_is_pruned_by_the_logged_decision(
+        pruned_sweep, tmp_path):
+    """The narrowest window: the pruned members' last.ckpt of the rung epoch is written, their record still says
+    ``running`` (its process gone). Resumed, they are pruned again by the decision in ``pruning.jsonl``, untrained."""
+    import shutil
+
+    folder = tmp_path / "sweep"
+    shutil.copytree(pruned_sweep[0], folder)
+    before = records(folder)
+    for job, record in before.items():
+        if record["status"] == "pruned":
+            (folder / job / "result.json").write_text(json.dumps({**record, "status": "running", "pid": 2 ** 22 + 1}))
+    for path in folder.glob("*/.hydra/config.yaml"):  # the copy's own folders (the sweep moved)
+        path.write_text(path.read_text().replace(str(pruned_sweep[0]), str(folder)))
+    logged = (folder / "pruning.jsonl").read_text()
+    again = run_cli("-m", *PRUNED_SWEEP, f"hydra.sweep.dir={folder}", "skip_completed=true")
+    assert again.returncode == 0, again.stdout[-2000:] + again.stderr[-3000:]
+    after = records(folder)
+    for job, record in before.items():
+        if record["status"] == "pruned":
+            assert after[job]["status"] == "pruned" and after[job]["pid"] != record["pid"]
+            assert (after[job]["pruned"], after[job]["global_step"]) == (record["pruned"], record["global_step"])
+            assert after[job]["metrics"]["val/acc"] == record["pruned"]["val_acc"]
+        else:
+            assert after[job] == record  # completed: skipped
+    assert (folder / "pruning.jsonl").read_text() == logged
