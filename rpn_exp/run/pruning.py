@@ -14,7 +14,7 @@ standard deviation at that rung (the spread of one seed around its configuration
 with two or more seeds). Without two seeds of any configuration there is no spread to measure, and nothing is
 stopped unless ``pruner.margin`` is given.
 
-Pure functions of numbers: the stacked group applies them at its rungs (``rpn_exp.run.stacked.module``) and writes
+Pure functions of numbers: stacked groups and solo jobs apply them at their rungs (``rpn_exp.run.rungs``) and write
 each decision to ``pruning.jsonl`` beside the sweep's summary, from which :func:`decide` gives them again.
 """
 
@@ -106,7 +106,7 @@ def decide(standings: dict[str, Standing], margin: float | None) -> dict[str, st
 
 
 def pruned_text(pruned: dict, long: bool = False) -> str:
-    """What a pruned run's record (its ``pruned``, a decision of ``rpn_exp.run.stacked.pruning``) says in a line:
+    """What a pruned run's record (its ``pruned``, a decision of ``rpn_exp.run.rungs``) says in a line:
     ``epoch 2 (rung 0), behind `reconciliation.r=4``` (the leader's overrides that differ from the run's own) and,
     ``long``, by how much: ``…: 0.8123 against 0.5012 (margin 0.0210)``."""
     text = f"epoch {pruned.get('epoch')} (rung {pruned.get('rung')})"

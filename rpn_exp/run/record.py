@@ -91,7 +91,7 @@ class Record(TypedDict, total=False):
     wall_time_s: float
     error: str
     flag: str  # a completed run that learned nothing or exploded (rpn_exp.run.learning)
-    pruned: dict[str, Any]  # a pruned run: rung, epoch, val_acc, margin, dominated_by (rpn_exp.run.stacked.pruning)
+    pruned: dict[str, Any]  # a pruned run: rung, epoch, val_acc, margin, dominated_by (rpn_exp.run.rungs)
     traceback: str
     last_checkpoint: str | None  # an interrupted run: where it resumes exactly
     interrupted_checkpoint: str | None

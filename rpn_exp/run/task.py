@@ -24,6 +24,7 @@ from rpn_exp.run.module import RPNClassifier
 from rpn_exp.run.ownership import FolderInUse, own_folder, release_folder, watch_launcher
 from rpn_exp.run.record import Status, note_refused, summary_line
 from rpn_exp.run.resume import clear_attempt, rerun_state
+from rpn_exp.run.rung_store import RungPruning
 
 log = logging.getLogger("rpn_exp")
 
@@ -91,15 +92,13 @@ def _train(cfg: DictConfig, settings: RunSettings, context: dict, objectives: li
         if settings.dry_run:
             run.end(Status.DRY_RUN)
             return run.objective()
-        if settings.pruner:
-            log.warning("pruner: it compares the members of a stacked group (launcher=stacked); %s trains solo and "
-                        "is not pruned", out.name)
-        trainer, module = make_trainer(cfg, settings, net, context)
+        pruning = rung_pruning(settings, context, run)
+        trainer, module = make_trainer(cfg, settings, net, context, extra_callbacks=[pruning] if pruning else [])
         run.record["precision"] = str(trainer.precision)  # what Lightning runs (16 on a CPU is bf16-mixed)
         run.open_dashboards(trainer.loggers)
         fit_and_test(settings, trainer, module, datamodule, run.record, run.resume_from,
-                     verbose=not context["multirun"])
-        run.end(Status.COMPLETED)
+                     verbose=not context["multirun"], pruning=pruning)
+        end_fitted(run, pruning)
         return run.objective()
     except SIGTERMException as error:  # Lightning stops at the next batch boundary after a SIGTERM
         run.fail(error)
@@ -119,8 +118,28 @@ def _train(cfg: DictConfig, settings: RunSettings, context: dict, objectives: li
         run.finish(_metrics(trainer) if trainer else None, **progress)
 
 
-def make_trainer(cfg: DictConfig, settings: RunSettings, net, context: dict):
-    """The LightningModule and the Trainer with the configured callbacks and loggers.
+def end_fitted(run: Run, pruning: RungPruning | None) -> None:
+    """A run whose fit ended: ``pruned`` when its sweep's pruner stopped it (untested), else ``completed``."""
+    if pruning and pruning.pruned:
+        run.record["metrics"].setdefault("val/acc", pruning.pruned["val_acc"])
+        run.end(Status.PRUNED, pruned=pruning.pruned)
+    else:
+        run.end(Status.COMPLETED)
+
+
+def rung_pruning(settings: RunSettings, context: dict, run: Run) -> RungPruning | None:
+    """The job's part in its sweep's pruning (``pruner``; :mod:`rpn_exp.run.rung_store`), None without a pruner;
+    a single run has no other job to be compared with: it warns and is not pruned."""
+    if not settings.pruner:
+        return None
+    if not context["multirun"]:
+        log.warning("pruner: it compares the jobs of a sweep (-m); a single run is not pruned")
+        return None
+    return RungPruning(instantiate_node(settings.pruner, "pruner"), run.out.parent, run.record)
+
+
+def make_trainer(cfg: DictConfig, settings: RunSettings, net, context: dict, extra_callbacks=()):
+    """The LightningModule and the Trainer with the configured callbacks (and ``extra_callbacks``) and loggers.
 
     Inside a multirun the per-job progress bars and model summaries are off (the sweep prints one line per job
     instead) unless ``progress_bars_in_sweeps=true``.
@@ -133,7 +152,8 @@ def make_trainer(cfg: DictConfig, settings: RunSettings, net, context: dict):
     )
     quiet = quiet_trainer(settings, context)
     loggers = [instantiate_node(c, f"logger.{k}") for k, c in settings.loggers.items()]
-    return new_trainer(settings, run_callbacks(settings, progress_bars=not quiet), loggers, quiet), module
+    callbacks = [*run_callbacks(settings, progress_bars=not quiet), *extra_callbacks]
+    return new_trainer(settings, callbacks, loggers, quiet), module
 
 
 def quiet_trainer(settings: RunSettings, context: dict) -> bool:
@@ -162,12 +182,12 @@ def new_trainer(settings: RunSettings, callbacks: list, loggers, quiet: bool, pl
 
 
 def fit_and_test(settings: RunSettings, trainer, module, datamodule, record: dict, resume_from: str | None = None,
-                 verbose: bool = True) -> None:
-    """Fit (continuing from the checkpoint ``resume_from`` if given), then test the best checkpoint; the metrics
-    go into ``record`` (and the test table to the console when ``verbose``)."""
+                 verbose: bool = True, pruning: RungPruning | None = None) -> None:
+    """Fit (continuing from the checkpoint ``resume_from`` if given), then test the best checkpoint (not when
+    ``pruning`` stopped it); the metrics go into ``record`` (and the test table to the console when ``verbose``)."""
     trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from, weights_only=True)
     record["metrics"].update(_metrics(trainer))
-    if settings.test:
+    if settings.test and not (pruning and pruning.pruned):
         best = getattr(trainer.checkpoint_callback, "best_model_path", "") if trainer.checkpoint_callback else ""
         trainer.test(module, datamodule=datamodule, ckpt_path=best or None, weights_only=True, verbose=verbose)
         record["metrics"].update(_metrics(trainer))

@@ -9,7 +9,7 @@ A member whose loss stops being finite is recorded ``diverged``: its step is not
 and it leaves the stack at the epoch's end, as do members whose training ended (their ``max_epochs``, or a stop
 asked by a callback such as ``EarlyStopping`` after their ``min_epochs``): the stack is rebuilt over the members
 still training, so a member that stopped costs no compute. With a pruner (``pruner=halving``), at each of its rungs
-the members' configurations are compared (:mod:`rpn_exp.run.pruning`) and the members of a dominated one are
+the members' configurations are compared (:mod:`rpn_exp.run.rungs`) and the members of a dominated one are
 recorded ``pruned`` and leave the same way, untested; every decision is appended to ``pruning.jsonl`` beside the
 sweep's summary. Gradient clipping applies to each member's own
 gradients, as its solo run's clipping does.
@@ -25,9 +25,9 @@ from rpn_exp.config.build import instantiate_node
 from rpn_exp.nn.stack import MemberStack, member_losses
 from rpn_exp.run.module import DivergenceError, divergence_message
 from rpn_exp.run.record import Status
+from rpn_exp.run.rungs import Entry, rung_decisions, write_decisions
 from rpn_exp.run.stacked.member import Member, MemberTrainer, member_key
 from rpn_exp.run.stacked.optimizer import MemberSchedulers, group_optimizer, member_share
-from rpn_exp.run.stacked.pruning import rung_decisions, write_decisions
 
 
 class StackedClassifier(L.LightningModule):
@@ -101,18 +101,18 @@ class StackedClassifier(L.LightningModule):
 
     def prune(self) -> dict[int, dict]:
         """At the end of an epoch that is a rung of the pruner: the members of dominated configurations and why
-        (their record's ``pruned``), each decision written to the sweep's ``pruning.jsonl``; {} between rungs and
-        without a pruner."""
+        (their record's ``pruned``), each decision written to the sweep's ``pruning.jsonl``
+        (:mod:`rpn_exp.run.rungs`); {} between rungs and without a pruner."""
         if self.pruner is None:
             return {}
-        epoch = self.current_epoch + 1
-        members = {k: self.members[k] for k in self.evaluated()}
-        accuracies = {k: float(self.view(k).callback_metrics["val/acc"]) for k in members
-                      if "val/acc" in self.view(k).callback_metrics}
-        decisions, pruned = rung_decisions(self.pruner, epoch, members, accuracies)
+        metrics = {k: self.view(k).callback_metrics for k in self.evaluated()}
+        members = {self.members[k].out.name: k for k in metrics if "val/acc" in metrics[k]}
+        entries = [Entry.of(self.members[k].run.record, job, self.members[k].max_epochs, metrics[k]["val/acc"])
+                   for job, k in members.items()]
+        decisions, pruned = rung_decisions(self.pruner, self.current_epoch + 1, entries)
         if decisions:
-            write_decisions(next(iter(members.values())).out.parent, decisions)
-        return pruned
+            write_decisions(self.members[next(iter(members.values()))].out.parent, decisions)
+        return {members[job]: why for job, why in pruned.items()}
 
     # --- training ----------------------------------------------------------------------------------------------
 

@@ -31,12 +31,12 @@ from rpn_exp.run.console import configure_console
 from rpn_exp.run.lifecycle import SIGTERM_EXIT, Run
 from rpn_exp.run.ownership import release_folder
 from rpn_exp.run.record import Status, note_refused
+from rpn_exp.run.rungs import logged_pruning
 from rpn_exp.run.stacked.callbacks import MemberCallbacks, MemberCheckpoints, MemberLoggers
 from rpn_exp.run.stacked.data import MemberBatches, MemberLoader
 from rpn_exp.run.stacked.member import Member, stack_nets
 from rpn_exp.run.stacked.module import StackedClassifier
 from rpn_exp.run.stacked.optimizer import group_optimizer_state
-from rpn_exp.run.stacked.pruning import logged_pruning
 from rpn_exp.run.task import new_trainer, quiet_trainer, run_callbacks
 
 log = logging.getLogger("rpn_exp")

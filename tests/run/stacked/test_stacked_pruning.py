@@ -6,7 +6,7 @@ import json
 import pytest
 
 from rpn_exp.run.pruning import Standing, decide
-from rpn_exp.run.stacked.pruning import read_decisions
+from rpn_exp.run.rungs import read_decisions
 from rpn_exp.sweep.summary import read_csv
 from tests.conftest import run_cli
 

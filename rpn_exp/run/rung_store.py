@@ -1,0 +1,103 @@
+"""Pruning across the solo jobs of a sweep: a store of rung standings beside the summary, read and written under a
+lock by every job at its rungs.
+
+With ``pruner=halving``, a job that trains solo in a sweep (``launcher=joblib``, ``submitit_local``,
+``submitit_slurm`` on a shared filesystem, the basic launcher, or a job ``launcher=stacked`` runs solo) reports its
+validation accuracy at the end of each of its rung epochs to ``rungs.jsonl`` in the sweep folder and, in the same
+locked step, is judged by the rule of :mod:`rpn_exp.run.pruning` against every report of that rung so far (its
+configuration's seeds pooled). Dominated, it stops there: recorded ``pruned``, untested, as a stacked member is.
+The decision is written to ``pruning.jsonl`` with the standings it was made from (:mod:`rpn_exp.run.rungs`).
+
+This is asynchronous successive halving: a job is compared with the jobs that reached the rung before it, never
+waits for the others, and so a job that reaches a rung first is judged against fewer; which jobs those are depends
+on the order the launcher runs them (``pruning.jsonl`` says, for each decision, on what it was made). A job that
+reports a rung twice (resumed after a kill) is counted once.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import lightning as L
+
+from rpn_exp.files import FILE_MODE
+from rpn_exp.run.atomic import atomic_write
+from rpn_exp.run.pruning import SuccessiveHalving
+from rpn_exp.run.rungs import Entry, logged_pruning, rung_decisions, write_decisions
+
+#: Every solo job's report at each of its rungs: one JSON line per (job, epoch).
+RUNGS_FILE = "rungs.jsonl"
+#: Taken (``flock``) while a job reports and is judged, so two jobs at a rung see each other's reports.
+LOCK_FILE = "pruning.lock"
+
+
+@contextmanager
+def locked(folder: Path) -> Iterator[None]:
+    """Hold ``folder``'s :data:`LOCK_FILE` exclusively (waiting for it)."""
+    fd = os.open(Path(folder) / LOCK_FILE, os.O_CREAT | os.O_RDWR | os.O_NOFOLLOW, FILE_MODE)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
+
+
+def read_reports(folder: Path) -> list[Entry]:
+    """The reports in ``folder``'s :data:`RUNGS_FILE`, with their epochs: [(epoch, Entry)]."""
+    path = Path(folder) / RUNGS_FILE
+    lines = path.read_text().splitlines() if path.is_file() else []
+    return [(d.pop("epoch"), Entry(**d)) for d in map(json.loads, filter(str.strip, lines))]
+
+
+def report_and_judge(folder: Path, pruner: SuccessiveHalving, epoch: int, entry: Entry) -> dict | None:
+    """Add ``entry`` at ``epoch`` to the store (once per job and epoch), decide its configuration on every report of
+    that epoch and log the decision; returns why it is pruned (its record's ``pruned``), or None: it goes on."""
+    with locked(folder):
+        reports = read_reports(folder)
+        if (epoch, entry.job) not in {(e, r.job) for e, r in reports}:
+            reports.append((epoch, entry))
+            lines = "".join(json.dumps({"epoch": e, **r.as_dict()}, sort_keys=True) + "\n" for e, r in reports)
+            atomic_write(Path(folder) / RUNGS_FILE, lambda handle: handle.write(lines.encode()))
+        standings = [r for e, r in reports if e == epoch]
+        decisions, pruned = rung_decisions(pruner, epoch, standings, decided={entry.configuration})
+        write_decisions(folder, [{**d, "judged": entry.job} for d in decisions])  # for this job only
+    return {**pruned[entry.job], "judged": entry.job} if entry.job in pruned else None
+
+
+class RungPruning(L.Callback):
+    """A solo job's part in its sweep's pruning: at the end of each rung epoch (after validation, before
+    ``last.ckpt``), report and be judged (:func:`report_and_judge`); pruned, the Trainer stops and :attr:`pruned`
+    says why.
+
+    Args:
+        pruner: the sweep's pruner (``conf/pruner``).
+        folder: the sweep folder (the store's).
+        record: the job's record (its configuration, overrides and learnable parameters).
+    """
+
+    def __init__(self, pruner: SuccessiveHalving, folder: Path, record: dict):
+        self.pruner, self.folder, self.record = pruner, Path(folder), record
+        self.pruned: dict | None = None
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        """Resumed past a rung that pruned it (killed after the decision, before its record said so): pruned by the
+        logged decision, without training on."""
+        self.pruned = logged_pruning(self.folder, Path(self.record["output_dir"]).name, trainer.current_epoch)
+        if self.pruned:
+            trainer.should_stop = True
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        epoch = trainer.current_epoch + 1
+        if trainer.sanity_checking or epoch not in self.pruner.rungs(trainer.max_epochs) or \
+                "val/acc" not in trainer.callback_metrics:
+            return
+        entry = Entry.of(self.record, Path(self.record["output_dir"]).name, trainer.max_epochs,
+                         trainer.callback_metrics["val/acc"])
+        self.pruned = report_and_judge(self.folder, self.pruner, epoch, entry)
+        if self.pruned:
+            trainer.should_stop = True
