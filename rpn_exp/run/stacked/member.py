@@ -21,7 +21,7 @@ from rpn_exp.nn.padding import RankPadding
 from rpn_exp.run.checkpointing import LAST, PREVIOUS, LastCheckpoint, atomic_torch_save, keep_previous, rng_states
 from rpn_exp.run.lifecycle import Run
 from rpn_exp.run.loggers import TensorBoardLogger
-from rpn_exp.run.record import Status
+from rpn_exp.run.record import DONE, Status
 
 #: Separates the member index from a metric's name in what the group logs (``3:val/acc``).
 SEPARATOR = ":"
@@ -93,7 +93,7 @@ class Member:
                     error=run.record.get("error") or "the stacked group stopped before this member finished")
         for logger in run.loggers:
             if not isinstance(logger, TensorBoardLogger):
-                logger.finalize("success" if run.status == Status.COMPLETED else "failed")
+                logger.finalize("success" if run.status in DONE else "failed")  # pruned: stopped on purpose
         run.finish(self.metrics, epochs=self.epochs, global_step=self.global_step)
         for callback in self.callbacks:  # its previous.ckpt served a resume of the group only: the run is over
             if isinstance(callback, LastCheckpoint):

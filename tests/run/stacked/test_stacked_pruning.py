@@ -155,3 +155,15 @@ def test_a_member_killed_after_its_rung_checkpoint_but_before_its_record_is_prun
         else:
             assert after[job] == record  # completed: skipped
     assert (folder / "pruning.jsonl").read_text() == logged
+
+
+def test_a_pruned_members_mlflow_run_ends_finished_as_a_pruned_solo_run_does(tmp_path):
+    mlflow = pytest.importorskip("mlflow", reason="the mlflow extra is not installed (pip install -e '.[mlflow]')")
+    done = run_cli("-m", *PRUNED_SWEEP, "logger=mlflow", f"paths.log_dir={tmp_path}", f"hydra.sweep.dir={tmp_path}/s")
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    client = mlflow.tracking.MlflowClient(tracking_uri=f"sqlite:///{tmp_path}/mlflow.db")
+    (experiment,) = [e for e in client.search_experiments() if e.name == "train"]
+    runs = {run.info.run_name: run.info.status for run in client.search_runs([experiment.experiment_id])}
+    statuses = {job: record["status"] for job, record in records(tmp_path / "s").items()}
+    assert sorted(statuses.values()) == ["completed", "completed", "pruned", "pruned"]
+    assert runs == {job: "FINISHED" for job in statuses}  # not FAILED: a pruned run was stopped on purpose
