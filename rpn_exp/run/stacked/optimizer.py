@@ -5,6 +5,10 @@ group's hyper-parameters, so parameter group k, holding member k's parameters wi
 k's own optimizer, is stepped exactly as that optimizer would step them; a member without gradients (one that
 diverged) is skipped, as torch's optimizers skip a parameter whose ``.grad`` is None.
 
+While it steps, the parameter groups whose hyper-parameters are equal at that step (members of one configuration and
+seeds, whose schedulers move their rates together) are one (:func:`one_group_per_setting`): one call of the
+optimizer's (fused) update for them all instead of one per member, each parameter updated as before.
+
 Each member sees its group as an optimizer of its own (:func:`member_share`): what its LR scheduler steps, what
 ``LearningRateMonitor`` reads, and its state in its solo run's format. Lightning steps the members' schedulers as one
 (:class:`MemberSchedulers`), at the point of an epoch where it steps a solo run's.
@@ -12,7 +16,8 @@ Each member sees its group as an optimizer of its own (:func:`member_share`): wh
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 
 import torch
 
@@ -31,9 +36,38 @@ def group_optimizer(factories: Sequence[Callable], params: Sequence[list[torch.n
     kind = kinds.pop()
     if len(own) > 1 and kind.__name__ not in PER_PARAMETER_OPTIMIZERS:
         raise ValueError(f"{kind.__name__} may couple parameters; it cannot be shared by members")
-    groups = [{**{key: value for key, value in optimizer.param_groups[0].items() if key != "params"}, "params": p}
-              for optimizer, p in zip(own, params)]
+    groups = [{**settings_of(optimizer.param_groups[0]), "params": p} for optimizer, p in zip(own, params)]
     return kind(groups)
+
+
+def settings_of(group: dict) -> dict:
+    """A parameter group's hyper-parameters: everything but its parameters."""
+    return {key: value for key, value in group.items() if key != "params"}
+
+
+@contextmanager
+def one_group_per_setting(optimizer: torch.optim.Optimizer) -> Iterator[None]:
+    """``optimizer`` (a :data:`PER_PARAMETER_OPTIMIZERS` one) with its parameter groups of equal hyper-parameters
+    joined into one, until the block ends: stepped inside it, it updates every parameter as it would with its own
+    groups, in one call per distinct setting (the per-call work of a fused update is paid once, not once per member).
+    Its own groups, which LR schedulers and the members' shares hold, are back when the block ends."""
+    groups = optimizer.param_groups
+    joined: list[dict] = []
+    for group in groups:
+        settings = settings_of(group)
+        same = next((j for j in joined if settings_of(j) == settings), None)
+        if same is None:
+            joined.append({**group, "params": list(group["params"])})
+        else:
+            same["params"] += group["params"]
+    if len(joined) == len(groups):
+        yield
+        return
+    optimizer.param_groups = joined
+    try:
+        yield
+    finally:
+        optimizer.param_groups = groups
 
 
 class OptimizerShare(torch.optim.Optimizer):
@@ -66,9 +100,8 @@ class OptimizerShare(torch.optim.Optimizer):
 
     def state_dict(self) -> dict:
         """As ``state_dict()`` of the member's own optimizer: its parameters numbered 0.. in their order."""
-        group = {key: value for key, value in self.param_groups[0].items() if key != "params"}
         return {"state": {i: self.state[p] for i, p in enumerate(self.params) if p in self.state},
-                "param_groups": [{**group, "params": list(range(len(self.params)))}]}
+                "param_groups": [{**settings_of(self.param_groups[0]), "params": list(range(len(self.params)))}]}
 
 
 def member_share(optimizer: torch.optim.Optimizer, index: int, params: list[torch.nn.Parameter]) -> OptimizerShare:

@@ -13,6 +13,7 @@ from rpn_exp.run.stacked.optimizer import (
     group_optimizer,
     group_optimizer_state,
     member_share,
+    one_group_per_setting,
 )
 from tests.conftest import compose_config
 
@@ -65,6 +66,32 @@ def test_one_parameter_group_per_member_computes_what_each_members_own_optimizer
             for key, value in state.items():
                 torch.testing.assert_close(ours["state"][index][key], value, rtol=1e-4, atol=1e-6)
         assert shares[k].param_groups[0]["lr"] == pytest.approx(own[k].param_groups[0]["lr"])
+
+
+@pytest.mark.parametrize("fused", [False, True])
+def test_members_of_equal_settings_are_stepped_as_one_group_to_the_same_weights(fused):
+    runs = []
+    for joined in (False, True):
+        nets = networks()
+        params = [list(net.parameters()) for net in nets]
+        optimizer = group_optimizer([lambda p, k=k: torch.optim.AdamW(p, lr=0.01 if k < 2 else 0.02, fused=fused)
+                                     for k in range(K)], params)
+        groups = list(optimizer.param_groups)
+        stack = MemberStack(nets)
+        torch.manual_seed(0)
+        for step in range(3):
+            stack.zero_grad()
+            member_losses(stack(torch.randn(K, 8, 64)), torch.randint(0, 10, (K, 8))).sum().backward()
+            stack.member_grads(skip=[0] if step == 2 else ())  # member 0 diverged: still skipped when joined
+            if joined:
+                with one_group_per_setting(optimizer):
+                    assert [len(g["params"]) for g in optimizer.param_groups] == [2 * len(params[0]), len(params[2])]
+                    optimizer.step()
+            else:
+                optimizer.step()
+        assert all(a is b for a, b in zip(optimizer.param_groups, groups))  # the shares' and schedulers' groups
+        runs.append([p.detach().clone() for net in nets for p in net.parameters()])
+    assert all(torch.equal(a, b) for a, b in zip(*runs))  # bit for bit
 
 
 def test_the_members_saved_states_load_into_the_group_optimizer_and_its_shares_follow():
