@@ -20,12 +20,12 @@ from rpn_exp.sweep.rows import RANK_MARK, accuracy, config_of, configuration, pa
 GROUP_COLUMNS = (
     "config", "n", "seeds", "model", "dataset", "expansion", "reconciliation", "layout", "interdependence",
     "remainder", "widths", *STRUCTURE_HPARAMS, "rank_bound", "rank_limited", "lr", "epochs", "learnable_params",
-    "test_acc_mean", "test_acc_std", "test_acc_ci95",
+    "frozen_params", "test_acc_mean", "test_acc_std", "test_acc_ci95",
     "val_acc_best_mean", "val_acc_best_std", "val_acc_best_ci95", "pareto", "status", "pruned",
 )
 #: Columns that are the same for every job of a configuration (taken from its first job).
 SHARED = ("model", "dataset", "expansion", "reconciliation", "layout", "interdependence", "remainder", "widths",
-          *STRUCTURE_HPARAMS, "rank_bound", "rank_limited", "lr", "epochs", "learnable_params")
+          *STRUCTURE_HPARAMS, "rank_bound", "rank_limited", "lr", "epochs", "learnable_params", "frozen_params")
 
 
 def interval(values: Sequence[float]) -> tuple[float, float, float]:

@@ -10,6 +10,7 @@ from rpn_exp.nn.describe import STRUCTURE_HPARAMS
 from rpn_exp.run.atomic import atomic_write
 from rpn_exp.run.record import Status
 from rpn_exp.sweep.grouping import accuracy_interval
+from rpn_exp.sweep.labels import place_labels
 from rpn_exp.sweep.rows import accuracy, chance, family, is_baseline
 
 #: Columns whose values tell the points of a sweep apart (labelled on the plot when they vary).
@@ -82,15 +83,16 @@ def point_label(row: dict, columns: Sequence[str]) -> str:
 ZOOM_SPAN = 0.05
 
 
-def pareto_plot(rows: Sequence[dict], path: str | Path, title: str = "") -> Path:
-    """:func:`pareto_figure` of ``rows`` written as a PNG to ``path``; returns the path."""
+def pareto_plot(rows: Sequence[dict], path: str | Path, title: str = "") -> tuple[Path, list[tuple[str, str]]]:
+    """:func:`pareto_figure` of ``rows`` written as a PNG to ``path``; returns the path and the plot's key (the
+    numbers drawn in place of labels that found no free place, with what they name: ``place_labels``)."""
     import matplotlib.pyplot as plt
 
     fig = pareto_figure(rows, title)
     path = Path(path)
     atomic_write(path, lambda handle: fig.savefig(handle, format="png"))
     plt.close(fig)
-    return path
+    return path, fig.point_key
 
 
 def pareto_figure(rows: Sequence[dict], title: str = ""):
@@ -103,8 +105,11 @@ def pareto_figure(rows: Sequence[dict], title: str = ""):
     baselines (``model=mlp``) are dashed grey curves. Points of a series are labelled with what tells them apart.
     The Pareto front, chosen on validation accuracy, is marked by rings (no line: joined in test accuracy, it would
     seem to go down where validation and test disagree). Chance accuracy is a grey line; the legend sits outside the
-    axes; labels are placed where they overlap nothing, and left out where no place is free. When some points lie
-    far below the best, a second panel shows the top :data:`ZOOM_SPAN` of test accuracy.
+    axes; frozen parameters are a dotted line to learnable + frozen. Labels are placed clear of every mark, label and
+    the legend (:mod:`rpn_exp.sweep.labels`), the series named in a label whose text another series shares; a label
+    with no free place becomes a number, listed in the figure's ``point_key`` (``summary.md``'s plot key). When
+    some points lie far below the best, a second panel shows the top :data:`ZOOM_SPAN` of test accuracy, where its
+    points are labelled and their error bars drawn (not in the first panel).
     """
     import matplotlib
 
@@ -123,11 +128,15 @@ def pareto_figure(rows: Sequence[dict], title: str = ""):
     zoom = bool(ys) and ys[0] < ys[-1] - 4 * ZOOM_SPAN and len(near) >= 3
     fig, axes = plt.subplots(1, 2 if zoom else 1, figsize=(14 if zoom else 9.5, 5), dpi=120, squeeze=False)
     labels = []
-    for ax in axes[0]:
-        labels += _draw(ax, done, y_key, grouped, pruned)
+    window = (min(near) - 0.01, ys[-1] + 0.01) if zoom else None
+    inside = (lambda y: window[0] <= y <= window[1]) if zoom else (lambda y: False)
+    for ax in axes[0]:  # with a zoom panel, a point in it is labelled there, and only its error bar drawn there
+        labels += (_draw(ax, done, y_key, grouped, pruned, bars=inside, labelled=inside) if ax is not axes[0][0]
+                   else _draw(ax, done, y_key, grouped, pruned, labelled=lambda y: not inside(y)))
     main, last = axes[0][0], axes[0][-1]
+    fig.point_key = []
     if zoom:
-        last.set_ylim(min(near) - 0.01, ys[-1] + 0.01)
+        last.set_ylim(*window)
         last.set_title(f"the top {ZOOM_SPAN:.2f} of test accuracy (zoom)", fontsize=9)
     legend = (last.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
               if done or pruned else None)
@@ -144,7 +153,7 @@ def pareto_figure(rows: Sequence[dict], title: str = ""):
     main.set_title((title or "accuracy per parameter") + (f"\n({skipped} job(s) without a test accuracy not shown)"
                                                           if skipped else ""), fontsize=9)
     fig.tight_layout()
-    place_labels(fig, labels, legend)
+    fig.point_key = place_labels(fig, labels, legend)
     return fig
 
 
@@ -162,18 +171,22 @@ def _draw_pruned(ax, pruned: Sequence[dict], y_key: str, columns: Sequence[str])
     ax.scatter(xs, ys, marker="x", s=36, linewidths=1.2, zorder=3,
                color=[family_colour(family(r).split(" (")[0]) for r in pruned],
                label="pruned at a rung (its best validation accuracy by then; not tested)")
-    return [ax.annotate(point_label(row, columns), (x, y), xytext=(4, 4), textcoords="offset points", fontsize=7,
-                        color="#777777") for x, y, row in zip(xs, ys, pruned) if point_label(row, columns)]
+    return [ax.annotate(point_label(row, columns), (x, y), xytext=(5, 5), textcoords="offset points", fontsize=7,
+                        color="#777777", gid=f"{family(row)} {point_label(row, columns)} (pruned), {x:,} learnable "
+                        f"parameters, best validation accuracy {y:.4f}")
+            for x, y, row in zip(xs, ys, pruned) if point_label(row, columns)]
 
 
-def _draw(ax, done: Sequence[dict], y_key: str, grouped: bool, pruned: Sequence[dict] = ()) -> list:
+def _draw(ax, done: Sequence[dict], y_key: str, grouped: bool, pruned: Sequence[dict] = (),
+          bars=lambda y: True, labelled=lambda y: True) -> list:
     """The series, baselines, pruned points, front and chance line of :func:`pareto_figure` on one axes; returns the
-    point labels (placed later, :func:`place_labels`)."""
+    point labels (placed later, :func:`~rpn_exp.sweep.labels.place_labels`) of the points at an accuracy y
+    ``labelled(y)``; error bars are drawn for those ``bars(y)``."""
     columns = series_columns(done)
     names = sorted({series_name(r, columns) for r in done}, key=lambda f: (f not in BASELINE_COLOURS, f))
     by_colour = columns[0] != "reconciliation"  # other functions vary: colours in order, not the families' own
     markers = _markers([r for r in done if not is_baseline(r)], columns)
-    labels = []
+    labels, named = [], []  # named: (label, its series)
     for i, name in enumerate(names):
         series = sorted((r for r in done if series_name(r, columns) == name), key=lambda r: int(r["learnable_params"]))
         xs, ys = [int(r["learnable_params"]) for r in series], [float(r[y_key]) for r in series]
@@ -185,17 +198,24 @@ def _draw(ax, done: Sequence[dict], y_key: str, grouped: bool, pruned: Sequence[
             colour = _ordered_colour(i) if by_colour else family_colour(family(series[0]).split(" (")[0])
             ax.scatter(xs, ys, label=name, s=40, alpha=0.9, zorder=3, color=colour, marker=markers(series[0]))
         if grouped:  # each configuration's 95% interval of the mean over its seeds, clipped to [0, 1]
-            halves = [0.0 if math.isnan(r["test_acc_ci95"]) else r["test_acc_ci95"] for r in series]
-            bounds = [accuracy_interval(y, h) for y, h in zip(ys, halves)]
-            ax.errorbar(xs, ys, yerr=[[y - lo for y, (lo, _) in zip(ys, bounds)], [hi - y for y, (_, hi) in
-                        zip(ys, bounds)]], fmt="none", ecolor=colour, elinewidth=1.2, capsize=3, zorder=3)
+            _error_bars(ax, [(x, y, r) for x, y, r in zip(xs, ys, series) if bars(y)], colour)
+        _frozen(ax, series, y_key, colour)
         varying = label_columns(series, exclude=columns)
         for x, y, row in zip(xs, ys, series):
             text = baseline_label(row) if is_baseline(row) else point_label(row, varying)
-            if text:
-                labels.append(ax.annotate(text, (x, y), xytext=(4, 4), textcoords="offset points", fontsize=7,
-                                          color="#333333"))
-    labels += _draw_pruned(ax, pruned, PRUNED_Y[grouped], label_columns([*done, *pruned], exclude=columns))
+            if text and labelled(y):
+                named.append((ax.annotate(text, (x, y), xytext=(5, 5), textcoords="offset points", fontsize=7,
+                                          color="#333333", gid=f"{name}: {text}, {x:,} learnable parameters, "
+                                          f"test accuracy {y:.4f}"), name))
+    texts = {}
+    for label, name in named:
+        texts.setdefault(label.get_text(), set()).add(name)
+    for label, name in named:  # the same text in two series: the series named in it, not by its colour alone
+        if len(texts[label.get_text()]) > 1:
+            label.set_text(f"{name} {label.get_text()}")
+        labels.append(label)
+    labels += [a for a in _draw_pruned(ax, pruned, PRUNED_Y[grouped], label_columns([*done, *pruned], exclude=columns))
+               if labelled(a.xy[1])]
     front = [(int(r["learnable_params"]), float(r[y_key])) for r in done if r["pareto"]]
     if front:
         xs, ys = zip(*front)
@@ -206,11 +226,44 @@ def _draw(ax, done: Sequence[dict], y_key: str, grouped: bool, pruned: Sequence[
         ax.axhline(level, color="grey", linewidth=1, linestyle=":", zorder=1,
                    label=f"chance ({level:.3g})" if len(levels) == 1 else None)
     ax.set_xscale("log")
-    _parameter_ticks(ax, [int(r["learnable_params"]) for r in [*done, *pruned]])
+    _parameter_ticks(ax, [int(r["learnable_params"]) + frozen_count(r) for r in [*done, *pruned]])
     ax.set_xlabel("learnable parameters (log scale)")
     ax.set_ylabel("test accuracy" + (" (mean over seeds, 95% interval)" if grouped else ""))
     ax.grid(True, which="both", alpha=0.3)
     return labels
+
+
+def _error_bars(ax, points: Sequence[tuple[int, float, dict]], colour) -> None:
+    """Each configuration's 95% interval of its mean over seeds (x, mean, row), clipped to [0, 1]."""
+    if not points:
+        return
+    xs, ys, rows = zip(*points)
+    halves = [0.0 if math.isnan(r["test_acc_ci95"]) else r["test_acc_ci95"] for r in rows]
+    bounds = [accuracy_interval(y, h) for y, h in zip(ys, halves)]
+    ax.errorbar(xs, ys, yerr=[[y - lo for y, (lo, _) in zip(ys, bounds)], [hi - y for y, (_, hi) in zip(ys, bounds)]],
+                fmt="none", ecolor=colour, elinewidth=1.2, capsize=3, zorder=3)
+
+
+def frozen_count(row: dict) -> int:
+    """A row's frozen (fixed, not learned) parameters: 0 when it has none or does not say."""
+    value = row.get("frozen_params", "")
+    return int(value) if value not in ("", None) and not (isinstance(value, float) and math.isnan(value)) else 0
+
+
+#: The legend entry of the dotted lines that show frozen parameters.
+FROZEN_LABEL = "frozen parameters (dotted: to learnable + frozen)"
+
+
+def _frozen(ax, series: Sequence[dict], y_key: str, colour) -> None:
+    """A dotted line from each point with frozen parameters (``random_matrix_adaption``'s fixed matrices) to its
+    learnable + frozen count, ending in a bar: the parameters it holds but does not learn, on the same axis."""
+    for row in series:
+        frozen = frozen_count(row)
+        if frozen:
+            x, y = int(row["learnable_params"]), float(row[y_key])
+            first = FROZEN_LABEL not in [line.get_label() for line in ax.get_lines()]
+            ax.plot([x, x + frozen], [y, y], linestyle=":", linewidth=1.2, color=colour, marker="|", markevery=[1],
+                    markersize=8, zorder=2, label=FROZEN_LABEL if first else None)
 
 
 def _parameter_counts(ax, rows: Sequence[dict]) -> None:
@@ -247,37 +300,6 @@ def _markers(rows: Sequence[dict], columns: Sequence[str]):
         shapes = dict(zip(values, "osD^vPX*<>" * 3))
         return lambda row: shapes[family(row) if columns[1] == "reconciliation" else str(row.get(columns[1], ""))]
     return lambda row: "D" if family(row).endswith(" layout)") else "o"
-
-
-#: Where a label may sit beside its point (offsets in points, horizontal alignment), tried in this order.
-LABEL_PLACES = ((4, 4, "left"), (4, -10, "left"), (-4, 4, "right"), (-4, -10, "right"), (4, 12, "left"),
-                (4, -18, "left"), (-4, 12, "right"), (-4, -18, "right"))
-
-
-def place_labels(fig, labels: Sequence, legend=None) -> int:
-    """Move each point label to the first of :data:`LABEL_PLACES` where it overlaps no placed label, no tick label,
-    the legend or the axes' frame (matplotlib's own text extents); a label with no free place is hidden. Returns
-    how many were hidden."""
-    renderer = fig.canvas.get_renderer()
-    taken = [legend.get_window_extent(renderer)] if legend is not None else []
-    for ax in fig.axes:
-        taken += [t.get_window_extent(renderer) for t in ax.get_xticklabels() + ax.get_yticklabels()
-                  if t.get_visible() and t.get_text()]
-    hidden = 0
-    for label in sorted(labels, key=lambda a: a.xy[0]):
-        frame = label.axes.get_window_extent(renderer)
-        for dx, dy, align in LABEL_PLACES:
-            label.set_position((dx, dy))
-            label.set_horizontalalignment(align)
-            box = label.get_window_extent(renderer).padded(2)  # a little air between neighbours
-            inside = frame.x0 <= box.x0 and box.x1 <= frame.x1 and frame.y0 <= box.y0 and box.y1 <= frame.y1
-            if inside and not any(box.overlaps(other) for other in taken):
-                taken.append(box)
-                break
-        else:
-            label.set_visible(False)
-            hidden += 1
-    return hidden
 
 
 def _compact(value: float) -> str:

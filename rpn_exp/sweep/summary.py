@@ -67,11 +67,14 @@ def read_csv(path: str | Path) -> list[dict]:
 
 def read_rows(path: str | Path) -> list[dict]:
     """Rows of a ``summary.csv`` or ``summary_by_config.csv`` with the types the summary made them with (counts as
-    integers, accuracies as floats, NaN for an empty one, flags as booleans): what :func:`pareto_plot` draws."""
+    integers, accuracies as floats, NaN for an empty one, flags as booleans): what :func:`pareto_plot` draws. A
+    column the file predates (written by an earlier version) is empty."""
     rows = read_csv(path)
     for row in rows:
         if "n" in row:  # a configuration pooled over seeds: only completed jobs are pooled
             row.setdefault("status", Status.COMPLETED)
+        for column in GROUP_COLUMNS if "n" in row else COLUMNS:
+            row.setdefault(column, "")
         for key, value in list(row.items()):
             if key in ("pareto", "rank_limited"):
                 row[key] = value == "True"
@@ -168,10 +171,21 @@ def write_summary(folder: str | Path, rows: Sequence[dict], title: str = "", lef
         text += ("## By configuration (jobs that differ only in seed pooled)\n\n" + format_group_table(groups) +
                  "\n\n★: the front by mean best validation accuracy. The interval is the mean's 95% confidence "
                  "interval (Student's t).\n\n## By job\n\n")
-    atomic_write(md, lambda handle: handle.write((text + format_markdown(rows, left_out)).encode()))
+    png, key = pareto_plot(groups if seeded else rows, folder / PARETO_PNG, title=title)
+    text += format_markdown(rows, left_out) + plot_key(key)
+    atomic_write(md, lambda handle: handle.write(text.encode()))
     return {
         "csv": write_csv(rows, folder / SUMMARY_CSV),
         "by_config": write_csv(groups, folder / BY_CONFIG_CSV, GROUP_COLUMNS),
         "md": md,
-        "png": pareto_plot(groups if seeded else rows, folder / PARETO_PNG, title=title),
+        "png": png,
     }
+
+
+def plot_key(key: Sequence[tuple[str, str]]) -> str:
+    """The section of ``summary.md`` that says what each number on ``pareto.png`` stands for (a point whose label
+    found no free place); empty when there is none."""
+    if not key:
+        return ""
+    return (f"\n## Plot key\n\nNumbers on `{PARETO_PNG}` in place of labels with no free place beside their point:\n\n"
+            "| number | point |\n|---|---|\n" + "".join(f"| {n} | {what.replace('|', '/')} |\n" for n, what in key))

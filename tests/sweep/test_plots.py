@@ -9,6 +9,7 @@ import torch
 
 from rpn_exp.functions import reconciliation
 from rpn_exp.run.snapshots import weight_figure
+from rpn_exp.sweep.labels import marks
 from rpn_exp.sweep.plots import family_colour, pareto_plot, point_label
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -44,8 +45,8 @@ def test_the_pareto_plot_is_a_png_with_a_chance_line(tmp_path):
              "pareto": True, "r": 1, "widths": "64-128-10"},
             {"status": "completed", "learnable_params": 1198, "test_acc": 0.85, "reconciliation": "dual_lphm",
              "pareto": True, "r": 2, "widths": "64-128-10"}]
-    path = pareto_plot(rows, tmp_path / "pareto.png", title="t")
-    assert path.read_bytes().startswith(PNG)
+    path, key = pareto_plot(rows, tmp_path / "pareto.png", title="t")
+    assert path.read_bytes().startswith(PNG) and key == []  # two points: both labelled in place
 
 
 def test_baselines_are_dashed_curves_with_their_own_legend_entries(tmp_path):
@@ -99,11 +100,17 @@ def pooled_with_baselines():
 
 
 def assert_readable(figure):
-    """No two point labels, tick labels or the legend overlap; every point label lies inside its axes."""
+    """No two point labels, tick labels or the legend overlap; every point label lies inside its axes, clear of the
+    marks (markers, rings, crosses, error bars) of every point but its own."""
     renderer = figure.canvas.get_renderer()
     legend = [ax.get_legend() for ax in figure.axes if ax.get_legend()]
     for ax in figure.axes:
         frame = ax.get_window_extent(renderer)
+        drawn = marks(ax)
+        for text in ax.texts:
+            if text.get_visible() and text.get_text() and hasattr(text, "xy"):
+                box = text.get_window_extent(renderer)
+                assert not [m for m in drawn if not m.of(text.xy) and box.overlaps(m.box)], text.get_text()
         labels = [t.get_window_extent(renderer) for t in ax.texts if t.get_visible() and t.get_text()]
         ticks = [t.get_window_extent(renderer) for t in ax.get_xticklabels() if t.get_visible() and t.get_text()]
         others = ticks + [t.get_window_extent(renderer) for t in ax.get_yticklabels() if t.get_text()] + [
@@ -188,3 +195,60 @@ def test_pruned_points_are_crosses_at_their_validation_accuracy_off_the_front(gr
     assert {t.get_text() for t in ax.texts} >= {"r=16"}  # named as the other points are
     assert "without a test accuracy not shown" not in ax.get_title()
     assert_readable(figure)
+
+
+def crowded_front():
+    """Twenty configurations of two families within 15% in parameters and 0.02 in accuracy, pooled over seeds with
+    intervals, half of them on the front: more labels than free places."""
+    return [row(f, 9_000 + 130 * i + 40 * j, 0.85 + 0.001 * i, pareto=i % 2 == 0, r=i, p="8/5", q=16, n=3,
+                test_acc_mean=0.85 + 0.001 * i + 0.0004 * j, test_acc_ci95=0.004)
+            for j, f in enumerate(("lphm", "dual_lphm")) for i in range(10)]
+
+
+def test_labels_on_a_crowded_front_stay_clear_of_markers_rings_and_error_bars():
+    from rpn_exp.sweep.plots import pareto_figure
+
+    figure = pareto_figure(crowded_front(), "t")
+    assert_readable(figure)
+    (ax,) = figure.axes
+    shown = [t for t in ax.texts if t.get_visible()]
+    assert len(shown) == 20  # every point named: by its label, or by a number of the plot key
+    numbers = [t.get_text() for t in shown if t.get_text().isdigit()]
+    assert numbers and sorted(numbers, key=int) == [n for n, _ in figure.point_key] == [
+        str(i + 1) for i in range(len(numbers))]
+    assert all("learnable parameters" in what for _, what in figure.point_key)
+
+
+def test_a_label_two_series_share_names_its_series():
+    from rpn_exp.sweep.plots import pareto_figure
+
+    rows = [row(f, 9_000 * (j + 1), 0.85 + 0.01 * j, p="8/5", q=q) for j, f in enumerate(("lphm", "dual_lphm"))
+            for q in (16, 32)]
+    texts = {t.get_text() for t in pareto_figure(rows, "t").axes[0].texts}
+    assert {"lphm q=16", "dual_lphm q=16", "lphm q=32", "dual_lphm q=32"} == texts  # not "q=16" twice
+
+
+def test_a_zoom_panel_draws_no_error_bar_or_label_of_a_point_outside_it():
+    from rpn_exp.sweep.plots import pareto_figure
+
+    rows = [row("lorr", 1_000 * (i + 1), acc, r=i + 1, n=3, test_acc_mean=acc, test_acc_ci95=0.3)
+            for i, acc in enumerate((0.2, 0.3, 0.90, 0.91, 0.92))]
+    main, zoom = pareto_figure(rows, "t").axes
+    low, high = zoom.get_ylim()
+    bars = [segment for c in zoom.collections if hasattr(c, "get_segments") for segment in c.get_segments()]
+    assert sorted({float(segment[0][0]) for segment in bars}) == [3000.0, 4000.0, 5000.0]
+    assert all(low <= t.xy[1] <= high for t in zoom.texts)
+    assert len([s for c in main.collections if hasattr(c, "get_segments") for s in c.get_segments()]) == 5
+
+
+def test_frozen_parameters_are_drawn_to_learnable_plus_frozen():
+    from rpn_exp.sweep.plots import FROZEN_LABEL, pareto_figure
+
+    rows = [row("random_matrix_adaption", 144, 0.7, frozen_params=1_200_000, r=2),
+            row("lorr", 2_000, 0.8, frozen_params=0, r=2)]
+    ax = pareto_figure(rows, "t").axes[0]
+    (line,) = [line for line in ax.get_lines() if line.get_label() == FROZEN_LABEL]
+    assert list(line.get_xdata()) == [144, 1_200_144] and list(line.get_ydata()) == [0.7, 0.7]
+    assert line.get_linestyle() == ":" and ax.get_xlim()[1] >= 1_200_144
+    assert FROZEN_LABEL in [t.get_text() for t in ax.get_legend().get_texts()]
+

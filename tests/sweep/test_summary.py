@@ -197,3 +197,17 @@ def test_a_column_constant_over_the_built_models_stays_hidden_while_jobs_are_pen
     header = format_markdown([*rows, pending]).splitlines()[0]
     assert "| status |" in header and "| r |" in header  # r differs among the built models
     assert not {"model", "widths", "lr", "epochs", "seed"} & {cell.strip() for cell in header.split("|")}
+
+
+def test_the_summary_lists_the_numbers_drawn_for_labels_with_no_place(tmp_path):
+    """Twenty jobs within 15% in parameters and 0.01 in accuracy, beside one far below: some labels give way to
+    numbers, which summary.md explains."""
+    for i in range(20):
+        family = ("lphm", "dual_lphm")[i % 2]
+        write_record(tmp_path / "s" / str(i), record(family, 9_000 + 65 * i, 0.85 + 0.0005 * i, r=i + 1))
+    write_record(tmp_path / "s" / "20", record("lorr", 100, 0.3, r=1))
+    paths = write_summary(tmp_path / "s", summarize([tmp_path / "s"])[0])
+    text = paths["md"].read_text()
+    assert "## Plot key" in text
+    keyed = [line for line in text.splitlines() if line.startswith("| 1 |")]
+    assert len(keyed) == 1 and "r=" in keyed[0] and "learnable parameters" in keyed[0]
