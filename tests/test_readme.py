@@ -1,4 +1,5 @@
-"""Every ``python -m rpn_exp ...`` command shown in the README runs as written (with ``dry_run=true``).
+"""Every ``python -m rpn_exp ...`` command shown in the README runs as written (with ``dry_run=true``), and the
+example sweep it publishes at reduced size gives, run for real, the accuracies of its table to the last digit.
 
 Excluded: the SLURM launcher (tests/test_cluster.py runs it on a cluster it starts) and lines with a
 ``<placeholder>`` (a folder of the reader's own).
@@ -72,3 +73,37 @@ def test_the_config_group_table_lists_every_option_of_every_group():
     assert set(rows) == documented
     missing = {group: sorted(set(options(group)) - set(rows[group])) for group in documented}
     assert not any(missing.values()), missing
+
+
+REDUCED = "threads=1 task_name=rank_digits_small"  # how the README's reduced example sweep is told apart
+
+
+def published_reduced_example() -> tuple[str, dict[tuple[str, str], tuple[int, str]]]:
+    """The README's reduced example sweep: its command and its table, {(family, r): (learnable parameters, test
+    accuracy as printed)}."""
+    lines = (ROOT / "README.md").read_text().splitlines()
+    (command,) = [c for c in readme_commands() if c.endswith(REDUCED)]
+    start = next(i for i, line in enumerate(lines) if line.endswith(REDUCED)) + 1
+    header = next(i for i in range(start, len(lines)) if lines[i].startswith("| reconciliation | r |"))
+    table = {}
+    for line in lines[header + 2:]:
+        if not line.startswith("|"):
+            break
+        family, r, params, acc = (cell.strip() for cell in line.strip("|").split("|"))
+        table[(family, r)] = (int(params.replace(",", "")), acc)
+    return command, table
+
+
+@pytest.mark.slow
+def test_the_reduced_example_sweep_gives_the_published_accuracies_to_the_last_digit(tmp_path):
+    from tests.conftest import run_cli
+
+    command, table = published_reduced_example()
+    assert len(table) == 4
+    done = run_cli(*shlex.split(command)[3:], f"hydra.sweep.dir={tmp_path}")
+    assert done.returncode == 0, done.stderr[-3000:]
+    records = [json.loads(p.read_text()) for p in sorted(tmp_path.glob("*/result.json"))]
+    measured = {(r["reconciliation"], str(r["reconciliation_hparams"]["r"])):
+                (r["learnable_params"], f"{r['metrics']['test/acc']:.4f}") for r in records}
+    assert {r["threads"] for r in records} == {1}
+    assert measured == table
