@@ -1,4 +1,4 @@
-"""A ψ family and a κ defined outside rpn_exp (tests/user_family/my_families.py, the README's "Add your own family")
+"""A ψ family, a κ and a ξ defined outside rpn_exp (tests/user_family/my_families.py, the README's "Add your own family")
 train through a solo run, a stacked sweep and the summary, on the compute path their declarations allow."""
 
 import json
@@ -42,6 +42,16 @@ def test_an_expansion_of_ones_own_that_declares_a_product_layout_takes_the_produ
     assert record["status"] == "completed" and record["expansion"] == "tanh_pair"
     assert [row["path"] for row in record["layers"]] == ["product", "product"]
     assert [row["D"] for row in record["layers"]] == [64 * 65, 128 * 129] and record["learnable_params"] == 2085
+
+
+def test_an_interdependence_of_ones_own_adds_its_parameters_and_trains(tmp_path):
+    done = run_cli("interdependence._target_=my_families.AttributeGate", "trainer.max_epochs=2",
+                   "callbacks.progress_bar.refresh_rate=0", f"hydra.run.dir={tmp_path}", cwd=tmp_path, env=user_env())
+    assert done.returncode == 0, done.stderr[-3000:]
+    record = json.loads((tmp_path / "result.json").read_text())
+    assert record["status"] == "completed" and record["interdependence"] == "attribute_gate"
+    assert record["learnable_params"] == 2085 + 64 + 128  # the default model's, plus one gate per attribute of each layer
+    assert record["metrics"]["test/acc"] > 0.5  # it learns (chance: 0.1)
 
 
 def test_a_stacked_sweep_of_its_config_file_trains_one_group_and_is_summarized(tmp_path):

@@ -1,4 +1,4 @@
-"""A ψ family and a κ written outside rpn_exp, as a user would: the README's "Add your own family" examples.
+"""A ψ family, a κ and a ξ written outside rpn_exp, as a user would: the README's "Add your own family" examples.
 
 kron_adapter: W = A ⊗ (diag(λ) R), with A (p×q) and λ (n/p) learned and R (n/p × D/q) a frozen random matrix;
 l = pq + n/p. It declares a Kronecker structure, so with the Taylor expansion (q = m) a layer takes the product
@@ -6,12 +6,16 @@ path: neither κ nor W is built.
 
 tanh_pair: κ(x) = x ⊗ [1, tanh(x)], D = m(m + 1). It declares that product layout, so with a Kronecker ψ (q = m)
 a layer takes the product path too, and with a low-rank one the bilinear path.
+
+attribute_gate: ξ(x) = x ⊙ 2σ(g), each of the m attributes scaled by a learned gate; l = m, g = 0 at the start
+(ξ is then the identity).
 """
 
 import torch
 
 from rpn_exp.functions.expansion import Expansion, ProductLayout
 from rpn_exp.functions.factors import Kronecker
+from rpn_exp.functions.interdependence import Interdependence
 from rpn_exp.functions.reconciliation import KRONECKER, Reconciliation, Structure, normalized_normal
 from rpn_exp.functions.shapes import resolve_factor
 
@@ -72,3 +76,18 @@ class TanhPair(Expansion):
 
     def product_factors(self, x):
         return x, torch.tanh(x)
+
+
+class AttributeGate(Interdependence):
+    """ξ(x) = x ⊙ 2σ(g): x (b, m) -> (b, m), attribute i scaled by 2σ(g_i); g (1, m) learned, 0 at the start."""
+
+    name = "attribute_gate"
+
+    def calculate_l(self, m):
+        return m
+
+    def init_w(self, m, generator=None):
+        return torch.zeros(1, m)
+
+    def __call__(self, x, w=None, state=None):
+        return x * 2 * torch.sigmoid(w)
