@@ -1,6 +1,6 @@
-"""Every bad input in the README's table is refused through the real command line, before anything is trained.
+"""Every bad input in the documentation's table is refused through the real command line, before anything is trained.
 
-The rows are read from README.md (one source: the documentation is what is tested). A ``<...>`` cell is a file
+The rows are read from docs/guide/bad_inputs.md (one source: the documentation is what is tested). A ``<...>`` cell is a file
 or folder made here: a folder with a truncated IDX file, one whose labels reach 11, a truncated checkpoint and a
 checkpoint of another model.
 """
@@ -33,8 +33,8 @@ class Payload:
 
 
 def table_rows(header: str = "| bad input | e.g. | refused with (excerpt) |") -> list[tuple[str, str, str]]:
-    """(what, overrides, excerpt) of each row of the README's table that starts with ``header``."""
-    text = (ROOT / "README.md").read_text()
+    """(what, overrides, excerpt) of each row of the documentation's table that starts with ``header``."""
+    text = (ROOT / "docs" / "guide" / "bad_inputs.md").read_text()
     table = text[text.index(header):].split("\n\n", 1)[0]
     rows = []
     for line in table.splitlines()[2:]:
@@ -43,7 +43,7 @@ def table_rows(header: str = "| bad input | e.g. | refused with (excerpt) |") ->
     return rows
 
 
-def test_the_readme_table_lists_the_bad_inputs():
+def test_the_documented_table_lists_the_bad_inputs():
     assert len(table_rows()) >= 20
 
 

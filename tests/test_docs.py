@@ -37,3 +37,5 @@ def test_the_docs_build_strictly_and_render_the_docstrings(tmp_path):
     assert "TaylorExpansion" in page and "ProductLayout" in page  # classes and their docstrings, rendered
     stacked = (tmp_path / "site" / "reference" / "stacked" / "index.html").read_text()
     assert "one_group_per_setting" in stacked
+    guide = (tmp_path / "site" / "guide" / "internals" / "index.html").read_text()
+    assert "Compute paths" in guide and "<table>" in guide  # the guide's tables rendered as tables

@@ -1,4 +1,5 @@
-"""Every ``python -m rpn_exp ...`` command shown in the README runs as written (with ``dry_run=true``), and the
+"""Every ``python -m rpn_exp ...`` command shown in the README or on the documentation site (``docs/``) runs as written
+(with ``dry_run=true``), and the
 example sweep it publishes at reduced size gives, run for real, the accuracies of its table to the last digit.
 
 Excluded: the SLURM launcher (tests/test_cluster.py runs it on a cluster it starts) and lines with a
@@ -21,7 +22,9 @@ COMMAND = re.compile(r"^\s*(python -m rpn_exp(?:\s.*)?)$")
 
 
 def readme_commands() -> list[str]:
-    commands = [m.group(1) for line in (ROOT / "README.md").read_text().splitlines() if (m := COMMAND.match(line))]
+    """The commands of the README, then of the documentation site's pages."""
+    pages = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
+    commands = [m.group(1) for page in pages for line in page.read_text().splitlines() if (m := COMMAND.match(line))]
     return [c for c in commands if "submitit_slurm" not in c and "<" not in c]
 
 
