@@ -11,10 +11,13 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from rpn_exp.config.grid import dataset_grid, grid_arguments
+from rpn_exp.functions.geometry import PatchTooLarge
 from rpn_exp.functions.remainder import ZeroRemainder
 from rpn_exp.functions.shapes import divisors
 from rpn_exp.nn import RPNNetwork
 from rpn_exp.nn.describe import STRUCTURE_HPARAMS, output_rank_limit
+from rpn_exp.nn.grid import GridNetwork
 from rpn_exp.nn.head import INITS
 
 log = logging.getLogger("rpn_exp")
@@ -79,7 +82,8 @@ def instantiate_functions(cfg: DictConfig) -> dict:
 
 
 def model_name(cfg: DictConfig) -> str:
-    """What kind of model the config builds: ``rpn``, ``mlp``, or ``linear`` (an MLP without hidden layers)."""
+    """What kind of model the config builds: ``rpn``, ``grid``, ``mlp``, or ``linear`` (an MLP without hidden
+    layers)."""
     name = OmegaConf.select(cfg, "model.name", default="rpn")
     return "linear" if name == "mlp" and not cfg.model.hidden else name
 
@@ -99,8 +103,10 @@ def _layer_overrides(cfg: DictConfig) -> dict[int, dict]:
     return result
 
 
-def build_network(cfg: DictConfig, num_features: int, num_classes: int, shapes_only: bool = False) -> RPNNetwork:
-    """The RPN network [num_features, *model.hidden, num_classes] with the configured functions.
+def build_network(cfg: DictConfig, num_features: int, num_classes: int, shapes_only: bool = False,
+                  grid: tuple[int, int, int, int] | None = None) -> RPNNetwork | GridNetwork:
+    """The RPN network [num_features, *model.hidden, num_classes] with the configured functions; with
+    ``model=grid``, the grid layers of ``model.grid`` on the dataset's ``grid`` (channels, h, w, d) first.
 
     The network is first built on PyTorch's meta device (shapes and parameter counts, no memory) and checked
     (:func:`check_ranks`); ``shapes_only`` returns that skeleton (a dry run: nothing is allocated, whatever the
@@ -115,27 +121,8 @@ def build_network(cfg: DictConfig, num_features: int, num_classes: int, shapes_o
     if mode is not None and mode not in COMPILE_MODES:
         raise ConfigError(f"model.compile={mode!r} is invalid; valid choices: null (eager), {', '.join(COMPILE_MODES)}")
 
-    def make() -> RPNNetwork:
-        try:
-            return RPNNetwork(
-                [num_features, *model.hidden, num_classes],
-                **instantiate_functions(cfg),
-                heads=model.heads,
-                channels=model.channels,
-                init=init,
-                bias=model.bias,
-                output_processing=OmegaConf.to_container(model.output_processing)
-                if OmegaConf.is_config(model.output_processing)
-                else model.output_processing,
-                activation=model.get("activation"),
-                materialize=model.materialize,
-                chunk_elements=model.chunk_elements,
-                layer_overrides=_layer_overrides(cfg),
-            )
-        except ConfigError:
-            raise
-        except ValueError as error:
-            raise ConfigError(str(error)) from error
+    def make() -> RPNNetwork | GridNetwork:
+        return _network(cfg, num_features, num_classes, grid, init)
 
     with torch.device("meta"):
         skeleton = make()
@@ -155,6 +142,36 @@ def build_network(cfg: DictConfig, num_features: int, num_classes: int, shapes_o
     if mode is not None:
         net.compile(mode=mode)
     return net
+
+
+def _network(cfg: DictConfig, num_features: int, num_classes: int, grid, init: str) -> RPNNetwork | GridNetwork:
+    """The network of :func:`build_network`, built on the current device; a bad value raises ConfigError."""
+    model = cfg.model
+    try:
+        if model_name(cfg) == "grid":
+            shape = grid_arguments(model, dataset_grid(grid, num_features), num_classes)
+        else:
+            shape = {"widths": [num_features, *model.hidden, num_classes]}
+        processing = model.output_processing
+        return (GridNetwork if "grid" in shape else RPNNetwork)(
+            **shape,
+            **instantiate_functions(cfg),
+            heads=model.heads,
+            channels=model.channels,
+            init=init,
+            bias=model.bias,
+            output_processing=OmegaConf.to_container(processing) if OmegaConf.is_config(processing) else processing,
+            activation=model.get("activation"),
+            materialize=model.materialize,
+            chunk_elements=model.chunk_elements,
+            layer_overrides=_layer_overrides(cfg),
+        )
+    except ConfigError:
+        raise
+    except PatchTooLarge as error:
+        raise ConfigError(f"{'model.grid.pooling.patch' if error.pooling else 'model.patch'}: {error}") from error
+    except ValueError as error:
+        raise ConfigError(str(error)) from error
 
 
 def check_degenerate(net: RPNNetwork) -> None:
@@ -200,7 +217,7 @@ def memory_problem(net: RPNNetwork, batch: int = 1) -> str | None:
     import os
 
     params = sum(p.numel() for p in net.parameters()) + sum(b.numel() for b in net.buffers())
-    outputs = sum(layer.n * len(layer.heads) * layer.heads[0].channels for layer in net.layers)
+    outputs = sum(layer.outputs_per_sample for layer in net.layers)
     weights, activations = params * TRAINING_BYTES_PER_PARAMETER, batch * outputs * ACTIVATION_BYTES
     total = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     if weights + activations <= total:
@@ -294,4 +311,4 @@ def build_model(cfg: DictConfig):
     The input and output widths come from the configured dataset; no data is loaded.
     """
     datamodule = build_datamodule(cfg)
-    return build_network(cfg, datamodule.num_features, datamodule.num_classes)
+    return build_network(cfg, datamodule.num_features, datamodule.num_classes, grid=datamodule.grid)

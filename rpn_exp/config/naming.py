@@ -23,9 +23,10 @@ NUMBER_WIDTH = 3
 def job_label(overrides: Iterable[str]) -> str:
     """``lorr_r8`` for ``["reconciliation=lorr", "reconciliation.r=8"]``: the options and values a job sets.
 
-    A group choice contributes its option, ``group.sub.key=value`` contributes ``keyvalue`` and ``seed=3``
-    contributes ``seed3``; overrides of other keys (paths, trainer, callbacks, hydra, ...) are left out, and so is a
-    value that is a path (``dataset.root=/data/mnist``: where the data is, not what the job does).
+    A group choice contributes its option (a nested group's too: ``model/patch=cylinder``),
+    ``group.sub.key=value`` contributes ``keyvalue`` and ``seed=3`` contributes ``seed3``; overrides of other keys
+    (paths, trainer, callbacks, hydra, ...) are left out, and so is a value that is a path
+    (``dataset.root=/data/mnist``: where the data is, not what the job does).
     A per-layer override names its layer (``L1identity``, ``L0heads2``); a list value is written ``64-32`` and an
     empty one ``none``. Characters other than letters, digits, ``.``, ``_`` and ``-`` become ``-``; the label is at
     most 60 characters.
@@ -40,6 +41,7 @@ def job_label(overrides: Iterable[str]) -> str:
             parts.append(f"L{layer.group(1)}{value}" if "@" in key else f"L{layer.group(1)}{layer.group(2)}{value}")
             continue
         group, dot, _ = key.partition(".")
+        group = group.split("/")[0]  # a nested group's choice (model/patch=cylinder) names the job as its group's
         if not sep or "@" in key or "/" in value:  # a path (dataset.root=...) names a place, not the job
             continue
         if (not dot and group in LABEL_GROUPS) or key in LABEL_KEYS:

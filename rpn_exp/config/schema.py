@@ -14,6 +14,7 @@ names the full key, the value given and what to give.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import inspect
 import types
@@ -27,6 +28,46 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, ValidationError
 
 from rpn_exp.config.build import ConfigError
+
+
+@dataclass
+class PatchSchema:
+    """A patch (``model.patch``: conf/model/patch; ``model.grid.pooling.patch``): its shape and the half-extents that
+    shape reads (cuboid: p_h, p_w, p_d and their primed after-centre extents; cylinder: p_r, p_d, p_d_prime; sphere:
+    p_r)."""
+
+    shape: str = "cuboid"
+    p_h: int | None = None
+    p_w: int | None = None
+    p_d: int | None = None
+    p_h_prime: int | None = None
+    p_w_prime: int | None = None
+    p_d_prime: int | None = None
+    p_r: int | None = None
+
+
+@dataclass
+class PoolingSchema:
+    """``model.grid.pooling``: grid compression after every ``every``-th grid layer."""
+
+    mode: str = "max"
+    every: int = 1
+    patch: PatchSchema = field(default_factory=lambda: PatchSchema(p_h=0, p_w=0, p_h_prime=1, p_w_prime=1))
+    packing: str | None = None
+    cd: Any = 2
+    processing: Any = None
+
+
+@dataclass
+class GridSchema:
+    """``model.grid`` (``model=grid``): the grid layers before the perceptron layers of ``model.hidden``."""
+
+    out_channels: list[int] = field(default_factory=lambda: [8])
+    packing: str = "densest_packing"
+    cd: Any = None
+    mode: str = "padding"
+    processing: Any = None
+    pooling: PoolingSchema | None = None
 
 
 @dataclass
@@ -46,6 +87,8 @@ class ModelSchema:
     compile: str | None = None
     chunk_elements: int = 2**24
     layer_overrides: dict[Any, Any] = field(default_factory=dict)
+    grid: GridSchema | None = None
+    patch: PatchSchema | None = None
 
 
 @dataclass
@@ -93,17 +136,27 @@ def _merge(schema: type, values: dict, prefix: str) -> None:
     try:
         OmegaConf.merge(OmegaConf.structured(schema), values)
     except ConfigKeyError as error:
-        name = str(error.key)
-        valid = [f.name for f in fields(schema)]
-        guess = difflib.get_close_matches(name, valid, n=1)
-        hint = f"; did you mean {prefix}{guess[0]}?" if guess else ""
-        raise ConfigError(f"{prefix}{name} is not a key of {prefix.rstrip('.') or 'the config'}; valid keys: "
+        path = str(error.full_key or error.key).split(".")
+        owner = _schema_at(schema, path[:-1])
+        where = prefix + "".join(f"{part}." for part in path[:-1])
+        valid = [f.name for f in fields(owner)]
+        guess = difflib.get_close_matches(path[-1], valid, n=1)
+        hint = f"; did you mean {where}{guess[0]}?" if guess else ""
+        raise ConfigError(f"{where}{path[-1]} is not a key of {where.rstrip('.') or 'the config'}; valid keys: "
                           f"{', '.join(valid)}{hint}") from None
     except ValidationError as error:
-        key = f"{prefix}{error.full_key}"
-        kind = _type_name(typing.get_type_hints(schema).get(str(error.full_key).split(".")[0]))
-        raise ConfigError(f"{key}={OmegaConf.select(OmegaConf.create(values), str(error.full_key))!r} is invalid; "
-                          f"it must be {kind}") from None
+        path = str(error.full_key).split(".")
+        kind = _type_name(typing.get_type_hints(_schema_at(schema, path[:-1])).get(path[-1]))
+        value = OmegaConf.select(OmegaConf.create(values), str(error.full_key))
+        raise ConfigError(f"{prefix}{error.full_key}={value!r} is invalid; it must be {kind}") from None
+
+
+def _schema_at(schema: type, path: list[str]) -> type:
+    """The structured config class of a nested node (``["grid", "patch"]`` of ModelSchema: PatchSchema)."""
+    for name in path:
+        hint = typing.get_type_hints(schema).get(name)
+        schema = next((a for a in typing.get_args(hint) if dataclasses.is_dataclass(a)), hint)
+    return schema
 
 
 def target_nodes(cfg: DictConfig, prefix: str = ""):

@@ -88,6 +88,9 @@ class TensorDataModule(L.LightningDataModule):
     num_features: int
     num_classes: int
     name = "tensor"
+    #: The grid each sample is, flattened channel first: (channels, h, w, d); None when the features have no
+    #: layout (grid models, ``model=grid``, need one).
+    grid: tuple[int, int, int, int] | None = None
 
     def __init__(self, batch_size: int = 64, eval_batch_size: int = 1024, seed: int = 0):
         super().__init__()

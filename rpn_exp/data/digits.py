@@ -12,6 +12,7 @@ class DigitsDataModule(TensorDataModule):
 
     name = "digits"
     num_features = 64
+    grid = (1, 8, 8, 1)
     num_classes = 10
 
     def __init__(self, batch_size: int = 64, eval_batch_size: int = 1024, seed: int = 0, val_fraction: float = 0.1,

@@ -80,6 +80,7 @@ class VisionDataModule(TensorDataModule):
     """
 
     num_features = 784
+    grid = (1, 28, 28, 1)
 
     def __init__(
         self,

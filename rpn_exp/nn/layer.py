@@ -31,13 +31,16 @@ class RPNLayer(nn.Module):
         output_processing=None,
         name: str = "layer",
         index: int = 0,
+        remainder_width: int | None = None,
         **head_options,
     ):
         """``head_options`` are :class:`~rpn_exp.nn.head.RPNHead`'s keyword arguments (``expansion`` and
         ``reconciliation`` required; ``interdependence``, ``channels``, ``materialize``, ``chunk_elements``,
-        ``init``), shared by the H heads; each head draws its frozen state from its own seed."""
+        ``init``), shared by the H heads; each head draws its frozen state from its own seed. π reads x itself
+        (R^m → R^n), or an input of its own of ``remainder_width`` features passed to :meth:`forward`."""
         super().__init__()
         self.m, self.n, self.name = m, n, name
+        self.remainder_width = m if remainder_width is None else remainder_width
         self.remainder = remainder or ZeroRemainder()
         seed = head_options["reconciliation"].seed + 1000 * index  # each layer and head its own frozen matrices
         try:
@@ -45,11 +48,11 @@ class RPNLayer(nn.Module):
             check_positive_int(head_options.get("channels", 1), name="channels")
             self.heads = nn.ModuleList(RPNHead(m, n, **head_options, state_seed=seed + head, heads=heads)
                                        for head in range(heads))
-            self.remainder.check(m, n)
+            self.remainder.check(self.remainder_width, n)
         except ValueError as error:
             D = _safe_D(head_options["expansion"], head_options.get("interdependence"), m)
             raise ValueError(f"{name} (m={m} -> n={n}, D={D}): {error}") from error
-        self._pi_keys = _register_state(self, "pi_", self.remainder.create_state(m, n))
+        self._pi_keys = _register_state(self, "pi_", self.remainder.create_state(self.remainder_width, n))
         self.bias = nn.Parameter(torch.zeros(n)) if bias else None
         self.output_processing = build_processing(output_processing, n)
 
@@ -75,11 +78,18 @@ class RPNLayer(nn.Module):
         """
         head = self.heads[0]
         structured = len(self.heads) * head.channels * head.reconciliation.rank_bound(self.n, self.D)
-        return min(self.n, structured + self.remainder.rank_bound(self.m, self.n))
+        return min(self.n, structured + self.remainder.rank_bound(self.remainder_width, self.n))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    @property
+    def outputs_per_sample(self) -> int:
+        """The head-channel outputs one sample makes (what a step holds for the backward pass): n · H · C."""
+        return self.n * len(self.heads) * self.heads[0].channels
+
+    def forward(self, x: torch.Tensor, remainder_input: torch.Tensor | None = None) -> torch.Tensor:
+        """(b, m) -> (b, n); π reads ``remainder_input`` (b, remainder_width) when given, else x."""
         y = _mean([head(x) for head in self.heads])
-        rest = self.remainder(x, self.n, _gather(self, "pi_", self._pi_keys))
+        rest = self.remainder(x if remainder_input is None else remainder_input, self.n,
+                              _gather(self, "pi_", self._pi_keys))
         if rest is not None:
             y = y + rest
         if self.bias is not None:

@@ -105,7 +105,8 @@ def build_experiment(cfg: DictConfig, settings: RunSettings, record: dict, verbo
 
     L.seed_everything(settings.seed, workers=True, verbose=False)
     datamodule = build_datamodule(cfg)
-    net = build_network(cfg, datamodule.num_features, datamodule.num_classes, shapes_only=settings.dry_run)
+    net = build_network(cfg, datamodule.num_features, datamodule.num_classes, shapes_only=settings.dry_run,
+                        grid=datamodule.grid)
     if not settings.dry_run:  # the data is loaded (and checked) before anything is written
         try:
             datamodule.setup("fit")

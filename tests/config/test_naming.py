@@ -14,6 +14,8 @@ from rpn_exp.config.naming import comparable_overrides, job_dir, job_label, job_
     (["debug=limit", "paths.log_dir=/tmp/x", "task_name=t", "trainer.max_epochs=3", "skip_completed=true"], ""),
     (["+reconciliation@model.layer_overrides.1.reconciliation=identity", "interdependence=hm"], "L1identity_hm"),
     (["dataset=fashion_mnist", "dataset.root=/usr/share/datasets/fashion-mnist", "seed=2"], "fashion_mnist_seed2"),
+    (["model=grid", "model/patch=cylinder", "model.patch.p_r=2", "model.grid.out_channels=[4,8]"],
+     "grid_cylinder_p_r2_out_channels4-8"),
 ])
 def test_the_label_names_the_options_and_values_a_job_sets(overrides, label):
     assert job_label(overrides) == label

@@ -99,3 +99,11 @@ def test_a_full_disk_says_where_to_resume_only_when_there_is_a_checkpoint(tmp_pa
     (tmp_path / "checkpoints").mkdir()
     (tmp_path / "checkpoints" / "last.ckpt").write_bytes(b"x")
     assert f"resume with ckpt_path={tmp_path / 'checkpoints' / 'last.ckpt'}" in no_space_message(full, tmp_path)
+
+
+def test_grid_members_of_a_stacked_group_train_as_solo_runs_do(tmp_path):
+    solo, stacked = both_ways(tmp_path, "model=grid", "model.grid.out_channels=[4]", "reconciliation.r=1,2",
+                              "model/patch=cylinder", *SHORT)
+    assert_same_records(solo, stacked, tolerance=1e-4)  # b·P rows per batch: float sums in another order
+    assert len(stacked) == 2 and all(r["status"] == "completed" and r["layers"][0]["patch"] == "cylinder r=1 (5 cells)"
+               for r in stacked.values())
