@@ -81,9 +81,19 @@ def instantiate_functions(cfg: DictConfig) -> dict:
     return {group: instantiate_node(node, key) for group, (key, node) in function_configs(cfg).items()}
 
 
+#: Models whose layers come from the expansion/reconciliation/interdependence/remainder groups; every other model
+#: (mlp, linear, cnn) is a dense baseline whose config fixes its functions (``model.functions``).
+STRUCTURED_MODELS = ("rpn", "grid")
+
+
+def is_baseline_model(name: str | None) -> bool:
+    """Whether a model name (a record's ``model``) is a dense baseline rather than a structured model."""
+    return bool(name) and name not in STRUCTURED_MODELS
+
+
 def model_name(cfg: DictConfig) -> str:
-    """What kind of model the config builds: ``rpn``, ``grid``, ``mlp``, or ``linear`` (an MLP without hidden
-    layers)."""
+    """What kind of model the config builds: ``rpn``, ``grid``, ``mlp``, ``linear`` (an MLP without hidden layers) or
+    ``cnn`` (the dense convolutional baseline)."""
     name = OmegaConf.select(cfg, "model.name", default="rpn")
     return "linear" if name == "mlp" and not cfg.model.hidden else name
 
@@ -148,7 +158,7 @@ def _network(cfg: DictConfig, num_features: int, num_classes: int, grid, init: s
     """The network of :func:`build_network`, built on the current device; a bad value raises ConfigError."""
     model = cfg.model
     try:
-        if model_name(cfg) == "grid":
+        if OmegaConf.select(model, "grid") is not None:
             shape = grid_arguments(model, dataset_grid(grid, num_features), num_classes)
         else:
             shape = {"widths": [num_features, *model.hidden, num_classes]}

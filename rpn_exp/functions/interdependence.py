@@ -35,6 +35,8 @@ class Interdependence(Function):
     """Base class. Without parameters l = 0 and ``w`` is ignored."""
 
     name = "interdependence"
+    #: Whether ξ(x) = x (declared: a grid layer then convolves x itself).
+    identity = False
 
     def output_dim(self, m: int) -> int:
         return m
@@ -58,6 +60,7 @@ class NoInterdependence(Interdependence):
     """ξ(x) = x; m' = m."""
 
     name = "none"
+    identity = True
 
     def __call__(self, x, w=None, state=None):
         return x

@@ -7,6 +7,8 @@ centres on the lattice of centre distance ``cd``; P = the packed grid's cells (l
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 
@@ -47,6 +49,26 @@ def interdependence(x: torch.Tensor, grid: Grid, patch: Patch, cd: tuple[int, in
     if mode == "aggregation":
         return cells.sum(-1).reshape(b, c, -1).transpose(1, 2)
     return cells.permute(0, 2, 3, 4, 1, 5).reshape(b, -1, c * cells.shape[-1])
+
+
+def convolve(x: torch.Tensor, grid: Grid, patch: Patch, cd: tuple[int, int, int], W: torch.Tensor) -> torch.Tensor:
+    """W applied to every patch, x (b, grid.size), W (n, c · |patch|) -> (b, n, P): equal to
+    ``interdependence(x, ...) @ Wᵀ`` (padding mode), computed by ``conv2d`` (``conv3d`` on a 3-D grid) with W laid on
+    the patch's bounding box (zeros at the box's cells outside the patch)."""
+    n, c = W.shape[0], grid.channels
+    kernel = W.reshape(n, c, patch.size)
+    index = patch.cell_index()
+    if index is not None:
+        box = kernel.new_zeros(n, c, math.prod(patch.box))
+        kernel = box.index_copy(2, index.to(W.device), kernel)
+    kernel = kernel.reshape(n, c, *patch.box)
+    (bh, ah), (bw, aw), (bd, ad) = patch.extents
+    image = F.pad(x.reshape(x.shape[0], c, *grid.cells), (bd, ad, bw, aw, bh, ah))
+    if grid.d == 1 and patch.box[2] == 1:
+        y = F.conv2d(image[..., 0], kernel[..., 0], stride=cd[:2])
+    else:
+        y = F.conv3d(image, kernel, stride=cd)
+    return y.reshape(x.shape[0], n, -1)
 
 
 def features(grid: Grid, patch: Patch, mode: str = "padding") -> int:

@@ -28,8 +28,10 @@ def model_record(net: nn.Module) -> dict:
     """Parameter counts, per-layer shapes and compression against identity reconciliation."""
     learnable = count_learnable(net)
     identity = sum(layer.identity_learnable() for layer in net.layers)
+    grid = [layer.n for layer in net.layers if hasattr(layer, "grid_out")]  # a grid model's output channels
     return {
         "widths": list(net.widths),
+        **({"grid_channels": grid} if grid else {}),
         "learnable_params": learnable,
         "frozen_params": count_frozen(net),
         "identity_params": identity,

@@ -14,8 +14,11 @@ from rpn_exp.functions import patches
 from rpn_exp.functions.geometry import Grid, Patch
 from rpn_exp.functions.processing import build_processing
 from rpn_exp.functions.shapes import check_positive_int
+from rpn_exp.nn.head import _gather
 from rpn_exp.nn.layer import RPNLayer
 
+#: Output processing modules that act per channel (dim 1) or per entry, so they take (b, n, P) as (b·P, n).
+CHANNEL_FIRST = (nn.BatchNorm1d, nn.ReLU, nn.Dropout, nn.GELU, nn.SiLU, nn.Sigmoid, nn.Tanh, nn.Identity)
 #: A processing spec (:func:`~rpn_exp.functions.processing.build_processing`): a name, a mapping, a list, or None.
 Spec = str | Mapping | Sequence | None
 
@@ -28,8 +31,11 @@ class GridLayer(RPNLayer):
     ξ_p(x) is the patch around centre p (:func:`rpn_exp.functions.patches.interdependence`: c · |patch| features in
     ``padding`` mode, c in ``aggregation`` mode), so the layer's m is that width and one W = ψ(w) ∈ R^{n × D} serves
     every patch: with identity κ and ψ and a cuboid patch it is ``conv2d`` with stride cd and zero padding p_h, p_h′,
-    p_w, p_w′. π reads the centre cell's c channels (``linear``: a 1×1 convolution). Output processing (batch norm,
-    ReLU, dropout) acts on each position's n channels, so a batch norm normalizes each channel over batch and
+    p_w, p_w′. Where κ and ξ declare themselves the identity (``padding`` mode, not ``materialize``), W is applied by
+    ``conv2d``/``conv3d`` itself, its kernel the heads' and channels' mean W laid on the patch's box (path
+    ``convolution``); otherwise every patch is unfolded and the heads take their own paths. π reads the centre
+    cell's c channels (``linear``: a 1×1 convolution). Output processing (batch norm, ReLU, dropout) acts on each
+    position's n channels, so a batch norm normalizes each channel over batch and
     positions, as ``BatchNorm2d`` does. Parameter counts and rank bounds are those of the RPN layer R^m → R^n.
 
     Shape: (b, grid.size) -> (b, n · P), channel first; :attr:`grid_out` is its grid.
@@ -43,6 +49,14 @@ class GridLayer(RPNLayer):
         super().__init__(patches.features(grid, patch, mode), n, remainder_width=grid.channels, **layer_options)
         self.grid_in, self.patch, self.cd, self.mode = grid, patch, cd, mode
         self.grid_out = grid.packed(cd, channels=n)
+        self.convolves = mode == "padding" and not layer_options.get("materialize", False) and all(
+            head.kappa.identity and head.interdependence.identity for head in self.heads)
+        # output processing that acts per channel or per entry also takes (b, n, P) as it comes from the convolution
+        self.channel_first = all(isinstance(module, CHANNEL_FIRST) for module in self.output_processing)
+
+    @property
+    def path(self) -> str:
+        return "convolution" if self.convolves else super().path
 
     @property
     def positions(self) -> int:
@@ -55,9 +69,20 @@ class GridLayer(RPNLayer):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b = x.shape[0]
-        xi = patches.interdependence(x, self.grid_in, self.patch, self.cd, self.mode).reshape(-1, self.m)
         centre = patches.centres(x, self.grid_in, self.cd).reshape(-1, self.remainder_width)
-        return patches.to_grid(super().forward(xi, centre), b)
+        if not self.convolves:
+            xi = patches.interdependence(x, self.grid_in, self.patch, self.cd, self.mode).reshape(-1, self.m)
+            return patches.to_grid(super().forward(xi, centre), b)
+        W = torch.stack([head.weight().mean(0) for head in self.heads]).mean(0)  # (n, c·|patch|)
+        y = patches.convolve(x, self.grid_in, self.patch, self.cd, W)  # (b, n, P)
+        if not self.channel_first:
+            return patches.to_grid(self.finish(y.transpose(1, 2).reshape(-1, self.n), centre), b)
+        rest = self.remainder(centre, self.n, _gather(self, "pi_", self._pi_keys))
+        if rest is not None:
+            y = y + rest.reshape(b, -1, self.n).transpose(1, 2)
+        if self.bias is not None:
+            y = y + self.bias[:, None]
+        return self.output_processing(y).reshape(b, -1)
 
     def describe(self) -> dict:
         """:meth:`RPNLayer.describe` with the grids in and out, the patch, its mode and the centre distance."""

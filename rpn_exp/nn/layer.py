@@ -87,9 +87,11 @@ class RPNLayer(nn.Module):
 
     def forward(self, x: torch.Tensor, remainder_input: torch.Tensor | None = None) -> torch.Tensor:
         """(b, m) -> (b, n); π reads ``remainder_input`` (b, remainder_width) when given, else x."""
-        y = _mean([head(x) for head in self.heads])
-        rest = self.remainder(x if remainder_input is None else remainder_input, self.n,
-                              _gather(self, "pi_", self._pi_keys))
+        return self.finish(_mean([head(x) for head in self.heads]), x if remainder_input is None else remainder_input)
+
+    def finish(self, y: torch.Tensor, remainder_input: torch.Tensor) -> torch.Tensor:
+        """The heads' mean y (b, n) plus π(remainder_input), the bias, then output processing."""
+        rest = self.remainder(remainder_input, self.n, _gather(self, "pi_", self._pi_keys))
         if rest is not None:
             y = y + rest
         if self.bias is not None:

@@ -31,6 +31,7 @@ from rpn_exp.config.build import (
     ConfigError,
     build_datamodule,
     build_network,
+    is_baseline_model,
     model_name,
     qualify,
     reconciliation_hparams,
@@ -256,7 +257,7 @@ class Run:
         said once and kept in the record (``ignored_overrides``), so a sweep over both kinds of model stays valid."""
         name = self.record.get("model", "rpn")
         ignored = [o for o in self.context["overrides"]
-                   if name != "rpn" and o.lstrip("+~").split("=")[0].split(".")[0] in RPN_FUNCTION_GROUPS]
+                   if is_baseline_model(name) and o.lstrip("+~").split("=")[0].split(".")[0] in RPN_FUNCTION_GROUPS]
         if ignored:
             self.record["ignored_overrides"] = ignored
             log.warning("model=%s uses no expansion, reconciliation, interdependence or remainder: %s ignored",

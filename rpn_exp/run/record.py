@@ -9,6 +9,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, TypedDict
 
+from rpn_exp.config.build import is_baseline_model
 from rpn_exp.files import open_new
 from rpn_exp.nn.describe import STRUCTURE_HPARAMS, per_layer
 from rpn_exp.run.atomic import atomic_write
@@ -210,13 +211,14 @@ def model_label(record: Record) -> str:
     a run that failed before building."""
     choices = record.get("choices") or {}
     model = record.get("model") or choices.get("model") or "rpn"
-    if model != "rpn":
+    if is_baseline_model(model):
         return " ".join([model, "-".join(map(str, record.get("widths", [])))]).strip()
     families = [row.get("reconciliation") for row in record.get("layers", []) if row.get("reconciliation")]
     family = "/".join(dict.fromkeys(families)) or record.get("reconciliation") or choices.get("reconciliation")
     expansion = record.get("expansion") or choices.get("expansion")
     hparams = "".join(f" {k}={v}" for k, v in structure_hparams(record).items())
-    return " x ".join(part for part in (expansion, family) if part) + hparams
+    label = " x ".join(part for part in (expansion, family) if part) + hparams
+    return label if model == "rpn" else f"{model} {label}"
 
 
 def structure_hparams(record: Record) -> dict[str, Any]:
@@ -257,7 +259,7 @@ def summary_line(record: Record) -> str:
     if "learnable_params" in record:
         compression = record.get("compression_vs_identity")
         versus = ""
-        if record.get("model", "rpn") == "rpn" and compression:
+        if not is_baseline_model(record.get("model", "rpn")) and compression:
             versus = (f" ({compression:.1f}x fewer than identity)" if compression >= 1 else
                       f" ({1 / compression:.1f}x more than identity)")
         parts.append(f"{record['learnable_params']:,} learnable params{versus}")

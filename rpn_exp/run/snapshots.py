@@ -41,13 +41,64 @@ class WeightSnapshots(L.Callback):
 
 
 def write_weight_snapshots(writers, net, step: int, rows: int, cols: int) -> None:
-    """One ``weights/<layer>`` image per layer of ``net`` at ``step`` to each TensorBoard ``SummaryWriter``."""
+    """One ``weights/<layer>`` image per layer of ``net`` at ``step`` to each TensorBoard ``SummaryWriter``; a grid
+    layer whose κ is the identity (D = m: W's rows are convolution filters) adds ``filters/<layer>``
+    (:func:`filter_figure`)."""
     for layer in net.layers:
         head = layer.heads[0]
         window = head.weight_window(rows, cols)
+        filters = hasattr(layer, "patch") and layer.mode == "padding" and head.D == head.m
         for writer in writers:
             figure = weight_figure(window, f"{layer.name} W, step {step}", (head.n, head.D))
             writer.add_figure(f"weights/{layer.name}", figure, step)
+            if filters:
+                W = head.weight_window(FILTER_OUTPUTS, head.m)
+                figure = filter_figure(W, layer.grid_in.channels, layer.patch, f"{layer.name} filters, step {step}")
+                writer.add_figure(f"filters/{layer.name}", figure, step)
+
+
+#: Output channels (rows of the filter mosaic) and input channels (its columns) a filter image shows at most.
+FILTER_OUTPUTS, FILTER_INPUTS = 16, 8
+
+
+def filter_images(W: torch.Tensor, channels: int, patch) -> np.ndarray:
+    """A grid layer's W (n, c · |patch|) as filters: (n, c, box_h, box_w), each patch cell at its offset from the
+    centre (depth 0 of a 3-D patch), NaN where the box holds no cell of the patch (a cylinder's corners)."""
+    W = W.detach().float().cpu().numpy()
+    n = W.shape[0]
+    (bh, _), (bw, _), _ = patch.extents
+    kh, kw, _ = patch.box
+    images = np.full((n, channels, kh, kw), np.nan, dtype=np.float32)
+    offsets = patch.offsets()
+    for index, (i, j, k) in enumerate(offsets):
+        if k == 0:
+            images[:, :, i + bh, j + bw] = W.reshape(n, channels, len(offsets))[:, :, index]
+    return images
+
+
+def filter_figure(W: torch.Tensor, channels: int, patch, title: str):
+    """A mosaic of a grid layer's filters: one row per output channel, one column per input channel (at most
+    :data:`FILTER_OUTPUTS` × :data:`FILTER_INPUTS`), on one colour scale centred on 0 with a colour bar."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    images = filter_images(W, channels, patch)[:FILTER_OUTPUTS, :FILTER_INPUTS]
+    rows, cols = images.shape[:2]
+    limit = float(np.nanmax(np.abs(images))) or 1.0
+    fig, axes = plt.subplots(rows, cols, figsize=(max(3.6, 1.4 + 0.9 * cols), 1.0 + 0.9 * rows), dpi=100,
+                             squeeze=False)
+    for (o, c), ax in np.ndenumerate(axes):
+        image = ax.imshow(images[o, c], cmap="RdBu_r", vmin=-limit, vmax=limit, interpolation="nearest")
+        ax.set_xticks([]), ax.set_yticks([])
+        if c == 0:
+            ax.set_ylabel(f"out {o}", fontsize=7)
+        if o == 0:
+            ax.set_title(f"in {c}", fontsize=7)
+    fig.colorbar(image, ax=axes, fraction=0.04, pad=0.02)
+    fig.suptitle(f"{title}\n{patch.describe()}, {W.shape[0]} out x {channels} in", fontsize=8)
+    return fig
 
 
 def weight_figure(W: torch.Tensor, title: str, full_shape: tuple[int, int] | None = None):

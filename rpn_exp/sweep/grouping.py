@@ -19,12 +19,12 @@ from rpn_exp.sweep.rows import RANK_MARK, accuracy, config_of, configuration, pa
 #: The columns of ``summary_by_config.csv`` in order.
 GROUP_COLUMNS = (
     "config", "n", "seeds", "model", "dataset", "expansion", "reconciliation", "layout", "interdependence",
-    "remainder", "widths", *STRUCTURE_HPARAMS, "rank_bound", "rank_limited", "lr", "epochs", "learnable_params",
+    "remainder", "widths", "grid", *STRUCTURE_HPARAMS, "rank_bound", "rank_limited", "lr", "epochs", "learnable_params",
     "frozen_params", "test_acc_mean", "test_acc_std", "test_acc_ci95",
     "val_acc_best_mean", "val_acc_best_std", "val_acc_best_ci95", "pareto", "status", "pruned",
 )
 #: Columns that are the same for every job of a configuration (taken from its first job).
-SHARED = ("model", "dataset", "expansion", "reconciliation", "layout", "interdependence", "remainder", "widths",
+SHARED = ("model", "dataset", "expansion", "reconciliation", "layout", "interdependence", "remainder", "widths", "grid",
           *STRUCTURE_HPARAMS, "rank_bound", "rank_limited", "lr", "epochs", "learnable_params", "frozen_params")
 
 

@@ -15,11 +15,11 @@ from rpn_exp.sweep.rows import accuracy, chance, family, is_baseline
 
 #: Columns whose values tell the points of a sweep apart (labelled on the plot when they vary).
 LABEL_COLUMNS = (*STRUCTURE_HPARAMS, "seed", "lr", "epochs", "expansion", "interdependence", "remainder", "widths",
-                 "dataset")
+                 "grid", "dataset")
 
 
-#: The dense baselines (``model=mlp``) in greys, apart from the families' hues.
-BASELINE_COLOURS = {"mlp": "#3a3a3a", "linear": "#9a9a9a"}
+#: The dense baselines (``model=mlp``, ``model=cnn``) in greys and a grey brown, apart from the families' hues.
+BASELINE_COLOURS = {"mlp": "#3a3a3a", "linear": "#9a9a9a", "cnn": "#7a5c3e"}
 
 
 def family_colour(family: str):
@@ -51,7 +51,7 @@ def label_columns(series: Sequence[dict], exclude: Sequence[str] = ()) -> list[s
 
 #: What a point's colour and marker can stand for, in that order of precedence: the family (with its layout), then
 #: the other component functions.
-SERIES_COLUMNS = ("reconciliation", "expansion", "interdependence", "remainder")
+SERIES_COLUMNS = ("reconciliation", "model", "expansion", "interdependence", "remainder")
 
 
 def series_columns(rows: Sequence[dict]) -> list[str]:
@@ -69,7 +69,9 @@ def series_name(row: dict, columns: Sequence[str]) -> str:
 
 
 def baseline_label(row: dict) -> str:
-    """A dense baseline's point: its hidden width(s), ``h=32`` (``linear`` has none)."""
+    """A dense baseline's point: its hidden width(s), ``h=32`` (``linear`` has none); a CNN's channels, ``c=8-16``."""
+    if row.get("grid"):
+        return f"c={row['grid']}"
     hidden = str(row.get("widths", "")).split("-")[1:-1]
     return f"h={'-'.join(hidden)}" if hidden else ""
 

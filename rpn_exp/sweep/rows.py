@@ -12,6 +12,7 @@ import math
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+from rpn_exp.config.build import is_baseline_model
 from rpn_exp.config.configuration import is_bookkeeping
 from rpn_exp.config.naming import comparable_overrides
 from rpn_exp.nn.describe import STRUCTURE_HPARAMS, output_rank_limit, per_layer
@@ -22,13 +23,13 @@ from rpn_exp.run.record import RECORD_FILE, RESERVE_FILE, Status, one_line, proc
 #: minus the :data:`SHOWN_IF_VARYING` columns that hold one value for every job.
 COLUMNS = (
     "job", "status", "model", "dataset", "expansion", "reconciliation", "layout", "interdependence", "remainder",
-    "widths",
+    "widths", "grid",
     *STRUCTURE_HPARAMS, "rank_bound", "rank_limited", "seed", "lr", "epochs", "learnable_params", "frozen_params",
     "test_acc", "val_acc_best", "wall_time_s", "pareto", "flag", "pruned", "repeat_of", "overrides", "configuration",
     "error",
 )
-SHOWN_IF_VARYING = ("model", "layout", "interdependence", "remainder", "widths", "rank_bound", "seed", "lr", "epochs",
-                    "flag", "pruned", "repeat_of")
+SHOWN_IF_VARYING = ("model", "layout", "interdependence", "remainder", "widths", "grid", "rank_bound", "seed", "lr",
+                    "epochs", "flag", "pruned", "repeat_of")
 #: Marks a rank bound below classes − 1 (``rpn_exp.run.record.output_rank_limit``) in the tables.
 RANK_MARK = "⚠"
 #: A model within this much accuracy of chance (1 / classes) is never on the Pareto front.
@@ -93,6 +94,7 @@ def job_row(folder: str | Path, root: str | Path | None = None) -> dict:
         interdependence=record.get("interdependence") or choices.get("interdependence", ""),
         remainder=record.get("remainder") or choices.get("remainder", ""),
         widths="-".join(map(str, record.get("widths", []))),
+        grid="-".join(map(str, record.get("grid_channels", []))),
         seed=record.get("seed", ""),
         lr=record.get("lr", ""),
         epochs=record.get("epochs", ""),
@@ -169,8 +171,8 @@ def family(row: dict) -> str:
 
 
 def is_baseline(row: dict) -> bool:
-    """Whether the row is a dense baseline (``model=mlp``) rather than an RPN configuration."""
-    return row.get("model", "rpn") not in ("", "rpn")
+    """Whether the row is a dense baseline (``model=mlp``, ``model=cnn``) rather than an RPN configuration."""
+    return is_baseline_model(row.get("model", "rpn"))
 
 
 def accuracy(row: dict, metric: str = "test_acc") -> float:

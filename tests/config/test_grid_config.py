@@ -69,3 +69,34 @@ def test_a_grid_that_does_not_match_the_input_width_is_refused():
         dataset_grid((1, 8, 8, 1), 784)
     with pytest.raises(ValueError, match="model=grid needs a dataset whose samples are grids"):
         dataset_grid(None, 784)
+
+
+def test_the_cnn_baseline_is_a_grid_of_dense_convolutions_with_bias():
+    from rpn_exp.config.build import is_baseline_model, model_name
+    from rpn_exp.functions import expansion, reconciliation
+
+    cfg = compose_config(["model=cnn", "dataset=fashion_mnist", "reconciliation=lorr"])  # ψ of the groups: not used
+    net = build_model(cfg)
+    assert model_name(cfg) == "cnn" and is_baseline_model("cnn") and not is_baseline_model("grid")
+    first = net.layers[0]
+    assert isinstance(first.heads[0].expansion, expansion.IdentityExpansion)
+    assert isinstance(first.heads[0].reconciliation, reconciliation.IdentityReconciliation)
+    assert [layer.describe()["learnable"] for layer in net.layers] == [4 * 9 + 4, 8 * 36 + 8, 10 * 8 * 7 * 7 + 10]
+
+
+def test_the_cnn_baseline_sweep_grows_in_width():
+    cfg = compose_config(["hparams_search=cnn_baseline", "dataset=fashion_mnist"], hydra_config=True)
+    widths = cfg.hydra.sweeper.params["model.grid.out_channels"].split("],")
+    sizes = [sum(p.numel() for p in build_model(compose_config(
+        ["model=cnn", "dataset=fashion_mnist", f"model.grid.out_channels={w.rstrip(']')}]"])).parameters()
+        if p.requires_grad) for w in widths]
+    assert len(sizes) == 6 and min(sizes) < 2500 and max(sizes) > 20000
+
+
+def test_the_rpn_cnn_preset_pools_every_second_layer_with_dropout():
+    net = build_model(compose_config(["experiment=rpn_cnn"]))
+    rows = net.describe()
+    assert [row["layer"] for row in rows if "pool" in row] == ["layer 1", "layer 3"]
+    assert rows[3]["pool"] == "max 3×3->32×7×7" and net.widths == [784, 16 * 28 * 28, 16 * 14 * 14, 32 * 14 * 14,
+                                                                     32 * 7 * 7, 128, 10]
+    assert "Dropout(p=0.25" in repr(net.pools[1]) and "Dropout(p=0.5" in repr(net.activations[0])

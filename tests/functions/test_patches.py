@@ -99,3 +99,13 @@ def test_unknown_modes_list_the_valid_ones():
         patches.interdependence(torch.zeros(1, 16), grid, patch, (1, 1, 1), "stack")
     with pytest.raises(ValueError, match="valid choices: max, mean, min"):
         patches.pool(torch.zeros(1, 16), grid, patch, (1, 1, 1), "sum")
+
+
+@pytest.mark.parametrize("name", list(PATCHES))
+@pytest.mark.parametrize("cd", [(1, 1, 1), (2, 3, 2)])
+def test_convolving_equals_applying_W_to_every_unfolded_patch(name, cd):
+    patch = PATCHES[name]
+    grid = Grid(7, 6, 3 if "3-D" in name or name == "sphere" else 1, channels=2)
+    x, W = torch.randn(3, grid.size), torch.randn(4, 2 * patch.size)
+    expected = patches.interdependence(x, grid, patch, cd) @ W.T  # (b, P, n)
+    torch.testing.assert_close(patches.convolve(x, grid, patch, cd, W), expected.transpose(1, 2))

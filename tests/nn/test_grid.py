@@ -25,10 +25,12 @@ def conv_reference(x, grid, weight, patch, cd):
                                    Patch.cuboid(0, 0)], ids=["3x3", "asymmetric", "1x1"])
 @pytest.mark.parametrize("cd", [(1, 1, 1), (2, 2, 1), (3, 1, 1)])
 @pytest.mark.parametrize("channels_in,channels_out", [(1, 4), (3, 2)])
-def test_identity_kappa_and_psi_is_conv2d_in_values_and_gradients(patch, cd, channels_in, channels_out):
+@pytest.mark.parametrize("materialize", [False, True], ids=["convolution", "unfolded"])
+def test_identity_kappa_and_psi_is_conv2d_in_values_and_gradients(patch, cd, channels_in, channels_out, materialize):
     torch.manual_seed(0)
     grid = Grid(7, 6, 1, channels_in)
-    layer = GridLayer(grid, channels_out, patch=patch, cd=cd, **IDENTITY).double()
+    layer = GridLayer(grid, channels_out, patch=patch, cd=cd, materialize=materialize, **IDENTITY).double()
+    assert layer.path == ("materialized" if materialize else "convolution")
     kh, kw, _ = patch.box
     weight = layer.heads[0].weight()[0].reshape(channels_out, channels_in, kh, kw).detach().requires_grad_(True)
     x1 = torch.randn(5, grid.size, dtype=torch.float64, requires_grad=True)
@@ -131,3 +133,37 @@ def test_a_pooling_that_leaves_no_grid_to_pool_is_refused_with_the_layer():
                                          r"more than the grid's 2 \(grid 2×2×2\)"):
         GridNetwork(Grid(8, 8), [2, 2, 2], [10], patch=Patch.cuboid(1, 1), cd=(1, 1, 1),
                     pooling={"patch": Patch.cuboid(0, 0, 0, 1, 1), "cd": (2, 2, 1)}, **IDENTITY)
+
+
+@pytest.mark.parametrize("psi", [R.IdentityReconciliation(), R.LowRankReconciliation(r=2), R.DualLPHMReconciliation(r=1),
+                                 R.MaskingReconciliation(p=0.5)], ids=["identity", "lorr", "dual_lphm", "masking"])
+@pytest.mark.parametrize("patch,grid", [(Patch.cylinder(1), Grid(6, 5, 1, 2)), (Patch.sphere(1), Grid(4, 4, 3, 2)),
+                                        (Patch.cuboid(1, 0, 1, p_d_prime=0), Grid(4, 5, 3, 1))],
+                         ids=["disk", "sphere 3-D", "cuboid 3-D"])
+def test_the_convolution_path_equals_the_unfolded_one_with_heads_channels_remainder_and_processing(psi, patch, grid):
+    torch.manual_seed(0)
+    options = dict(patch=patch, cd=(2, 1, 2), expansion=E.IdentityExpansion(), reconciliation=psi, heads=2, channels=2,
+                   remainder=P.LinearRemainder(), bias=True, output_processing=["batch_norm", "relu"])
+    fast, slow = GridLayer(grid, 3, **options), GridLayer(grid, 3, materialize=True, **options)
+    assert fast.path == "convolution" and slow.path == "materialized" and fast.describe()["path"] == "convolution"
+    slow.load_state_dict(fast.state_dict())
+    fast, slow = fast.double().eval(), slow.double().eval()  # eval: masking's expected W, batch norm's statistics
+    x1 = torch.randn(4, grid.size, dtype=torch.float64, requires_grad=True)
+    x2 = x1.detach().clone().requires_grad_(True)
+    y1, y2 = fast(x1), slow(x2)
+    torch.testing.assert_close(y1, y2)
+    (y1.square().sum()).backward()
+    (y2.square().sum()).backward()
+    torch.testing.assert_close(x1.grad, x2.grad)
+    for (name, p1), (_, p2) in zip(fast.named_parameters(), slow.named_parameters()):
+        torch.testing.assert_close(p1.grad, p2.grad, msg=name)
+
+
+def test_a_kappa_or_xi_that_is_not_the_identity_unfolds_the_patches():
+    grid, patch = Grid(5, 5), Patch.cuboid(1, 1)
+    quadratic = GridLayer(grid, 2, patch=patch, cd=(1, 1, 1), expansion=E.TaylorExpansion(d=2),
+                          reconciliation=R.DualLPHMReconciliation(r=1))
+    normalized = GridLayer(grid, 2, patch=patch, cd=(1, 1, 1), expansion=E.IdentityExpansion(postprocess=["layer_norm"]),
+                           reconciliation=R.IdentityReconciliation())
+    aggregated = GridLayer(grid, 2, patch=patch, cd=(1, 1, 1), mode="aggregation", **IDENTITY)
+    assert (quadratic.path, normalized.path, aggregated.path) == ("product", "materialized", "materialized")

@@ -1,5 +1,7 @@
 """Callbacks: weight snapshots in TensorBoard and the presets of the callbacks group."""
 
+import numpy as np
+import torch
 from lightning.pytorch.callbacks import EarlyStopping, RichProgressBar
 from PIL import Image
 
@@ -43,3 +45,17 @@ def test_early_stopping_ends_training_when_val_acc_stops_improving(make_config, 
                       "callbacks.progress_bar.refresh_rate=0", output_dir=tmp_path))
     record = read_record(tmp_path)
     assert record["status"] == "completed" and record["epochs"] == 2  # no gain of 1.0 after the first epoch
+
+
+def test_a_grid_layers_filters_are_its_rows_laid_out_on_the_patch():
+    from rpn_exp.functions.geometry import Patch
+    from rpn_exp.run.snapshots import filter_figure, filter_images
+
+    patch = Patch.cylinder(1)  # 5 cells: (-1, 0), (0, -1), (0, 0), (0, 1), (1, 0)
+    W = torch.arange(2 * 3 * 5, dtype=torch.float32).reshape(2, 3 * 5)  # 2 outputs, 3 input channels
+    images = filter_images(W, 3, patch)
+    assert images.shape == (2, 3, 3, 3)
+    assert images[1, 2, 0, 1] == W[1, 2 * 5 + 0] and images[1, 2, 1, 1] == W[1, 2 * 5 + 2]  # top cell, centre
+    assert np.isnan(images[0, 0, 0, 0]) and np.isnan(images[0, 0, 2, 2])  # the corners are not in the disk
+    figure = filter_figure(W, 3, patch, "layer 0 filters, step 0")
+    assert len(figure.axes) == 2 * 3 + 1 and "cylinder r=1 (5 cells), 2 out x 3 in" in figure._suptitle.get_text()

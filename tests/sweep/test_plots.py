@@ -252,3 +252,23 @@ def test_frozen_parameters_are_drawn_to_learnable_plus_frozen():
     assert line.get_linestyle() == ":" and ax.get_xlim()[1] >= 1_200_144
     assert FROZEN_LABEL in [t.get_text() for t in ax.get_legend().get_texts()]
 
+
+
+def test_grid_models_are_their_own_series_beside_the_cnn_baseline(tmp_path):
+    from rpn_exp.sweep.plots import pareto_figure
+
+    rpn = {"status": "completed", "model": "rpn", "reconciliation": "dual_lphm", "pareto": True, "widths": "784-64-10"}
+    grid = {**rpn, "model": "grid", "widths": "784-1568-10", "grid": "8"}
+    cnn = {**rpn, "model": "cnn", "reconciliation": "identity", "pareto": False}
+    rows = [{**rpn, "learnable_params": 9330, "test_acc": 0.86}, {**grid, "learnable_params": 2000, "test_acc": 0.88},
+            {**grid, "learnable_params": 4000, "test_acc": 0.89, "grid": "16"},
+            {**cnn, "learnable_params": 2066, "test_acc": 0.87, "grid": "2-4", "widths": "784-392-196-10"},
+            {**cnn, "learnable_params": 4266, "test_acc": 0.89, "grid": "4-8", "widths": "784-784-392-10"}]
+    axes = pareto_figure(rows, "t").axes[0]
+    legend = [text.get_text() for text in axes.get_legend().get_texts()]
+    assert {"rpn", "grid", "cnn (dense baseline)"} <= set(legend)  # what varies among the structured models
+    curve = {line.get_label(): line for line in axes.get_lines()}["cnn (dense baseline)"]
+    assert curve.get_linestyle() == "--" and list(curve.get_xdata()) == [2066, 4266]
+    texts = {t.get_text() for t in axes.texts}
+    assert {"c=2-4", "c=4-8", "grid=8", "grid=16"} <= texts
+    assert family_colour("cnn") not in (family_colour("mlp"), family_colour("dual_lphm"))

@@ -50,12 +50,14 @@ class ExpansionStructure:
     * ``product``: its :class:`ProductLayout`, or None when κ(x) has none;
     * ``processed``: whether post-processing modules follow κ (``postprocess``);
     * ``norm_eps``: when that post-processing is exactly a non-affine layer norm, its eps (None otherwise): the
-      fused paths fold it in from the factors' moments.
+      fused paths fold it in from the factors' moments;
+    * ``identity``: κ(x) = x exactly (D = m, nothing follows it): W applies to x itself (a grid layer convolves).
     """
 
     product: ProductLayout | None = None
     processed: bool = False
     norm_eps: float | None = None
+    identity: bool = False
 
     @property
     def fused(self) -> bool:
@@ -68,6 +70,8 @@ class Expansion(Function):
     """Base class: κ(x) for x of shape (batch, m), width ``calculate_D(m)``."""
 
     name = "expansion"
+    #: Whether κ(x) = x (a subclass that is the identity says so; declared in :meth:`structure`).
+    identity = False
 
     def __init__(self, postprocess=None):
         self.postprocess = postprocess
@@ -86,7 +90,8 @@ class Expansion(Function):
     def structure(self, m: int) -> ExpansionStructure:
         """What this κ declares for inputs of width m: its product layout and the normalisation over κ."""
         postprocess = self.build_postprocess(1)  # the modules' kinds and settings, at any width
-        return ExpansionStructure(self.product_layout(m), bool(len(postprocess)), plain_layer_norm_eps(postprocess))
+        return ExpansionStructure(self.product_layout(m), bool(len(postprocess)), plain_layer_norm_eps(postprocess),
+                                  identity=self.identity and not len(postprocess))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """κ(x), (b, D); by default built from the declared product layout."""
@@ -124,6 +129,7 @@ class IdentityExpansion(_ElementwiseExpansion):
     """κ(x) = x; D = m."""
 
     name = "identity"
+    identity = True
 
     def orders(self):
         return 1
