@@ -14,6 +14,21 @@ from rpn_exp.nn.grid import GridLayer, GridNetwork, GridPooling
 IDENTITY = dict(expansion=E.IdentityExpansion(), reconciliation=R.IdentityReconciliation())
 
 
+def assert_same_function(fast: GridLayer, slow: GridLayer, batch: int):
+    """Equal outputs and gradients (input and every parameter) in float64 for a random batch of grids."""
+    slow.load_state_dict(fast.state_dict())
+    fast, slow = fast.double(), slow.double()
+    x1 = torch.randn(batch, fast.grid_in.size, dtype=torch.float64, requires_grad=True)
+    x2 = x1.detach().clone().requires_grad_(True)
+    y1, y2 = fast(x1), slow(x2)
+    torch.testing.assert_close(y1, y2)
+    (y1.square().sum()).backward()
+    (y2.square().sum()).backward()
+    torch.testing.assert_close(x1.grad, x2.grad)
+    for (name, p1), (_, p2) in zip(fast.named_parameters(), slow.named_parameters()):
+        torch.testing.assert_close(p1.grad, p2.grad, msg=name)
+
+
 def conv_reference(x, grid, weight, patch, cd):
     """conv2d with the patch's zero padding (before, after per axis) and stride cd."""
     (bh, ah), (bw, aw), _ = patch.extents
@@ -54,16 +69,7 @@ def test_a_quadratic_kronecker_convolution_takes_the_product_path_exactly(psi, n
     options = dict(patch=patch, cd=(1, 2, 1), expansion=E.TaylorExpansion(d=2, postprocess=norm), reconciliation=psi)
     fast, slow = GridLayer(grid, 4, **options), GridLayer(grid, 4, materialize=True, **options)
     assert fast.path == "product" and slow.path == "materialized"
-    slow.load_state_dict(fast.state_dict())
-    fast, slow = fast.double(), slow.double()
-    x1 = torch.randn(3, grid.size, dtype=torch.float64, requires_grad=True)
-    x2 = x1.detach().clone().requires_grad_(True)
-    y1, y2 = fast(x1), slow(x2)
-    torch.testing.assert_close(y1, y2)
-    (y1.square().sum()).backward()
-    (y2.square().sum()).backward()
-    torch.testing.assert_close(x1.grad, x2.grad)
-    torch.testing.assert_close(fast.heads[0].w.grad, slow.heads[0].w.grad)
+    assert_same_function(fast, slow, batch=3)
 
 
 @pytest.mark.parametrize("psi,l", [
@@ -146,17 +152,7 @@ def test_the_convolution_path_equals_the_unfolded_one_with_heads_channels_remain
                    remainder=P.LinearRemainder(), bias=True, output_processing=["batch_norm", "relu"])
     fast, slow = GridLayer(grid, 3, **options), GridLayer(grid, 3, materialize=True, **options)
     assert fast.path == "convolution" and slow.path == "materialized" and fast.describe()["path"] == "convolution"
-    slow.load_state_dict(fast.state_dict())
-    fast, slow = fast.double().eval(), slow.double().eval()  # eval: masking's expected W, batch norm's statistics
-    x1 = torch.randn(4, grid.size, dtype=torch.float64, requires_grad=True)
-    x2 = x1.detach().clone().requires_grad_(True)
-    y1, y2 = fast(x1), slow(x2)
-    torch.testing.assert_close(y1, y2)
-    (y1.square().sum()).backward()
-    (y2.square().sum()).backward()
-    torch.testing.assert_close(x1.grad, x2.grad)
-    for (name, p1), (_, p2) in zip(fast.named_parameters(), slow.named_parameters()):
-        torch.testing.assert_close(p1.grad, p2.grad, msg=name)
+    assert_same_function(fast.eval(), slow.eval(), batch=4)  # eval: masking's expected W, batch norm's statistics
 
 
 def test_a_kappa_or_xi_that_is_not_the_identity_unfolds_the_patches():
