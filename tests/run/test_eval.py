@@ -157,3 +157,20 @@ def test_evaluation_prints_its_result_and_nothing_of_lightnings(finished_run, tm
     assert done.returncode == 0, done.stderr[-2000:]
     lines = [line for line in (done.stdout + done.stderr).splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("rpn_exp eval |"), lines
+
+
+def test_a_grid_models_checkpoint_evaluates_to_its_recorded_accuracy_and_resumes(tmp_path):
+    from tests.conftest import compose_config
+
+    grid = ["model=grid", "model/patch=cylinder", "model.grid.out_channels=[3]", *FAST,
+            "callbacks.progress_bar.refresh_rate=0"]
+    train(compose_config(grid, output_dir=tmp_path / "one"))
+    record = read_record(tmp_path / "one")
+    assert main([f"ckpt_path={record['best_checkpoint']}"]) == 0
+    entry = json.loads((tmp_path / "one" / "checkpoints" / EVAL_FILE).read_text())[
+        f"{record['best_checkpoint'].rsplit('/', 1)[1]}/test"]
+    assert entry["metrics"]["test/acc"] == record["metrics"]["test/acc"]
+    last = tmp_path / "one" / "checkpoints" / "last.ckpt"
+    train(compose_config([*grid, "trainer.max_epochs=3", f"ckpt_path={last}"], output_dir=tmp_path / "two"))
+    resumed = read_record(tmp_path / "two")
+    assert resumed["status"] == "completed" and resumed["epochs"] == 3 and resumed["layers"] == record["layers"]
