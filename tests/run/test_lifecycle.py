@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from tests.conftest import cli_command, run_cli
+from tests.conftest import cli_command, load_events, run_cli
 
 pytestmark = pytest.mark.slow
 SHORT = ["trainer.max_epochs=2", "callbacks.progress_bar.refresh_rate=0"]
@@ -101,9 +101,22 @@ def test_a_full_disk_says_where_to_resume_only_when_there_is_a_checkpoint(tmp_pa
     assert f"resume with ckpt_path={tmp_path / 'checkpoints' / 'last.ckpt'}" in no_space_message(full, tmp_path)
 
 
-def test_grid_members_of_a_stacked_group_train_as_solo_runs_do(tmp_path):
-    solo, stacked = both_ways(tmp_path, "model=grid", "model.grid.out_channels=[4]", "reconciliation.r=1,2",
-                              "model/patch=cylinder", *SHORT)
+
+def test_a_grid_model_sweep_records_its_layers_and_its_stacked_members_train_as_solo_runs_do(tmp_path):
+    """RPN 2's grid model end to end: records with the grid layers' rows, summary, TensorBoard filters; stacked = solo."""
+    solo, stacked = both_ways(tmp_path, "model=grid", "model.grid.out_channels=[4]", "model/patch=cylinder",
+                              "expansion=identity", "reconciliation=lorr", "reconciliation.r=1,2", *SHORT)
     assert_same_records(solo, stacked, tolerance=1e-4)  # b·P rows per batch: float sums in another order
-    assert len(stacked) == 2 and all(r["status"] == "completed" and r["layers"][0]["patch"] == "cylinder r=1 (5 cells)"
-               for r in stacked.values())
+    assert list(solo) == ["000_grid_out_channels4_cylinder_identity_lorr_r1",
+                          "001_grid_out_channels4_cylinder_identity_lorr_r2"]
+    first = [record["layers"][0] for record in solo.values()]
+    assert all(r["status"] == "completed" for r in [*solo.values(), *stacked.values()])
+    assert [row["patch"] for row in first] == ["cylinder r=1 (5 cells)"] * 2 and first[0]["path"] == "convolution"
+    assert first[0]["grid"] == "1×8×8->4×8×8" and first[0]["pool"] == "max 2×2->4×4×4"
+    assert [row["learnable"] for row in first] == [1 * (4 + 5), 2 * (4 + 5)]  # lorr: r (n + D), D = |patch| = 5
+    assert "2 jobs: 2 completed" in (tmp_path / "solo" / "summary.md").read_text()
+    events = load_events(tmp_path / "solo" / "000_grid_out_channels4_cylinder_identity_lorr_r1")
+    images = events.Tags()["images"]
+    assert {"weights/layer 0", "weights/layer 1", "filters/layer 0"} <= set(images)
+    assert "filters/layer 1" not in images  # the output layer is no grid layer
+    assert len(events.Images("filters/layer 0")) == 2 and events.Images("filters/layer 0")[0].step == 0  # start, end

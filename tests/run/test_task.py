@@ -11,7 +11,7 @@ from rpn_exp.config.build import ConfigError
 from rpn_exp.run.module import DivergenceError
 from rpn_exp.run.record import read_record
 from rpn_exp.run.task import train
-from tests.conftest import FAST, hparams_plugin, load_events, multirun, run_cli
+from tests.conftest import FAST, hparams_plugin, load_events, run_cli
 
 
 @pytest.mark.slow
@@ -262,24 +262,3 @@ def test_a_baseline_says_which_overrides_of_the_rpn_functions_it_ignores(tmp_pat
     assert "model=mlp uses no expansion, reconciliation, interdependence or remainder: reconciliation=lorr " \
            "reconciliation.r=2 ignored" in done.stdout + done.stderr
 
-
-def test_a_grid_model_trains_on_digits_and_records_its_grid_layers(tmp_path):
-    """RPN 2's grid model end to end: the record's layer rows, summary and TensorBoard, a sweep over patch shapes."""
-    done, folder = multirun(tmp_path, "model=grid", "model/patch=cuboid,cylinder", "model.grid.out_channels=[4]",
-                            "expansion=identity", "reconciliation=identity")
-    jobs = sorted(p.parent for p in folder.rglob("result.json"))
-    assert [job.name for job in jobs] == ["000_grid_cuboid_out_channels4_identity_identity",
-                                          "001_grid_cylinder_out_channels4_identity_identity"]
-    records = [read_record(job) for job in jobs]
-    assert [r["status"] for r in records] == ["completed", "completed"]
-    cuboid, cylinder = (r["layers"][0] for r in records)
-    assert (cuboid["patch"], cylinder["patch"]) == ("cuboid 3×3×1 (9 cells)", "cylinder r=1 (5 cells)")
-    assert cuboid["grid"] == "1×8×8->4×8×8" and cuboid["pool"] == "max 2×2->4×4×4" and records[0]["widths"][1] == 64
-    assert [r["layers"][0]["learnable"] for r in records] == [4 * 9, 4 * 5]  # 9 cells per patch against 5
-    summary = (folder / "summary.md").read_text()
-    assert "2 jobs: 2 completed" in summary and "`model/patch=cylinder`" in summary
-    events = load_events(jobs[0])
-    images = events.Tags()["images"]
-    assert "val/acc" in events.Tags()["scalars"] and {"weights/layer 0", "weights/layer 1", "filters/layer 0"} <= set(images)
-    assert "filters/layer 1" not in images  # the output layer is no grid layer
-    assert [image.step for image in events.Images("filters/layer 0")] == [0, 10]  # start and end of 2 × 5 steps
