@@ -25,7 +25,7 @@ def readme_commands() -> list[str]:
     """The commands of the README, then of the documentation site's pages."""
     pages = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
     commands = [m.group(1) for page in pages for line in page.read_text().splitlines() if (m := COMMAND.match(line))]
-    return [c for c in commands if "submitit_slurm" not in c and "<" not in c]
+    return list(dict.fromkeys(c for c in commands if "submitit_slurm" not in c and "<" not in c))  # each once
 
 
 def test_the_readme_shows_commands():

@@ -31,7 +31,9 @@ class MemberStack(nn.Module):
     ``forward(x)``: x (K, b, m) -> logits (K, b, n), member k's rows through member k's parameters and buffers.
     ``masks[k]`` (optional) maps parameter names to member k's gradient mask of the parameter's shape.
     After ``loss.backward()``, :meth:`member_grads` sets each member parameter's ``.grad`` (a view of the stacked
-    gradient). Updating a member's parameter in place (its optimizer) updates the stacked tensor: they share memory.
+    gradient). Updating a member's parameter in place (its optimizer) updates the stacked tensor: they share memory;
+    so do its buffers (a batch norm's running statistics, updated by the stacked forward), so its checkpoints and
+    state dict hold what the stack computes with.
     """
 
     def __init__(self, members: Sequence[nn.Module], masks: Sequence[dict[str, torch.Tensor]] | None = None):
@@ -51,8 +53,13 @@ class MemberStack(nn.Module):
             for k, parameter in enumerate(views):
                 parameter.data = stacked.data[k]  # the member's parameter is a view: its optimizer updates the stack
             self.stacked[name], self.views[name] = stacked, views
-        self.buffers_ = {name: torch.stack([dict(m.named_buffers())[name] for m in members])
-                         for name, _ in members[0].named_buffers()}
+        self.buffers_: dict[str, torch.Tensor] = {}
+        for name, _ in members[0].named_buffers():  # running statistics: what the stack updates, the members see
+            views = [m.get_buffer(name) for m in members]
+            stacked = torch.stack([v.detach() for v in views])
+            for k, buffer in enumerate(views):
+                buffer.data = stacked[k]
+            self.buffers_[name] = stacked
         masks = masks or [{} for _ in members]
         self.masks = {name: torch.stack([mask.get(name, torch.ones_like(self.stacked[name][0])).to(self.stacked[name])
                                          for mask in masks])

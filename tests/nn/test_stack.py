@@ -98,3 +98,19 @@ def test_the_fused_kronecker_taylor_node_under_vmap_equals_one_call_per_member(s
 def test_members_of_other_shapes_are_refused():
     with pytest.raises(ValueError, match="same parameter names and shapes"):
         MemberStack([*networks(NETWORKS["product"])[:1], *networks(["reconciliation=lorr"])[:1]])
+
+
+def test_members_running_statistics_are_the_stacks_so_their_state_dicts_hold_what_it_computes_with():
+    nets = networks(["model.output_processing=[batch_norm]"])
+    solo = [copy.deepcopy(net) for net in nets]
+    stack = MemberStack(nets)
+    x = torch.randn(K, 32, 64)
+    for _ in range(2):
+        stack(x)  # training mode: each member's batch norm updates its running statistics
+    for k, net in enumerate(solo):
+        for _ in range(2):
+            net(x[k])
+        ours, theirs = nets[k].state_dict(), net.state_dict()
+        for key in (key for key in theirs if "running" in key or "num_batches" in key):
+            torch.testing.assert_close(ours[key], theirs[key], msg=f"{key} of member {k}")
+        assert not torch.equal(ours["layers.0.output_processing.0.running_mean"], torch.zeros(16))
