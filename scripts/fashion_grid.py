@@ -6,11 +6,11 @@
 
 Sweeps (``seed=1,2,3 launcher=joblib`` on each):
 
-* ``grid`` and ``grid_dense``: κ ∈ {identity, Taylor d = 2 + layer norm} × ψ ∈ {lorr r = 2, dual_lphm r = 2;
-  identity} in every layer, channels [4, 8] and [8, 16];
-* ``output``: dense convolutions (identity κ and ψ) with a structured output layer (dual_lphm r = 5 or lorr r = 2),
-  channels [8, 16] and [16, 32]: where the parameters of a small CNN are (its output layer);
-* ``cnn``: the dense convolutional baseline over its widths (``hparams_search=cnn_baseline``).
+* ``grid``: κ ∈ {identity, Taylor d = 2 + layer norm} × ψ ∈ {lorr r = 2, dual_lphm r = 2} in the grid layers,
+  channels [8, 16], the output layer with identity κ (a Taylor κ there has 0.6 M features per sample);
+* ``output``: dense convolutions (identity κ and ψ) with a dual_lphm r = 5 output layer, channels [8, 16] and
+  [16, 32]: where the parameters of a small CNN are (its output layer);
+* ``cnn``: the dense convolutional baseline (``hparams_search=cnn_baseline``) at channels [4, 8] and [8, 16].
 
 A one-seed pilot of some of these configurations took 200–600 s per job with two jobs sharing the two cores.
 The merged summary and plot go to ``outputs/fashion_grid/<stamp>/merged`` (``python -m rpn_exp.report``), with
@@ -34,12 +34,11 @@ from rpn_exp.run.provenance import provenance  # noqa: E402
 COMMON = ["experiment=grid_fashion", "seed=1,2,3", "launcher=joblib"]
 SWEEPS = {
     "grid": ["expansion=identity,taylor", "reconciliation=lorr,dual_lphm", "reconciliation.r=2",
-             "model.grid.out_channels=[4,8],[8,16]"],
-    "grid_dense": ["expansion=identity,taylor", "reconciliation=identity", "model.grid.out_channels=[4,8],[8,16]"],
+             "+expansion@model.layer_overrides.2.expansion=identity", "model.grid.out_channels=[8,16]"],
     "output": ["expansion=identity", "reconciliation=identity",
-               "+reconciliation@model.layer_overrides.2.reconciliation=dual_lphm,lorr",
+               "+reconciliation@model.layer_overrides.2.reconciliation=dual_lphm",
                "model.grid.out_channels=[8,16],[16,32]"],
-    "cnn": ["hparams_search=cnn_baseline"],
+    "cnn": ["hparams_search=cnn_baseline", "model.grid.out_channels=[4,8],[8,16]"],
 }
 
 
