@@ -13,8 +13,10 @@ from tests.conftest import cli_command, load_events, run_cli
 pytestmark = pytest.mark.slow
 SHORT = ["trainer.max_epochs=2", "callbacks.progress_bar.refresh_rate=0"]
 #: Keys that differ between two runs of the same job by construction (where, when, which process, how grouped).
+# What a run's record holds of its own: where and when it ran, and its thread count (its share of the cores at its
+# start, which follows the machine's load: the suite runs in two worker processes).
 OWN = {"pid", "host", "output_dir", "provenance", "wall_time_s", "stacked_group", "overrides", "best_checkpoint",
-       "last_checkpoint", "interrupted_checkpoint", "traceback"}
+       "last_checkpoint", "interrupted_checkpoint", "traceback", "threads"}
 
 
 def sweep(folder, *overrides, status=0):
