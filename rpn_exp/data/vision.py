@@ -11,6 +11,7 @@ from __future__ import annotations
 import gzip
 import lzma
 import math
+import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -259,14 +260,17 @@ def check_idx(path: Path, source: Path | None = None) -> None:
 
 def _stage(source: Path, target: Path) -> None:
     """Copy ``source`` to ``target`` (decompressing .gz/.xz), checked as a complete IDX file before it takes its
-    name; a staged file already there is checked too, and replaced when it is damaged."""
+    name; a staged file already there is checked too, and replaced when it is damaged.
+
+    Each process writes its own temporary file (named with its process id) and renames it into place, so jobs that
+    stage the same dataset at once never read or remove each other's half-written copy."""
     if target.exists():
         try:
             check_idx(target)
             return
         except DatasetError:
             target.unlink()  # an earlier, damaged staging: stage again from the source
-    tmp = target.with_suffix(".partial")
+    tmp = target.with_name(f"{target.name}.{os.getpid()}.partial")
     opener = {".gz": gzip.open, ".xz": lzma.open}.get(source.suffix, open)
     try:
         with opener(source, "rb") as src, open_new(tmp) as dst:

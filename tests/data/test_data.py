@@ -197,3 +197,40 @@ def test_real_fashion_mnist_trains_for_a_few_batches(tmp_path):
                         enable_checkpointing=False, enable_progress_bar=False, accelerator="cpu")
     trainer.fit(module, datamodule=dm)
     assert trainer.global_step == 20 and trainer.callback_metrics["val/acc"] > 0.2  # chance is 0.1
+
+
+STAGE_ONCE = """
+import sys, time
+from pathlib import Path
+from rpn_exp.data import VisionDataModule
+dm = VisionDataModule("mnist", root=sys.argv[1], cache_dir=sys.argv[2])
+Path(sys.argv[3]).touch()  # imported: ready
+while not Path(sys.argv[4]).exists():  # every process starts staging at the same moment
+    time.sleep(0.01)
+dm.setup()
+print(dm.sizes()["test"])
+"""
+
+
+def test_processes_that_stage_the_same_dataset_at_once_all_get_it(tmp_path):
+    import subprocess
+    import sys
+    import time
+
+    names = flat_mnist(tmp_path, sizes=(20000, 20))  # 15.7 MB of train images: the copies overlap in time
+    staged = tmp_path / "cache" / "MNIST" / "raw"
+    staged.mkdir(parents=True)
+    other = staged / f"{names['train'][0]}.999999.partial"  # another process's half-written copy
+    other.write_bytes(b"\0\0\x08\x03")
+    go = tmp_path / "go"
+    jobs = [subprocess.Popen([sys.executable, "-c", STAGE_ONCE, str(tmp_path / "flat"), str(tmp_path / "cache"),
+                              str(tmp_path / f"ready{i}"), str(go)],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(4)]
+    while len(list(tmp_path.glob("ready*"))) < 4 and all(job.poll() is None for job in jobs):
+        time.sleep(0.05)
+    go.touch()
+    outcomes = [job.communicate(timeout=300) for job in jobs]
+    assert [job.returncode for job in jobs] == [0] * 4, [err[-2000:] for _, err in outcomes]
+    assert [out.strip() for out, _ in outcomes] == ["20"] * 4
+    assert other.read_bytes() == b"\0\0\x08\x03"  # not ours: left alone
+    assert sorted(staged.glob("*.partial")) == [other]
