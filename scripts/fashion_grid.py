@@ -7,10 +7,12 @@
 Sweeps (``seed=1,2,3 launcher=joblib`` on each):
 
 * ``grid``: κ ∈ {identity, Taylor d = 2 + layer norm} × ψ ∈ {lorr r = 2, dual_lphm r = 2} in the grid layers,
-  channels [8, 16], the output layer with identity κ (a Taylor κ there has 0.6 M features per sample);
-* ``output``: dense convolutions (identity κ and ψ) with a dual_lphm r = 5 output layer, channels [8, 16] and
-  [16, 32]: where the parameters of a small CNN are (its output layer);
+  channels [8, 16];
+* ``output``: dense convolutions (identity κ and ψ), channels [8, 16] and [16, 32]: the ψ = identity, κ = identity
+  point of the same model, and where the parameters of a small CNN are (its output layer);
 * ``cnn``: the dense convolutional baseline (``hparams_search=cnn_baseline``) at channels [4, 8] and [8, 16].
+
+Every grid-RPN job has the same output layer: identity κ, dual_lphm r = 5 (``OUTPUT_LAYER``).
 
 A one-seed pilot of some of these configurations took 200–600 s per job with two jobs sharing the two cores.
 The merged summary and plot go to ``outputs/fashion_grid/<stamp>/merged`` (``python -m rpn_exp.report``), with
@@ -32,11 +34,15 @@ sys.path.insert(0, str(ROOT))
 from rpn_exp.run.provenance import provenance  # noqa: E402
 
 COMMON = ["experiment=grid_fashion", "seed=1,2,3", "launcher=joblib"]
+#: The output layer (layer 2) of every grid-RPN job: identity κ and dual_lphm r = 5 (its default), so that the jobs
+#: differ only in the convolutions' κ and ψ (with a Taylor κ there it would have 0.6 M features per sample, and with
+#: the convolutions' rank-2 ψ the logits would lie in a 2- or 4-dimensional subspace).
+OUTPUT_LAYER = ["+expansion@model.layer_overrides.2.expansion=identity",
+                "+reconciliation@model.layer_overrides.2.reconciliation=dual_lphm"]
 SWEEPS = {
-    "grid": ["expansion=identity,taylor", "reconciliation=lorr,dual_lphm", "reconciliation.r=2",
-             "+expansion@model.layer_overrides.2.expansion=identity", "model.grid.out_channels=[8,16]"],
-    "output": ["expansion=identity", "reconciliation=identity",
-               "+reconciliation@model.layer_overrides.2.reconciliation=dual_lphm",
+    "grid": ["expansion=identity,taylor", "reconciliation=lorr,dual_lphm", "reconciliation.r=2", *OUTPUT_LAYER,
+             "model.grid.out_channels=[8,16]"],
+    "output": ["expansion=identity", "reconciliation=identity", *OUTPUT_LAYER,
                "model.grid.out_channels=[8,16],[16,32]"],
     "cnn": ["hparams_search=cnn_baseline", "model.grid.out_channels=[4,8],[8,16]"],
 }
