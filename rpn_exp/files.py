@@ -1,8 +1,9 @@
 """How rpn_exp creates files: never through a symbolic link, never writable by other users.
 
 A run writes into folders that someone else may have prepared (a shared ``outputs/``, a copied sweep folder). A
-symbolic link planted there under a name rpn_exp writes (``result.json.tmp``, ``.lock``, ``checkpoints/last.ckpt``)
-would otherwise make it truncate whatever the link points to, with the rights of whoever runs it. So:
+symbolic link planted there under a name rpn_exp writes (``result.json.<pid>.tmp``, ``.lock``,
+``checkpoints/last.ckpt``) would otherwise make it truncate whatever the link points to, with the rights of whoever
+runs it. So:
 
 * :func:`open_new` creates a file afresh with ``O_CREAT | O_EXCL | O_NOFOLLOW``: a link in its place is removed
   (the link, not its target) and, if one reappears, the open fails instead of following it;

@@ -48,7 +48,7 @@ def test_open_new_replaces_a_link_and_never_writes_through_it(tmp_path, victim):
 def test_records_checkpoints_summaries_and_the_reserve_never_follow_a_link(tmp_path, victim, name, write):
     folder = tmp_path / "out"
     plant(folder / name, victim)
-    plant(folder / (name + ".tmp"), victim)  # the temporary name of an atomic write too
+    plant(folder / f"{name}.{os.getpid()}.tmp", victim)  # the temporary name of an atomic write too
     write(folder)
     assert victim.read_text() == "precious" and not (folder / name).is_symlink()
     assert (folder / name).stat().st_size > 0

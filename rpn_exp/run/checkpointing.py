@@ -34,7 +34,7 @@ PREVIOUS = "previous.ckpt"
 
 
 def atomic_torch_save(obj, path: str | Path) -> Path:
-    """``torch.save(obj)`` to ``path`` through ``<path>.tmp``, fsync and rename; the temporary file is removed
+    """``torch.save(obj)`` to ``path`` through ``<path>.<pid>.tmp``, fsync and rename; the temporary file is removed
     if writing fails (e.g. the disk is full), so ``path`` holds either its old content or the new one."""
     return atomic_write(path, lambda handle: torch.save(obj, handle))
 
