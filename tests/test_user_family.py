@@ -1,4 +1,4 @@
-"""A ψ family, a κ and a ξ defined outside rpn_exp (tests/user_family/my_families.py, the README's "Add your own family")
+"""A ψ family, a κ and a ξ defined outside rpn_exp (tests/user_family/my_families.py, the guide's "Add your own family", docs/guide/extending.md)
 train through a solo run, a stacked sweep and the summary, on the compute path their declarations allow."""
 
 import json

@@ -27,7 +27,7 @@ def auto_factor(k: int) -> int:
 
 def fit_factor(value: int, k: int) -> int:
     """The factor a requested ``value`` gives a dimension ``k``: ``value`` itself where it divides ``k``, else the
-    largest divisor of ``k`` below it (the p/q rule, README "p and q on every layer").
+    largest divisor of ``k`` below it (the p/q rule, docs/guide/sweeps.md "p and q on every layer").
 
     Examples: ``fit_factor(4, 64) == 4``, ``fit_factor(4, 10) == 2``, ``fit_factor(16, 10) == 10``.
     """

@@ -25,7 +25,7 @@ def paper_network(psi, **kwargs):
 
 
 def formula_l(name, n, D, r=5):
-    """Per-layer l from the formulas of the README's table of reconciliation functions with automatic p and q."""
+    """Per-layer l from the formulas in the reconciliation functions' docstrings with automatic p and q."""
     p, q = auto_factor(n), auto_factor(D)
     return {
         "identity": n * D,

@@ -25,7 +25,7 @@ def sweep_again(folder, *overrides):
 
 
 def formula_params(family: str, layer: dict) -> int:
-    """Learnable parameters of one layer from the README's table of reconciliation functions (no bias, zero remainder, one head)."""
+    """Learnable parameters of one layer from the formulas in the reconciliation functions' docstrings (no bias, zero remainder, one head)."""
     n, D, r, p, q = layer["n"], layer["D"], layer["r"], layer["p"], layer["q"]
     if family == "lphm":
         return p * q + r * (n // p + D // q)

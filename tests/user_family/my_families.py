@@ -1,4 +1,4 @@
-"""A ψ family, a κ and a ξ written outside rpn_exp, as a user would: the README's "Add your own family" examples.
+"""A ψ family, a κ and a ξ written outside rpn_exp, as a user would: the examples of "Add your own family" (docs/guide/extending.md).
 
 kron_adapter: W = A ⊗ (diag(λ) R), with A (p×q) and λ (n/p) learned and R (n/p × D/q) a frozen random matrix;
 l = pq + n/p. It declares a Kronecker structure, so with the Taylor expansion (q = m) a layer takes the product

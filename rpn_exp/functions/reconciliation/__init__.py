@@ -1,7 +1,7 @@
 """Parameter reconciliation functions ψ: R^l → R^{n×D}, one module per kind of structure.
 
 The protocol every family implements is in :mod:`rpn_exp.functions.reconciliation.base`; a family of your own
-subclasses :class:`Reconciliation` there (README, "Add your own family"). Common use::
+subclasses :class:`Reconciliation` there (the guide's "Add your own family", docs/guide/extending.md). Common use::
 
     l = psi.calculate_l(n, D)
     W = psi(w, n, D)                   # (n, D)
