@@ -64,6 +64,7 @@ def group_by_config(rows: Sequence[dict]) -> list[dict]:
     for key, members in groups.items():
         label = " ".join(o for o in spelled[key].split() if o not in shared)  # what tells it from the others
         grouped = {"config": label or ("(all jobs)" if len(groups) == 1 else "(defaults)"), "n": len(members),
+                   "configuration": members[0].get("configuration", ""),
                    "status": members[0]["status"], "pruned": members[0].get("pruned", ""),
                    "seeds": " ".join(str(m.get("seed", "")) for m in members), "pareto": False,
                    **{key: members[0].get(key, "") for key in SHARED}}
