@@ -286,13 +286,15 @@ def test_the_weight_window_is_the_leading_block_of_W(psi, m, n):
 
 
 @pytest.mark.slow
-def test_a_compiled_network_computes_what_the_eager_one_does(tmp_path):
+@pytest.mark.parametrize("model", [["model.hidden=[16]"], ["model=grid", "model.grid.out_channels=[4,8]"]])
+def test_a_compiled_network_computes_what_the_eager_one_does(tmp_path, model):
+    """The perceptron and the grid model (convolution path, batch norm, pooling)."""
     from rpn_exp import build_model
     from tests.conftest import compose_config
 
     torch.manual_seed(0)
-    eager = build_model(compose_config(["model.hidden=[16]"]))
-    compiled = build_model(compose_config(["model.hidden=[16]", "model.compile=default"]))
+    eager = build_model(compose_config(model))
+    compiled = build_model(compose_config([*model, "model.compile=default"]))
     compiled.load_state_dict(eager.state_dict())
     assert set(compiled.state_dict()) == set(eager.state_dict())  # checkpoints do not depend on compile
     x = torch.randn(32, 64)
