@@ -15,14 +15,18 @@ Sweeps (``seed=1,2,3 launcher=joblib`` on each):
 Every grid-RPN job has the same output layer: identity κ, dual_lphm r = 5 (``OUTPUT_LAYER``).
 
 A one-seed pilot of some of these configurations took 200–600 s per job with two jobs sharing the two cores.
-The merged summary and plot go to ``outputs/fashion_grid/<stamp>/merged`` (``python -m rpn_exp.report``), with
-``provenance.json`` holding each sweep's command and wall time.
+The merged summary and plot go to ``outputs/fashion_grid/<stamp>/merged`` (``python -m rpn_exp.report``), and with the
+first study's families over r, reference layout and MLP baselines to ``with_first_study``; both are copied into
+``outputs/examples/fashion_grid/`` with ``provenance.json`` (each sweep's command and wall time, the commit).
+``python scripts/fashion_grid.py --report outputs/fashion_grid/<stamp>`` rebuilds and copies them without training.
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import json
+import shutil
 import subprocess
 import sys
 import time
@@ -39,6 +43,11 @@ COMMON = ["experiment=grid_fashion", "seed=1,2,3", "launcher=joblib"]
 #: the convolutions' rank-2 ψ the logits would lie in a 2- or 4-dimensional subspace).
 OUTPUT_LAYER = ["+expansion@model.layer_overrides.2.expansion=identity",
                 "+reconciliation@model.layer_overrides.2.reconciliation=dual_lphm"]
+#: Where the study's summaries and plot are kept, and the first study whose fronts they are drawn against.
+EXAMPLE = ROOT / "outputs" / "examples" / "fashion_grid"
+FIRST_STUDY = ROOT / "outputs" / "examples" / "fashion_mnist"
+FIRST_STUDY_SWEEPS = ("rpn", "rpn_r8", "reference", "baselines")
+PROVENANCE = "provenance.json"
 SWEEPS = {
     "grid": ["expansion=identity,taylor", "reconciliation=lorr,dual_lphm", "reconciliation.r=2", *OUTPUT_LAYER,
              "model.grid.out_channels=[8,16]"],
@@ -48,10 +57,50 @@ SWEEPS = {
 }
 
 
+def first_study(folder: Path) -> Path:
+    """A published summary (``summary.csv``, no job folders) holding the first study's jobs only, the families over r,
+    the reference layout and the MLP baselines of RESULTS.md's table, from ``outputs/examples/fashion_mnist``: the
+    fronts the grid models are drawn against (its p, q and Kronecker-sum rows are left out)."""
+    with open(FIRST_STUDY / "summary.csv", newline="") as handle:
+        reader = csv.DictReader(handle)
+        rows = [row for row in reader if row["job"].split("/")[0] in FIRST_STUDY_SWEEPS]
+        columns = reader.fieldnames
+    target = folder / "first_study"
+    target.mkdir(parents=True, exist_ok=True)
+    with open(target / "summary.csv", "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
+    return target
+
+
+def report(folder: Path) -> None:
+    """The study's merged summary (``merged/``) and, with the first study's fronts, ``with_first_study/``, copied with
+    the provenance into ``outputs/examples/fashion_grid/``."""
+    title = "Fashion-MNIST | grid models | 20 epochs | 3 seeds"
+    sweeps = [str(folder / name) for name in SWEEPS]
+    subprocess.run([sys.executable, "-m", "rpn_exp.report", *sweeps, "--out", str(folder / "merged"),
+                    "--title", title], cwd=ROOT, check=True)
+    subprocess.run([sys.executable, "-m", "rpn_exp.report", str(first_study(folder)), *sweeps,
+                    "--out", str(folder / "with_first_study"),
+                    "--title", "Fashion-MNIST | grid models, MLPs and RPN-1 | 20 epochs | 3 seeds"],
+                   cwd=ROOT, check=True)
+    for source, target in ((folder / "merged", EXAMPLE), (folder / "with_first_study", EXAMPLE / "with_first_study")):
+        target.mkdir(parents=True, exist_ok=True)
+        for name in ("summary.csv", "summary_by_config.csv", "summary.md", "pareto.png"):
+            shutil.copy2(source / name, target / name)
+    shutil.copy2(folder / PROVENANCE, EXAMPLE / "provenance.json")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dry-run", action="store_true", help="build every job, train none")
+    parser.add_argument("--report", type=Path, metavar="FOLDER",
+                        help="train nothing: rebuild the summaries of the study in FOLDER and copy them")
     args = parser.parse_args()
+    if args.report:
+        report(args.report.resolve())
+        return
     folder = ROOT / "outputs" / "fashion_grid" / time.strftime("%Y-%m-%d_%H-%M-%S")
     record = {"provenance": provenance(None), "sweeps": {}}
     extra = ["dry_run=true"] if args.dry_run else []
@@ -63,12 +112,11 @@ def main() -> None:
         record["sweeps"][name] = {"command": "python -m rpn_exp -m " + " ".join(command[4:-1]),
                                   "wall_time_s": round(time.perf_counter() - started, 1)}
         print(f"[fashion_grid] {name}: {record['sweeps'][name]['wall_time_s']} s", flush=True)
-    subprocess.run([sys.executable, "-m", "rpn_exp.report", *(str(folder / name) for name in SWEEPS),
-                    "--out", str(folder / "merged"),
-                    "--title", "Fashion-MNIST | grid models | 20 epochs | 3 seeds"], cwd=ROOT, check=True)
     record["total_wall_time_s"] = round(sum(s["wall_time_s"] for s in record["sweeps"].values()), 1)
-    (folder / "merged" / "provenance.json").write_text(json.dumps(record, indent=2) + "\n")
-    print(f"[fashion_grid] done in {record['total_wall_time_s']} s: {folder / 'merged'}")
+    (folder / PROVENANCE).write_text(json.dumps(record, indent=2) + "\n")
+    if not args.dry_run:
+        report(folder)
+    print(f"[fashion_grid] done in {record['total_wall_time_s']} s: {folder}, {EXAMPLE}")
 
 
 if __name__ == "__main__":

@@ -8,6 +8,9 @@ locked step, is judged by the rule of :mod:`rpn_exp.run.pruning` against every r
 configuration's seeds pooled). Dominated, it stops there: recorded ``pruned``, untested, as a stacked member is.
 The decision is written to ``pruning.jsonl`` with the standings it was made from (:mod:`rpn_exp.run.rungs`).
 
+A stacked group reports its members to the same store at each rung, all at once, and is judged the same way
+(:func:`report_group_and_judge`): a sweep whose jobs run both ways, or in several groups, prunes as one.
+
 This is asynchronous successive halving: a job is compared with the jobs that reached the rung before it, never
 waits for the others, and so a job that reaches a rung first is judged against fewer; which jobs those are depends
 on the order the launcher runs them (``pruning.jsonl`` says, for each decision, on what it was made). A job that
@@ -54,19 +57,42 @@ def read_reports(folder: Path) -> list[Entry]:
     return [(d.pop("epoch"), Entry(**d)) for d in map(json.loads, filter(str.strip, lines))]
 
 
+def _add_reports(folder: Path, epoch: int, entries: list[Entry]) -> list[Entry]:
+    """Add ``entries`` at ``epoch`` to the store (each job once per epoch; the caller holds the lock); every report
+    of that epoch."""
+    reports = read_reports(folder)
+    known = {(e, r.job) for e, r in reports}
+    new = [(epoch, entry) for entry in entries if (epoch, entry.job) not in known]
+    if new:
+        reports += new
+        lines = "".join(json.dumps({"epoch": e, **r.as_dict()}, sort_keys=True) + "\n" for e, r in reports)
+        atomic_write(Path(folder) / RUNGS_FILE, lambda handle: handle.write(lines.encode()))
+    return [r for e, r in reports if e == epoch]
+
+
 def report_and_judge(folder: Path, pruner: SuccessiveHalving, epoch: int, entry: Entry) -> dict | None:
     """Add ``entry`` at ``epoch`` to the store (once per job and epoch), decide its configuration on every report of
     that epoch and log the decision; returns why it is pruned (its record's ``pruned``), or None: it goes on."""
     with locked(folder):
-        reports = read_reports(folder)
-        if (epoch, entry.job) not in {(e, r.job) for e, r in reports}:
-            reports.append((epoch, entry))
-            lines = "".join(json.dumps({"epoch": e, **r.as_dict()}, sort_keys=True) + "\n" for e, r in reports)
-            atomic_write(Path(folder) / RUNGS_FILE, lambda handle: handle.write(lines.encode()))
-        standings = [r for e, r in reports if e == epoch]
+        standings = _add_reports(folder, epoch, [entry])
         decisions, pruned = rung_decisions(pruner, epoch, standings, decided={entry.configuration})
         write_decisions(folder, [{**d, "judged": entry.job} for d in decisions])  # for this job only
     return {**pruned[entry.job], "judged": entry.job} if entry.job in pruned else None
+
+
+def report_group_and_judge(folder: Path, pruner: SuccessiveHalving, epoch: int,
+                           entries: list[Entry]) -> dict[str, dict]:
+    """A stacked group's members at ``epoch``: reported to the store together, their configurations decided on every
+    report of that epoch (the group's own, and those of solo jobs and of groups that reached it before), the
+    decisions logged; {job: why it is pruned} for the group's members that stop."""
+    if not any(epoch in pruner.rungs(e.max_epochs) for e in entries):
+        return {}
+    with locked(folder):
+        standings = _add_reports(folder, epoch, entries)
+        decisions, pruned = rung_decisions(pruner, epoch, standings, decided={e.configuration for e in entries})
+        write_decisions(folder, decisions)
+    own = {e.job for e in entries}
+    return {job: why for job, why in pruned.items() if job in own}
 
 
 class RungPruning(L.Callback):

@@ -9,9 +9,10 @@ A member whose loss stops being finite is recorded ``diverged``: its step is not
 and it leaves the stack at the epoch's end, as do members whose training ended (their ``max_epochs``, or a stop
 asked by a callback such as ``EarlyStopping`` after their ``min_epochs``): the stack is rebuilt over the members
 still training, so a member that stopped costs no compute. With a pruner (``pruner=halving``), at each of its rungs
-the members' configurations are compared (:mod:`rpn_exp.run.rungs`) and the members of a dominated one are
-recorded ``pruned`` and leave the same way, untested; every decision is appended to ``pruning.jsonl`` beside the
-sweep's summary. Gradient clipping applies to each member's own
+the members are reported to the sweep's store of rung standings and their configurations compared with every report
+of that rung, the solo jobs' and other groups' too (:mod:`rpn_exp.run.rung_store`, :mod:`rpn_exp.run.rungs`); the
+members of a dominated one are recorded ``pruned`` and leave the same way, untested; every decision is appended to
+``pruning.jsonl`` beside the sweep's summary. Gradient clipping applies to each member's own
 gradients, as its solo run's clipping does.
 """
 
@@ -25,7 +26,8 @@ from rpn_exp.config.build import instantiate_node
 from rpn_exp.nn.stack import MemberStack, member_losses
 from rpn_exp.run.module import DivergenceError, divergence_message
 from rpn_exp.run.record import Status
-from rpn_exp.run.rungs import Entry, rung_decisions, write_decisions
+from rpn_exp.run.rung_store import report_group_and_judge
+from rpn_exp.run.rungs import Entry
 from rpn_exp.run.stacked.member import Member, MemberTrainer, member_key
 from rpn_exp.run.stacked.optimizer import MemberSchedulers, group_optimizer, member_share, one_group_per_setting
 
@@ -103,18 +105,19 @@ class StackedClassifier(L.LightningModule):
             trainer.should_stop = True
 
     def prune(self) -> dict[int, dict]:
-        """At the end of an epoch that is a rung of the pruner: the members of dominated configurations and why
-        (their record's ``pruned``), each decision written to the sweep's ``pruning.jsonl``
-        (:mod:`rpn_exp.run.rungs`); {} between rungs and without a pruner."""
+        """At the end of an epoch that is a rung of the pruner: the members reported to the sweep's store and judged
+        on every report of the rung (:func:`~rpn_exp.run.rung_store.report_group_and_judge`); the members of dominated
+        configurations and why (their record's ``pruned``); {} between rungs and without a pruner."""
         if self.pruner is None:
             return {}
         metrics = {k: self.view(k).callback_metrics for k in self.evaluated()}
         members = {self.members[k].out.name: k for k in metrics if "val/acc" in metrics[k]}
         entries = [Entry.of(self.members[k].run.record, job, self.members[k].max_epochs, metrics[k]["val/acc"])
                    for job, k in members.items()]
-        decisions, pruned = rung_decisions(self.pruner, self.current_epoch + 1, entries)
-        if decisions:
-            write_decisions(self.members[next(iter(members.values()))].out.parent, decisions)
+        if not entries:
+            return {}
+        sweep = self.members[next(iter(members.values()))].out.parent
+        pruned = report_group_and_judge(sweep, self.pruner, self.current_epoch + 1, entries)
         return {members[job]: why for job, why in pruned.items()}
 
     # --- training ----------------------------------------------------------------------------------------------

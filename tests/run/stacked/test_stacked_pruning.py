@@ -167,3 +167,24 @@ def test_a_pruned_members_mlflow_run_ends_finished_as_a_pruned_solo_run_does(tmp
     statuses = {job: record["status"] for job, record in records(tmp_path / "s").items()}
     assert sorted(statuses.values()) == ["completed", "completed", "pruned", "pruned"]
     assert runs == {job: "FINISHED" for job in statuses}  # not FAILED: a pruned run was stopped on purpose
+
+
+@pytest.mark.parametrize("max_members, runs", [(2, "two groups"), (3, "a group, then a solo job")])
+def test_groups_and_solo_jobs_of_one_sweep_prune_through_one_store(tmp_path, max_members, runs):
+    """The sweep split by ``max_members``: lr=1e-6's last jobs train after lr=0.01's in another group (2), or its
+    last seed solo (3). Alone they would have nothing to be behind; through the sweep's store of rung standings they
+    are judged against the jobs that reached the rung before them, and stop."""
+    from rpn_exp.run.rung_store import read_reports
+
+    folder = tmp_path / "sweep"
+    done = run_cli("-m", *PRUNED_SWEEP, "pruner.margin=0.1", "threads=1", f"hydra.launcher.max_members={max_members}",
+                   f"hydra.sweep.dir={folder}")
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    status = {job: (r["status"], r["epochs"]) for job, r in records(folder).items()}
+    assert status == {"000_lr0.01_seed1": ("completed", 4), "001_lr0.01_seed2": ("completed", 4),
+                      "002_lr1e-06_seed1": ("pruned", 1), "003_lr1e-06_seed2": ("pruned", 1)}, runs
+    assert sorted((epoch, r.job) for epoch, r in read_reports(folder) if epoch == 1) == [
+        (1, job) for job in sorted(status)]  # every job reported its first rung to the one store
+    last = records(folder)["003_lr1e-06_seed2"]["pruned"]
+    assert "optimizer.lr=0.01" in last["dominated_by"]["overrides"]
+    assert last["dominated_by"]["val_acc_mean"] > last["val_acc"] + 0.1
