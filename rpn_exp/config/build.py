@@ -22,6 +22,7 @@ from rpn_exp.nn.head import INITS
 
 log = logging.getLogger("rpn_exp")
 
+#: The config groups of an RPN layer's functions (κ, ψ, ξ, π), which a baseline model does not use.
 FUNCTION_GROUPS = ("expansion", "reconciliation", "interdependence", "remainder")
 #: ``model.compile`` values: torch.compile modes (null: eager). reduce-overhead replays CUDA graphs on a GPU.
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")

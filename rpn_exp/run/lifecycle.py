@@ -28,6 +28,7 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from rpn_exp.config.build import (
+    FUNCTION_GROUPS,
     ConfigError,
     build_datamodule,
     build_network,
@@ -52,9 +53,6 @@ from rpn_exp.run.resume import check_checkpoint, check_resume, interruption_chec
 from rpn_exp.run.threads import use_threads
 
 log = logging.getLogger("rpn_exp")
-
-#: The config groups of an RPN layer's functions, which a baseline model does not use.
-RPN_FUNCTION_GROUPS = ("expansion", "reconciliation", "interdependence", "remainder")
 
 #: Exit status of a run stopped by SIGTERM (128 + 15, as a shell reports a process ended by that signal).
 SIGTERM_EXIT = 143
@@ -257,7 +255,7 @@ class Run:
         said once and kept in the record (``ignored_overrides``), so a sweep over both kinds of model stays valid."""
         name = self.record.get("model", "rpn")
         ignored = [o for o in self.context["overrides"]
-                   if is_baseline_model(name) and o.lstrip("+~").split("=")[0].split(".")[0] in RPN_FUNCTION_GROUPS]
+                   if is_baseline_model(name) and o.lstrip("+~").split("=")[0].split(".")[0] in FUNCTION_GROUPS]
         if ignored:
             self.record["ignored_overrides"] = ignored
             log.warning("model=%s uses no expansion, reconciliation, interdependence or remainder: %s ignored",
