@@ -3,6 +3,9 @@ read a run's TensorBoard events back, and a job record as the summary reads it."
 
 from __future__ import annotations
 
+import os
+import shutil
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -104,3 +107,45 @@ def record(family="lphm", params=1000, acc=0.9, status="completed", r=2, **extra
         "metrics": {"test/acc": acc, "val/acc_best": acc - 0.01} if acc is not None else {},
         **extra,
     }
+
+
+# ------------------------------------------------------- a PostgreSQL server shared by processes of one test
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def postgres():
+    """A private PostgreSQL 15 cluster (Debian's postgresql) on a Unix socket; yields the SQLAlchemy URL of its
+    database ``optuna``. Its files belong to the ``postgres`` user when the tests run as root (PostgreSQL refuses
+    to run as root)."""
+    import glob
+    import pwd
+    import tempfile
+
+    bindir = next(iter(sorted(glob.glob("/usr/lib/postgresql/*/bin"))), None)
+    if bindir is None:
+        pytest.fail("PostgreSQL not found: apt-get install -y postgresql (.ci/run installs it)")
+    root = Path(tempfile.mkdtemp(prefix="rpn_exp_pg_", dir="/tmp"))
+    as_user = []
+    if os.geteuid() == 0:
+        user = pwd.getpwnam("postgres")
+        os.chown(root, user.pw_uid, user.pw_gid)
+        as_user = ["runuser", "-u", "postgres", "--"]
+    port = free_port()
+    data = root / "data"
+
+    def pg(tool, *args, check=True):
+        return subprocess.run([*as_user, f"{bindir}/{tool}", *args], capture_output=True, text=True, check=check)
+
+    pg("initdb", "-D", str(data), "-A", "trust", "-U", "postgres")
+    pg("pg_ctl", "-D", str(data), "-l", str(root / "log"), "-w", "-o",
+       f"-k {root} -p {port} -c listen_addresses=''", "start")
+    try:
+        pg("createdb", "-h", str(root), "-p", str(port), "-U", "postgres", "optuna")
+        yield f"postgresql+psycopg2://postgres@/optuna?host={root}&port={port}"
+    finally:
+        pg("pg_ctl", "-D", str(data), "-m", "immediate", "stop", check=False)
+        shutil.rmtree(root, ignore_errors=True)

@@ -21,6 +21,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import free_port
+
 pytestmark = pytest.mark.slow
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="a SLURM cluster's daemons (slurmctld, slurmd) run as root")
 
@@ -33,12 +35,6 @@ def binary(name: str) -> str:
     if found is None:
         pytest.fail(f"{name} not found: apt-get install -y slurm-wlm munge (.ci/run installs them)")
     return found
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def start_munge() -> None:
@@ -139,41 +135,6 @@ def test_a_sweep_runs_as_slurm_jobs_is_cut_by_a_time_limit_and_resumes_to_the_en
 
 
 # ------------------------------------------------------------------------- one Optuna study, several processes
-@pytest.fixture(scope="module")
-def postgres():
-    """A private PostgreSQL 15 cluster (Debian's postgresql) on a Unix socket; yields the SQLAlchemy URL of its
-    database ``optuna``. Its files belong to the ``postgres`` user when the tests run as root (PostgreSQL refuses
-    to run as root)."""
-    import glob
-    import pwd
-    import tempfile
-
-    bindir = next(iter(sorted(glob.glob("/usr/lib/postgresql/*/bin"))), None)
-    if bindir is None:
-        pytest.fail("PostgreSQL not found: apt-get install -y postgresql (.ci/run installs it)")
-    root = Path(tempfile.mkdtemp(prefix="rpn_exp_pg_", dir="/tmp"))
-    as_user = []
-    if os.geteuid() == 0:
-        user = pwd.getpwnam("postgres")
-        os.chown(root, user.pw_uid, user.pw_gid)
-        as_user = ["runuser", "-u", "postgres", "--"]
-    port = free_port()
-    data = root / "data"
-
-    def pg(tool, *args, check=True):
-        return subprocess.run([*as_user, f"{bindir}/{tool}", *args], capture_output=True, text=True, check=check)
-
-    pg("initdb", "-D", str(data), "-A", "trust", "-U", "postgres")
-    pg("pg_ctl", "-D", str(data), "-l", str(root / "log"), "-w", "-o",
-       f"-k {root} -p {port} -c listen_addresses=''", "start")
-    try:
-        pg("createdb", "-h", str(root), "-p", str(port), "-U", "postgres", "optuna")
-        yield f"postgresql+psycopg2://postgres@/optuna?host={root}&port={port}"
-    finally:
-        pg("pg_ctl", "-D", str(data), "-m", "immediate", "stop", check=False)
-        shutil.rmtree(root, ignore_errors=True)
-
-
 def test_two_sweep_processes_share_one_optuna_study_in_postgresql(postgres, tmp_path):
     import optuna
 

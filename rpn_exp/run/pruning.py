@@ -32,11 +32,14 @@ class SuccessiveHalving:
         first_rung: b, the first epoch at whose end configurations are compared (>= 1).
         eta: η, the factor between rungs (> 1).
         margin: m, the lead in validation accuracy that stops a configuration; None: twice the seeds' spread.
+        storage: where a sweep's jobs meet at their rungs: None, a file in the sweep folder (one machine, or a
+            filesystem whose ``flock`` holds across nodes); or a PostgreSQL URL every node reaches.
     """
 
     first_rung: int = 2
     eta: float = 2
     margin: float | None = None
+    storage: str | None = None
 
     def __post_init__(self):
         if isinstance(self.first_rung, bool) or not isinstance(self.first_rung, int) or self.first_rung < 1:
@@ -46,6 +49,9 @@ class SuccessiveHalving:
         if self.margin is not None and (isinstance(self.margin, bool) or not self.margin >= 0):
             raise ValueError(f"pruner.margin={self.margin!r} is invalid; it must be a number >= 0, or null for "
                              "twice the seeds' spread")
+        if self.storage is not None and not str(self.storage).startswith(("postgresql://", "postgresql+")):
+            raise ValueError(f"pruner.storage={self.storage!r} is invalid; give null (a file in the sweep folder) or "
+                             "a PostgreSQL URL every node reaches, e.g. postgresql+psycopg2://user@host/database")
 
     def rungs(self, max_epochs: int) -> list[int]:
         """The rung epochs before ``max_epochs`` (a rung at the last epoch would save nothing):

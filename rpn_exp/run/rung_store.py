@@ -8,7 +8,9 @@ locked step, is judged by the rule of :mod:`rpn_exp.run.pruning` against every r
 configuration's seeds pooled). Dominated, it stops there: recorded ``pruned``, untested, as a stacked member is.
 The decision is written to ``pruning.jsonl`` with the standings it was made from (:mod:`rpn_exp.run.rungs`).
 
-A stacked group reports its members to the same store at each rung, all at once, and is judged the same way
+With ``pruner.storage`` (a PostgreSQL URL) the reports go to a database every node reaches instead
+(:mod:`rpn_exp.run.rung_database`), for sweeps whose jobs run on machines that share no ``flock``. A stacked group
+reports its members to the same store at each rung, all at once, and is judged the same way
 (:func:`report_group_and_judge`): a sweep whose jobs run both ways, or in several groups, prunes as one.
 
 This is asynchronous successive halving: a job is compared with the jobs that reached the rung before it, never
@@ -57,24 +59,50 @@ def read_reports(folder: Path) -> list[Entry]:
     return [(d.pop("epoch"), Entry(**d)) for d in map(json.loads, filter(str.strip, lines))]
 
 
-def _add_reports(folder: Path, epoch: int, entries: list[Entry]) -> list[Entry]:
-    """Add ``entries`` at ``epoch`` to the store (each job once per epoch; the caller holds the lock); every report
-    of that epoch."""
-    reports = read_reports(folder)
+class FileReports:
+    """The reports in a sweep folder's :data:`RUNGS_FILE`, read and added while its lock is held."""
+
+    def __init__(self, folder: Path):
+        self.folder = Path(folder)
+
+    def read(self) -> list[tuple[int, Entry]]:
+        return read_reports(self.folder)
+
+    def add(self, reports: list[tuple[int, Entry]], new: list[tuple[int, Entry]]) -> None:
+        lines = "".join(json.dumps({"epoch": e, **r.as_dict()}, sort_keys=True) + "\n" for e, r in reports + new)
+        atomic_write(self.folder / RUNGS_FILE, lambda handle: handle.write(lines.encode()))
+
+
+@contextmanager
+def store_session(folder: Path, storage: str | None = None) -> Iterator[FileReports]:
+    """The sweep's reports with the store's lock held: the sweep folder's file under ``flock`` (``storage`` None),
+    or the PostgreSQL database at ``storage`` (:mod:`rpn_exp.run.rung_database`)."""
+    if storage:
+        from rpn_exp.run.rung_database import database_session
+
+        with database_session(storage, str(Path(folder).resolve())) as reports:
+            yield reports
+    else:
+        with locked(folder):
+            yield FileReports(folder)
+
+
+def _add_reports(store: FileReports, epoch: int, entries: list[Entry]) -> list[Entry]:
+    """Add ``entries`` at ``epoch`` to the store (each job once per epoch; inside a :func:`store_session`); every
+    report of that epoch."""
+    reports = store.read()
     known = {(e, r.job) for e, r in reports}
     new = [(epoch, entry) for entry in entries if (epoch, entry.job) not in known]
     if new:
-        reports += new
-        lines = "".join(json.dumps({"epoch": e, **r.as_dict()}, sort_keys=True) + "\n" for e, r in reports)
-        atomic_write(Path(folder) / RUNGS_FILE, lambda handle: handle.write(lines.encode()))
-    return [r for e, r in reports if e == epoch]
+        store.add(reports, new)
+    return [r for e, r in reports + new if e == epoch]
 
 
 def report_and_judge(folder: Path, pruner: SuccessiveHalving, epoch: int, entry: Entry) -> dict | None:
     """Add ``entry`` at ``epoch`` to the store (once per job and epoch), decide its configuration on every report of
     that epoch and log the decision; returns why it is pruned (its record's ``pruned``), or None: it goes on."""
-    with locked(folder):
-        standings = _add_reports(folder, epoch, [entry])
+    with store_session(folder, pruner.storage) as store:
+        standings = _add_reports(store, epoch, [entry])
         decisions, pruned = rung_decisions(pruner, epoch, standings, decided={entry.configuration})
         write_decisions(folder, [{**d, "judged": entry.job} for d in decisions])  # for this job only
     return {**pruned[entry.job], "judged": entry.job} if entry.job in pruned else None
@@ -87,8 +115,8 @@ def report_group_and_judge(folder: Path, pruner: SuccessiveHalving, epoch: int,
     decisions logged; {job: why it is pruned} for the group's members that stop."""
     if not any(epoch in pruner.rungs(e.max_epochs) for e in entries):
         return {}
-    with locked(folder):
-        standings = _add_reports(folder, epoch, entries)
+    with store_session(folder, pruner.storage) as store:
+        standings = _add_reports(store, epoch, entries)
         decisions, pruned = rung_decisions(pruner, epoch, standings, decided={e.configuration for e in entries})
         write_decisions(folder, decisions)
     own = {e.job for e in entries}
