@@ -69,7 +69,8 @@ def first_study(folder: Path) -> Path:
     fronts the grid models are drawn against (its p, q and Kronecker-sum rows are left out)."""
     with open(FIRST_STUDY / "summary.csv", newline="") as handle:
         reader = csv.DictReader(handle)
-        rows = [row for row in reader if row["job"].split("/")[0] in FIRST_STUDY_SWEEPS]
+        rows = [row for row in reader
+                if row["job"].split("/")[0] in FIRST_STUDY_SWEEPS and row["status"] == "completed"]
         columns = reader.fieldnames
     target = folder / "first_study"
     target.mkdir(parents=True, exist_ok=True)
