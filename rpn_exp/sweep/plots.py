@@ -296,11 +296,14 @@ def _ordered_colour(i: int):
 
 
 def _markers(rows: Sequence[dict], columns: Sequence[str]):
-    """A row's marker: by its value of the second varying component when two vary, a diamond for a layout variant."""
+    """A row's marker: by its values of the varying components after the first (the colour's) when more than one
+    varies, so that two series of one colour never share a marker; a diamond for a layout variant."""
     if len(columns) > 1:
-        values = sorted({family(r) if columns[1] == "reconciliation" else str(r.get(columns[1], "")) for r in rows})
-        shapes = dict(zip(values, "osD^vPX*<>" * 3))
-        return lambda row: shapes[family(row) if columns[1] == "reconciliation" else str(row.get(columns[1], ""))]
+        def key(row: dict) -> tuple[str, ...]:
+            return tuple(family(row) if c == "reconciliation" else str(row.get(c, "")) for c in columns[1:])
+
+        shapes = dict(zip(sorted({key(r) for r in rows}), "osD^vPX*<>" * 3))
+        return lambda row: shapes[key(row)]
     return lambda row: "D" if family(row).endswith(" layout)") else "o"
 
 

@@ -272,3 +272,20 @@ def test_grid_models_are_their_own_series_beside_the_cnn_baseline(tmp_path):
     texts = {t.get_text() for t in axes.texts}
     assert {"c=2-4", "c=4-8", "grid=8", "grid=16"} <= texts
     assert family_colour("cnn") not in (family_colour("mlp"), family_colour("dual_lphm"))
+
+
+def test_two_series_of_one_colour_never_share_a_marker():
+    """Family, model and expansion all vary: the colour is the family's, the marker the (model, expansion) pair's."""
+    from rpn_exp.sweep.plots import pareto_figure
+
+    rows = [row("dual_lphm", 400, 0.80, model="grid", expansion="identity"),
+            row("dual_lphm", 700, 0.81, model="grid", expansion="taylor"),
+            row("dual_lphm", 9000, 0.86, model="rpn", expansion="taylor"),
+            row("lorr", 500, 0.81, model="grid", expansion="identity")]
+    styles = {c.get_label(): (tuple(c.get_facecolor()[0]), c.get_paths()[0].vertices.round(3).tobytes())
+              for c in pareto_figure(rows, "t").axes[0].collections if " · " in str(c.get_label())}
+    assert len(styles) == 4 and len(set(styles.values())) == 4
+    by_colour = {}
+    for colour, marker in styles.values():
+        by_colour.setdefault(colour, set()).add(marker)
+    assert sorted(len(markers) for markers in by_colour.values()) == [1, 3]  # dual_lphm's three series differ
