@@ -17,11 +17,15 @@ def count_learnable(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters() if p.requires_grad)
 
 
+#: The buffers of a normalization layer: estimates of the data seen in training, not parameters of the function.
+RUNNING_STATISTICS = ("running_mean", "running_var", "num_batches_tracked")
+
+
 def count_frozen(module: nn.Module) -> int:
-    """Buffers plus parameters that do not receive gradients (random matrices, masks, frozen hypernets)."""
-    return sum(b.numel() for b in module.buffers()) + sum(
-        p.numel() for p in module.parameters() if not p.requires_grad
-    )
+    """Buffers plus parameters that do not receive gradients (random matrices, masks, frozen hypernets); batch norm's
+    running statistics (:data:`RUNNING_STATISTICS`) are not counted."""
+    return sum(b.numel() for name, b in module.named_buffers() if name.rsplit(".", 1)[-1] not in RUNNING_STATISTICS) \
+        + sum(p.numel() for p in module.parameters() if not p.requires_grad)
 
 
 def model_record(net: nn.Module) -> dict:

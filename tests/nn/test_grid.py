@@ -163,3 +163,11 @@ def test_a_kappa_or_xi_that_is_not_the_identity_unfolds_the_patches():
                            reconciliation=R.IdentityReconciliation())
     aggregated = GridLayer(grid, 2, patch=patch, cd=(1, 1, 1), mode="aggregation", **IDENTITY)
     assert (quadratic.path, normalized.path, aggregated.path) == ("product", "materialized", "materialized")
+
+
+def test_batch_norm_running_statistics_are_not_counted_as_frozen_parameters():
+    from rpn_exp.nn import count_frozen
+
+    layer = GridLayer(Grid(8, 8, 1, 1), 8, patch=Patch.cuboid(1, 1), cd=(1, 1, 1), output_processing=["batch_norm", "relu"],
+                      **IDENTITY)
+    assert any("running_mean" in name for name, _ in layer.named_buffers()) and count_frozen(layer) == 0
