@@ -5,6 +5,10 @@ Jobs are grouped by :func:`rpn_exp.sweep.stacking.stack_groups` (at most ``max_m
 several jobs is trained by :func:`rpn_exp.run.stacked.task.train_group` in this process, each job of its own (a job
 that stacks with nothing, or one with a setting a stacked group cannot honour) runs as the basic launcher runs it. Every
 job gets its own folder with ``.hydra/``, log file, ``result.json`` and TensorBoard run, as under any launcher.
+
+With ``n_jobs`` > 1 the groups (and solo jobs) train in that many worker processes at once (joblib's loky backend,
+as ``launcher=joblib``), the largest groups first, each worker with its share of the cores
+(:mod:`rpn_exp.run.threads`); with 1 they train in this process, in the sweep's order.
 """
 
 
@@ -16,7 +20,7 @@ from pathlib import Path
 from hydra.core.config_store import ConfigStore
 from hydra.core.utils import JobReturn, JobStatus, configure_log, run_job, setup_globals
 from hydra.plugins.launcher import Launcher
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 log = logging.getLogger(__name__)
 
@@ -25,14 +29,18 @@ log = logging.getLogger(__name__)
 class StackedLauncherConf:
     _target_: str = "hydra_plugins.rpn_exp_stacked.stacked_launcher.StackedLauncher"
     max_members: int = 16  # jobs trained together at most; a larger group is split
+    n_jobs: int = 1  # groups trained at once, each in a worker process of its own
 
 
 ConfigStore.instance().store(group="hydra/launcher", name="stacked", node=StackedLauncherConf, provider="rpn_exp")
 
 
 class StackedLauncher(Launcher):
-    def __init__(self, max_members: int = 16) -> None:
-        self.max_members = max_members
+    def __init__(self, max_members: int = 16, n_jobs: int = 1) -> None:
+        if isinstance(n_jobs, bool) or not isinstance(n_jobs, int) or n_jobs < 1:
+            raise ValueError(f"hydra.launcher.n_jobs={n_jobs!r} is invalid; it must be an integer >= 1 (groups "
+                             "trained at once, each in a process of its own)")
+        self.max_members, self.n_jobs = max_members, n_jobs
         self.config = self.hydra_context = self.task_function = None
 
     def setup(self, *, hydra_context, task_function, config: DictConfig) -> None:
@@ -55,6 +63,12 @@ class StackedLauncher(Launcher):
         tasks = [ret.return_value for ret in prepared]
         waiting = [i for i, (cfg, context) in enumerate(tasks) if not _already_completed(cfg, context)]
         groups = stack_groups([tasks[i][0] for i in waiting], self.max_members)
+        workers = min(self.n_jobs, len(groups))
+        if workers > 1:  # each job's threads: its worker's share of the cores (rpn_exp.run.threads)
+            for i in waiting:
+                tasks[i][1]["launcher"] = {**(tasks[i][1].get("launcher") or {}), "n_jobs": workers}
+                with read_write(configs[i].hydra.launcher):
+                    configs[i].hydra.launcher.n_jobs = workers
         stacked = [len(g) for g in groups if len(g) > 1]
         log.info("Launching %d jobs: %d stacked groups (%s members), %d solo, %d completed earlier", len(configs),
                  len(stacked), " + ".join(map(str, stacked)) or "no", len(groups) - len(stacked),
@@ -63,14 +77,16 @@ class StackedLauncher(Launcher):
             reason = solo_reason(run_settings(tasks[waiting[group[0]]][0])) if len(group) == 1 else None
             if reason is not None:
                 log.info("\t#%d runs solo: a stacked group cannot honour %s", waiting[group[0]], reason)
+        units = [[waiting[i] for i in group] for group in groups]
+        if workers > 1:  # the largest groups first, so that no worker is left with one at the end
+            units.sort(key=len, reverse=True)
+            log.info("\t%d workers train the groups at once", workers)
         results: dict[int, JobReturn] = {}
-        for group in groups:
-            jobs = [waiting[i] for i in group]
+        for jobs, returned in zip(units, self._train_units(units, configs, tasks, workers)):
             if len(jobs) == 1:
-                results[jobs[0]] = self._run(configs[jobs[0]], self.task_function)
+                results[jobs[0]] = returned
             else:
-                logs = [run_settings(tasks[j][0]).output_dir / f"{configs[j].hydra.job.name}.log" for j in jobs]
-                for job, value in zip(jobs, self._train_group([tasks[j] for j in jobs], logs)):
+                for job, value in zip(jobs, returned):
                     results[job] = _returned(prepared[job], value)
         for job in range(len(configs)):  # completed earlier (skip_completed): the task reports and skips them
             if job not in results:
@@ -82,6 +98,26 @@ class StackedLauncher(Launcher):
         return run_job(hydra_context=self.hydra_context, task_function=task_function, config=config,
                        job_dir_key="hydra.sweep.dir", job_subdir_key="hydra.sweep.subdir")
 
+    def _train_units(self, units: list[list[int]], configs, tasks, workers: int) -> list:
+        """What each unit (a solo job, or a group of several) returns: its JobReturn, or its members' objectives."""
+        if workers == 1:
+            return [self._train_unit(jobs, configs, tasks) for jobs in units]
+        from hydra.core.singleton import Singleton
+        from joblib import Parallel, delayed
+
+        state = Singleton.get_state()
+        return Parallel(n_jobs=workers, backend="loky")(
+            delayed(_in_worker)(self, state, jobs, [configs[j] for j in jobs], [tasks[j] for j in jobs])
+            for jobs in units)
+
+    def _train_unit(self, jobs: list[int], configs, tasks):
+        from rpn_exp.config.settings import run_settings
+
+        if len(jobs) == 1:
+            return self._run(configs[jobs[0]], self.task_function)
+        logs = [run_settings(tasks[j][0]).output_dir / f"{configs[j].hydra.job.name}.log" for j in jobs]
+        return self._train_group([tasks[j] for j in jobs], logs)
+
     def _train_group(self, jobs, logs) -> list:
         from rpn_exp.run.stacked.task import train_group
 
@@ -90,6 +126,16 @@ class StackedLauncher(Launcher):
         with _group_log_files(logs):
             log.info("stacked group %s: %d members", name, len(jobs))
             return train_group(jobs, name)
+
+
+def _in_worker(launcher: StackedLauncher, singleton_state, jobs: list[int], configs, tasks):
+    """One unit trained in a joblib worker process, with the launching process's Hydra state."""
+    from hydra.core.singleton import Singleton
+
+    setup_globals()
+    Singleton.set_state(singleton_state)
+    configure_log(launcher.config.hydra.hydra_logging, launcher.config.hydra.verbose)
+    return launcher._train_unit(list(range(len(jobs))), configs, tasks)
 
 
 def _prepare(cfg: DictConfig):

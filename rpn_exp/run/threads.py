@@ -28,11 +28,12 @@ def thread_share(threads: int | None, launcher: Mapping | None, trainer: Mapping
     ``busy`` run other work (a run alone takes the idle ones, at least one)."""
     if threads is not None:
         return threads, "set by threads"
-    target = str((launcher or {}).get("_target_", ""))
-    if "joblib" in target.lower():
-        n_jobs = int(launcher.get("n_jobs") or 1)
+    target = str((launcher or {}).get("_target_", "")).lower()
+    n_jobs = int((launcher or {}).get("n_jobs") or 1)
+    if "joblib" in target or ("stacked" in target and n_jobs > 1):
         workers = n_jobs if n_jobs > 0 else max(1, cores + 1 + n_jobs)  # joblib: -1 is one worker per core
-        return max(1, cores // workers), f"{workers} joblib workers share {cores} cores"
+        kind = "joblib" if "joblib" in target else "stacked launcher"
+        return max(1, cores // workers), f"{workers} {kind} workers share {cores} cores"
     if "submitit" in target.lower() and launcher.get("cpus_per_task"):
         return int(launcher["cpus_per_task"]), "the cpus_per_task of each submitit job"
     strategy, devices = str(trainer.get("strategy") or ""), trainer.get("devices")

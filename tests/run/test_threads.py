@@ -26,6 +26,7 @@ SUBMITIT = "hydra_plugins.hydra_submitit_launcher.submitit_launcher.LocalLaunche
     (None, {"_target_": SUBMITIT, "cpus_per_task": 3}, {}, 3),  # what each job was given
     (None, None, {"strategy": "ddp", "accelerator": "cpu", "devices": 2}, 4),  # two DDP ranks
     (None, {"_target_": "hydra_plugins.rpn_exp_stacked.stacked_launcher.StackedLauncher"}, {}, 8),  # one process
+    (None, {"_target_": "hydra_plugins.rpn_exp_stacked.stacked_launcher.StackedLauncher", "n_jobs": 2}, {}, 4),
     (3, {"_target_": JOBLIB, "n_jobs": 2}, {}, 3),  # set explicitly
 ])
 def test_a_run_takes_its_share_of_the_cores(threads, launcher, trainer, expected):

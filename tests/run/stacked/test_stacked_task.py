@@ -130,6 +130,25 @@ def test_mixed_shapes_stack_by_shape_and_an_unstackable_job_runs_solo(tmp_path):
                     == rec["stacked_group"]["name"]} == {rec["layers"][0]["n"]}
 
 
+def test_n_jobs_workers_train_the_groups_at_once_each_on_its_share_of_the_cores_as_one_after_another(tmp_path):
+    from rpn_exp.run.threads import available_cores
+
+    overrides = ["model.hidden=[16],[24],[32]", "seed=1,2", "trainer.max_epochs=2",
+                 "callbacks.progress_bar.refresh_rate=0"]
+    done = sweep(tmp_path / "at_once", "launcher=stacked", "hydra.launcher.n_jobs=2", *overrides)
+    sweep(tmp_path / "in_turn", "launcher=stacked", f"threads={max(1, available_cores() // 2)}", *overrides)
+    said = done.stdout + done.stderr
+    assert "6 jobs: 3 stacked groups (2 + 2 + 2 members)" in said and "2 workers train the groups at once" in said
+    at_once = {job.name: record(tmp_path / "at_once", job.name) for job in (tmp_path / "at_once").iterdir()
+               if job.is_dir()}
+    assert len(at_once) == 6 and {r["status"] for r in at_once.values()} == {"completed"}
+    assert {r["threads"] for r in at_once.values()} == {max(1, available_cores() // 2)}
+    assert len({r["pid"] for r in at_once.values()}) == 2  # two worker processes, each a group at a time
+    for job, rec in at_once.items():
+        assert rec["metrics"] == record(tmp_path / "in_turn", job)["metrics"]
+    assert len(read_csv(tmp_path / "at_once" / "summary.csv")) == 6
+
+
 def test_jobs_that_differ_only_in_r_stack_zero_padded_and_end_as_their_solo_runs(tmp_path):
     overrides = ["reconciliation.r=1,3", "trainer.max_epochs=2", "callbacks.progress_bar.refresh_rate=0"]
     done = sweep(tmp_path / "stacked", "launcher=stacked", *overrides)

@@ -1,0 +1,137 @@
+"""The pruning measure of RESULTS.md: the first Fashion-MNIST study (the same configurations, 20 epochs, 3 seeds) with
+``launcher=stacked``, once without pruning and once with ``pruner=halving``, back to back on the same machine.
+
+    python scripts/fashion_pruning.py                       # both runs into outputs/fashion_pruning/<stamp>/
+    python scripts/fashion_pruning.py --report FOLDER        # the comparison again from a finished FOLDER
+
+Needs Debian's Fashion-MNIST (apt-get install -y dataset-fashion-mnist). Each run is the first study's three sweeps
+(``scripts/fashion_results.py``: ``rpn``, ``reference``, ``baselines``) with ``launcher=stacked
+hydra.launcher.n_jobs=2`` (two groups at a time, one core each); pruning compares the configurations of one sweep.
+The comparison (``comparison.md``, ``comparison.json``): both wall times, the jobs pruned and at which rung, the epochs
+trained, and whether the pruned study reaches the same Pareto front (the same configurations on it, each mean within
+the unpruned run's 95% interval); plus ``python -m rpn_exp.replay`` of the rule on the unpruned run's recorded
+curves (what it would have stopped, all three sweeps pooled). Copied into ``outputs/examples/fashion_pruning/``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from rpn_exp.run.provenance import provenance  # noqa: E402
+from rpn_exp.run.rungs import read_decisions  # noqa: E402
+from scripts.fashion_results import COMMON, SWEEPS  # noqa: E402
+
+STUDY = ("rpn", "reference", "baselines")
+LAUNCHER = ["launcher=stacked", "hydra.launcher.n_jobs=2"]
+RUNS = {"unpruned": [], "pruned": ["pruner=halving"]}
+EXAMPLE = ROOT / "outputs" / "examples" / "fashion_pruning"
+
+
+def run(folder: Path, name: str, extra: list[str]) -> dict:
+    """One run of the study: its three sweeps into ``folder / name``, each sweep's command and wall time."""
+    sweeps = {}
+    common = [c for c in COMMON if not c.startswith("launcher=")] + LAUNCHER + extra
+    for sweep in STUDY:
+        command = [sys.executable, "-m", "rpn_exp", "-m", *SWEEPS[sweep], *common,
+                   f"hydra.sweep.dir={folder / name / sweep}"]
+        started = time.perf_counter()
+        subprocess.run(command, cwd=ROOT, check=True)
+        sweeps[sweep] = {"command": "python -m rpn_exp -m " + " ".join(command[4:-1]),
+                         "wall_time_s": round(time.perf_counter() - started, 1)}
+        print(f"[fashion_pruning] {name} {sweep}: {sweeps[sweep]['wall_time_s']} s", flush=True)
+    return {"sweeps": sweeps, "wall_time_s": round(sum(s["wall_time_s"] for s in sweeps.values()), 1)}
+
+
+def configurations(folder: Path) -> dict[str, dict]:
+    with open(folder / "merged" / "summary_by_config.csv", newline="") as handle:
+        return {row["config"]: row for row in csv.DictReader(handle)}
+
+
+def records(folder: Path) -> list[dict]:
+    return [json.loads(p.read_text()) for sweep in STUDY for p in sorted((folder / sweep).glob("*/result.json"))]
+
+
+def compare(folder: Path) -> dict:
+    """Fronts, pruned jobs and epochs of both runs, and the replay on the unpruned curves."""
+    for name in RUNS:
+        subprocess.run([sys.executable, "-m", "rpn_exp.report", *(str(folder / name / s) for s in STUDY),
+                        "--out", str(folder / name / "merged"),
+                        "--title", f"Fashion-MNIST | first study | launcher=stacked | {name}"], cwd=ROOT, check=True)
+    subprocess.run([sys.executable, "-m", "rpn_exp.replay", *(str(folder / "unpruned" / s) for s in STUDY),
+                    "--out", str(folder / "replay")], cwd=ROOT, check=False)
+    unpruned, pruned = configurations(folder / "unpruned"), configurations(folder / "pruned")
+    front = {c for c, row in unpruned.items() if row["pareto"] == "True"}
+    pruned_front = {c for c, row in pruned.items() if row["pareto"] == "True"}
+    within = {}
+    for config in front & pruned_front:
+        mean, half = float(unpruned[config]["test_acc_mean"]), float(unpruned[config]["test_acc_ci95"])
+        within[config] = abs(float(pruned[config]["test_acc_mean"]) - mean) <= half
+    decisions = [d for s in STUDY for d in read_decisions(folder / "pruned" / s) if d["decision"] == "pruned"]
+    return {
+        "front_unpruned": sorted(front), "front_pruned": sorted(pruned_front),
+        "same_front": front == pruned_front and all(within.values()), "means_within_interval": within,
+        "pruned": [{"configuration": d.get("overrides") or d["configuration"], "epoch": d["epoch"], "rung": d["rung"],
+                    "jobs": d.get("jobs") or [d.get("judged")]} for d in decisions],
+        "epochs": {name: sum(r.get("epochs") or 0 for r in records(folder / name)) for name in RUNS},
+        "jobs": {name: len(records(folder / name)) for name in RUNS},
+    }
+
+
+def write(folder: Path, record: dict) -> None:
+    comparison = record["comparison"]
+    lines = ["# Pruning measure: the first Fashion-MNIST study with launcher=stacked", "",
+             "| run | wall time, s | jobs | jobs pruned | epochs trained |", "|---|---|---|---|---|"]
+    for name in RUNS:
+        pruned = sum(len(p["jobs"]) for p in comparison["pruned"]) if name == "pruned" else 0
+        lines.append(f"| {name} | {record['runs'][name]['wall_time_s']} | {comparison['jobs'][name]} | {pruned} | "
+                     f"{comparison['epochs'][name]} |")
+    lines += ["", f"Same Pareto front (the same configurations, means within the unpruned 95% intervals): "
+              f"**{'yes' if comparison['same_front'] else 'no'}**", "", "Pruned:", ""]
+    lines += [f"- `{p['configuration']}`: epoch {p['epoch']} (rung {p['rung']}), {len(p['jobs'])} jobs"
+              for p in comparison["pruned"]] or ["- none"]
+    lines += ["", "Front (unpruned): " + "; ".join(f"`{c}`" for c in comparison["front_unpruned"]),
+              "", "Front (pruned): " + "; ".join(f"`{c}`" for c in comparison["front_pruned"]), ""]
+    (folder / "comparison.md").write_text("\n".join(lines))
+    (folder / "comparison.json").write_text(json.dumps(record, indent=2) + "\n")
+    EXAMPLE.mkdir(parents=True, exist_ok=True)
+    for name in RUNS:
+        for file in ("summary_by_config.csv", "summary.md", "pareto.png"):
+            (EXAMPLE / name).mkdir(exist_ok=True)
+            shutil.copy2(folder / name / "merged" / file, EXAMPLE / name / file)
+    for file in ("comparison.md", "comparison.json"):
+        shutil.copy2(folder / file, EXAMPLE / file)
+    for replay in (folder / "replay").glob("*"):
+        shutil.copy2(replay, EXAMPLE / f"replay_{replay.name}")
+    print("\n".join(lines))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--report", type=Path, metavar="FOLDER", help="compare a finished run again")
+    args = parser.parse_args()
+    if args.report:
+        folder = args.report.resolve()
+        record = json.loads((folder / "comparison.json").read_text())
+    else:
+        folder = ROOT / "outputs" / "fashion_pruning" / time.strftime("%Y-%m-%d_%H-%M-%S")
+        record = {"provenance": provenance(None), "folder": str(folder.relative_to(ROOT)), "runs": {}}
+        for name, extra in RUNS.items():
+            record["runs"][name] = run(folder, name, extra)
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / "comparison.json").write_text(json.dumps(record, indent=2) + "\n")
+    record["comparison"] = compare(folder)
+    write(folder, record)
+
+
+if __name__ == "__main__":
+    main()
