@@ -1,8 +1,9 @@
 """``launcher=stacked``: a Hydra launcher that trains the jobs of a sweep that share every shape as one model (jobs
 that differ only in the rank r of lorr, lphm or dual_lphm too, zero-padded to the group's largest r).
 
-Jobs are grouped by :func:`rpn_exp.sweep.stacking.stack_groups` (at most ``max_members`` per group); each group of
-several jobs is trained by :func:`rpn_exp.run.stacked.task.train_group` in this process, each job of its own (a job
+Jobs are grouped by :func:`rpn_exp.sweep.stacking.stack_groups`; each group of several jobs is trained by
+:func:`rpn_exp.run.stacked.task.train_group` in this process (``max_members`` at once; the others queue and take the
+slots of members that end: pruned, stopped early, diverged or done), each job of its own (a job
 that stacks with nothing, or one with a setting a stacked group cannot honour) runs as the basic launcher runs it. Every
 job gets its own folder with ``.hydra/``, log file, ``result.json`` and TensorBoard run, as under any launcher.
 
@@ -28,7 +29,7 @@ log = logging.getLogger(__name__)
 @dataclass
 class StackedLauncherConf:
     _target_: str = "hydra_plugins.rpn_exp_stacked.stacked_launcher.StackedLauncher"
-    max_members: int = 16  # jobs trained together at most; a larger group is split
+    max_members: int = 16  # jobs trained at once in a group; the others queue for the slots of those that end
     n_jobs: int = 1  # groups trained at once, each in a worker process of its own
 
 
@@ -37,9 +38,10 @@ ConfigStore.instance().store(group="hydra/launcher", name="stacked", node=Stacke
 
 class StackedLauncher(Launcher):
     def __init__(self, max_members: int = 16, n_jobs: int = 1) -> None:
-        if isinstance(n_jobs, bool) or not isinstance(n_jobs, int) or n_jobs < 1:
-            raise ValueError(f"hydra.launcher.n_jobs={n_jobs!r} is invalid; it must be an integer >= 1 (groups "
-                             "trained at once, each in a process of its own)")
+        for key, value, meaning in (("max_members", max_members, "members trained at once in a group"),
+                                    ("n_jobs", n_jobs, "groups trained at once, each in a process of its own")):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"hydra.launcher.{key}={value!r} is invalid; it must be an integer >= 1 ({meaning})")
         self.max_members, self.n_jobs = max_members, n_jobs
         self.config = self.hydra_context = self.task_function = None
 
@@ -62,17 +64,19 @@ class StackedLauncher(Launcher):
         prepared = [self._run(config, _prepare) for config in configs]  # folders, .hydra/, resolved configs
         tasks = [ret.return_value for ret in prepared]
         waiting = [i for i, (cfg, context) in enumerate(tasks) if not _already_completed(cfg, context)]
-        groups = stack_groups([tasks[i][0] for i in waiting], self.max_members)
-        workers = min(self.n_jobs, len(groups))
-        if workers > 1:  # each job's threads: its worker's share of the cores (rpn_exp.run.threads)
-            for i in waiting:
-                tasks[i][1]["launcher"] = {**(tasks[i][1].get("launcher") or {}), "n_jobs": workers}
-                with read_write(configs[i].hydra.launcher):
-                    configs[i].hydra.launcher.n_jobs = workers
+        groups = stack_groups([tasks[i][0] for i in waiting])
+        workers = max(1, min(self.n_jobs, len(groups)))
+        for i in waiting:  # each job's threads: its share of the cores among the workers (rpn_exp.run.threads)
+            tasks[i][1]["launcher"] = {**(tasks[i][1].get("launcher") or {}), "n_jobs": workers}
+            with read_write(configs[i].hydra.launcher):
+                configs[i].hydra.launcher.n_jobs = workers
         stacked = [len(g) for g in groups if len(g) > 1]
         log.info("Launching %d jobs: %d stacked groups (%s members), %d solo, %d completed earlier", len(configs),
                  len(stacked), " + ".join(map(str, stacked)) or "no", len(groups) - len(stacked),
                  len(configs) - len(waiting))
+        if any(size > self.max_members for size in stacked):
+            log.info("\t%d members of a group train at once; the others take the slots of members that end "
+                     "(hydra.launcher.max_members)", self.max_members)
         for group in groups:
             reason = solo_reason(run_settings(tasks[waiting[group[0]]][0])) if len(group) == 1 else None
             if reason is not None:
@@ -125,7 +129,7 @@ class StackedLauncher(Launcher):
         name = f"{folders[0].parent.name}/" + "+".join(f.name.split("_")[0] for f in folders)
         with _group_log_files(logs):
             log.info("stacked group %s: %d members", name, len(jobs))
-            return train_group(jobs, name)
+            return train_group(jobs, name, self.max_members)
 
 
 def _in_worker(launcher: StackedLauncher, singleton_state, jobs: list[int], configs, tasks):

@@ -101,14 +101,12 @@ def solo_reason(settings: RunSettings) -> str | None:
     return None
 
 
-def stack_groups(configs: Sequence[DictConfig], max_members: int) -> list[list[int]]:
+def stack_groups(configs: Sequence[DictConfig]) -> list[list[int]]:
     """The jobs (indices into ``configs``) in groups that train together, in order of each group's first job.
 
-    Jobs of equal :func:`signature` form a group, split into groups of at most ``max_members``; a job with a
-    :func:`solo_reason` or whose signature no other job shares is a group of one (a solo run).
+    Jobs of equal :func:`signature` form a group (trained ``max_members`` at a time by the launcher, the others
+    queued); a job with a :func:`solo_reason` or whose signature no other job shares is a group of one (a solo run).
     """
-    if isinstance(max_members, bool) or not isinstance(max_members, int) or max_members < 1:
-        raise ValueError(f"max_members={max_members!r} is invalid; it must be an integer >= 1")
     by_signature: dict[str, list[int]] = {}
     groups: list[list[int]] = []
     for index, cfg in enumerate(configs):
@@ -116,9 +114,8 @@ def stack_groups(configs: Sequence[DictConfig], max_members: int) -> list[list[i
             groups.append([index])
             continue
         key = signature(cfg)
-        group = by_signature.get(key)
-        if group is None or len(group) >= max_members:
-            group = by_signature[key] = []
-            groups.append(group)
-        group.append(index)
+        if key not in by_signature:
+            by_signature[key] = []
+            groups.append(by_signature[key])
+        by_signature[key].append(index)
     return groups

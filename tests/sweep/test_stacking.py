@@ -58,10 +58,7 @@ def test_everything_else_a_solo_run_honours_stacks(override):
     assert solo_reason(run_settings(job(override))) is None
 
 
-def test_jobs_are_grouped_by_signature_in_order_and_split_at_max_members():
+def test_jobs_are_grouped_by_signature_in_order():
     configs = [job("seed=1"), job("model.hidden=[32]"), job("seed=2"), job("dry_run=true"),
                job("seed=3"), job("model.hidden=[32]", "seed=5")]
-    assert stack_groups(configs, max_members=16) == [[0, 2, 4], [1, 5], [3]]
-    assert stack_groups(configs, max_members=2) == [[0, 2], [1, 5], [3], [4]]
-    with pytest.raises(ValueError, match="max_members=0 is invalid"):
-        stack_groups(configs, max_members=0)
+    assert stack_groups(configs) == [[0, 2, 4], [1, 5], [3]]

@@ -95,8 +95,9 @@ class MemberCheckpoints(MemberCallbacks, Checkpoint):
 
 class MemberLoggers(Logger):
     """The group's logger: each metric the group logs for member k (``member_key``) goes to member k's loggers under
-    its own name, with the group's own metrics of the same call (Lightning's ``epoch``); hyper-parameters and the
-    outcome are each member's own (``rpn_exp.run.lifecycle.Run``)."""
+    its own name, with the group's own metrics of the same call (Lightning's ``epoch``), at its own step and epoch (a
+    member that joined late counts from its start); hyper-parameters and the outcome are each member's own
+    (``rpn_exp.run.lifecycle.Run``)."""
 
     def __init__(self, members):
         super().__init__()
@@ -119,8 +120,13 @@ class MemberLoggers(Logger):
             k, name = split_key(key)
             (shared if k is None else own[k])[name] = value
         for k, values in own.items():
-            for logger in self.members[k].run.loggers:
-                logger.log_metrics({**values, **shared}, step)
+            member = self.members[k]
+            mine = {**shared, "epoch": shared["epoch"] - member.epoch_offset} if "epoch" in shared else shared
+            own_step = None if step is None else step - member.step_offset
+            if own_step is not None and member.fitted:  # its test, after others trained on: at its own last step
+                own_step = min(own_step, member.global_step)
+            for logger in member.run.loggers:
+                logger.log_metrics({**values, **mine}, own_step)
 
     def save(self) -> None:
         for member in self.members:

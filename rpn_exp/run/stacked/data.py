@@ -2,7 +2,8 @@
 
 :class:`MemberBatches` gives each member the batches its solo run sees (its own split of the data and the permutation
 drawn from its own seed and the epoch, ``TensorBatches``' order); :class:`MemberLoader` is what Lightning iterates:
-the batches of the members still training, in the order of the trainer's current epoch.
+the batches of the members still training, each in the order of its own epoch (a member that joined a group late
+counts its epochs from its start).
 """
 
 from __future__ import annotations
@@ -60,12 +61,12 @@ class MemberBatches:
 
 class MemberLoader:
     """One split of a group as Lightning iterates it: (x (K', b, features), y (K', b)) for the members that
-    ``members()`` names when a pass starts (at its first batch), shuffled in the order of pass ``epoch()`` (None:
-    in stored order)."""
+    ``members()`` names when a pass starts (at its first batch), each shuffled in the order of its own pass,
+    ``epochs(members)`` (None: in stored order)."""
 
     def __init__(self, data: MemberBatches, members: Callable[[], Sequence[int]],
-                 epoch: Callable[[], int] | None = None):
-        self.data, self.members, self.epoch = data, members, epoch
+                 epochs: Callable[[Sequence[int]], Sequence[int]] | None = None):
+        self.data, self.members, self.epochs = data, members, epochs
 
     def __len__(self) -> int:
         return len(self.data)
@@ -74,5 +75,5 @@ class MemberLoader:
         # a generator: the members and the epoch are read at the first batch, not when Lightning calls iter() (a
         # resumed run's epoch is counted only once its restored epoch has ended)
         members = list(self.members())
-        order = None if self.epoch is None else self.data.orders([self.epoch()] * len(members), members)
+        order = None if self.epochs is None else self.data.orders(self.epochs(members), members)
         yield from self.data.batches(members, order)

@@ -60,6 +60,10 @@ class Member:
     epochs: int = 0
     global_step: int = 0
     finished: bool = False  # its final record is written
+    joined: bool = True  # in the stack since the group's start, or since it took a freed slot (False: queued)
+    epoch_offset: int = 0  # the group's epoch and step when it joined: its own are the group's less these
+    step_offset: int = 0
+    loops_offset: dict | None = None  # the group's loop counters when it joined (``own_loops``)
 
     @property
     def settings(self) -> RunSettings:
@@ -176,6 +180,20 @@ class MemberTrainer:
         return self.loggers[0] if self.loggers else None
 
     @property
+    def current_epoch(self) -> int:
+        return self._trainer.current_epoch - self.member.epoch_offset
+
+    @property
+    def global_step(self) -> int:
+        return self._trainer.global_step - self.member.step_offset
+
+    @property
+    def fit_loop(self):
+        """The group's fit loop, counting the member's own optimizer steps (``LearningRateMonitor`` logs at them)."""
+        loop = self._trainer.fit_loop
+        return _OwnSteps(loop, self.member.step_offset) if self.member.step_offset else loop
+
+    @property
     def should_stop(self) -> bool:
         return self.member.stop_requested
 
@@ -230,6 +248,45 @@ class MemberTrainer:
         atomic_torch_save(member_checkpoint(self, weights_only), filepath)
 
 
+class _OwnSteps:
+    """A fit loop whose epoch loop counts ``offset`` fewer optimizer steps (``_batches_that_stepped``)."""
+
+    def __init__(self, loop, offset: int):
+        self._loop, self._offset = loop, offset
+
+    def __getattr__(self, name):
+        return getattr(self._loop, name)
+
+    @property
+    def epoch_loop(self):
+        return _OwnSteps.Epoch(self._loop.epoch_loop, self._offset)
+
+    class Epoch:
+        def __init__(self, loop, offset: int):
+            self._loop, self._offset = loop, offset
+
+        def __getattr__(self, name):
+            return getattr(self._loop, name)
+
+        @property
+        def _batches_that_stepped(self) -> int:
+            return self._loop._batches_that_stepped - self._offset
+
+
+def own_loops(loops, offset, path: str = ""):
+    """A member's loop counters from the group's ``loops`` (a fit loop's ``state_dict``, nested): the counters that
+    run over the whole fit (training's ``total``, the fit loop's epochs, ``_batches_that_stepped``) less the group's
+    at the member's join, ``offset``; the others as they are (the member joined at an epoch's start)."""
+    if isinstance(loops, dict):
+        return {key: own_loops(value, offset.get(key) if isinstance(offset, dict) else None, f"{path}.{key}")
+                for key, value in loops.items()}
+    whole_fit = (".total." in path and ".val_loop." not in path or path.endswith("._batches_that_stepped")
+                 or ".epoch_progress.current." in path)  # validation counts each of its runs afresh
+    if whole_fit and isinstance(loops, int) and not isinstance(loops, bool) and isinstance(offset, int):
+        return loops - offset
+    return loops
+
+
 class _MemberMetrics(dict):
     """Member k's copy of the group's metrics; an entry set here is set in the group's too, as the member's."""
 
@@ -252,6 +309,10 @@ def member_checkpoint(view: MemberTrainer, weights_only: bool = False) -> dict:
     states, callback states, config, best validation accuracy and RNG states; ``stacked_group`` besides."""
     member, trainer = view.member, view._trainer
     checkpoint = trainer._checkpoint_connector.dump_checkpoint(weights_only=True)  # Lightning's keys and loops
+    if member.loops_offset is not None:  # it joined the group late: its own epoch, step and loop counters
+        checkpoint["loops"] = {**checkpoint["loops"],
+                               "fit_loop": own_loops(checkpoint["loops"]["fit_loop"], member.loops_offset)}
+        checkpoint["epoch"], checkpoint["global_step"] = view.current_epoch, view.global_step
     checkpoint.update(
         state_dict={f"net.{k}": v for k, v in member.weights().items()},
         hyper_parameters={"config": resolved_config(member.run.cfg)}, hparams_name="kwargs",

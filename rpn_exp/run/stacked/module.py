@@ -8,12 +8,14 @@ every ``log_every_n_steps``, ``train/loss_epoch`` and ``train/acc`` at an epoch'
 A member whose loss stops being finite is recorded ``diverged``: its step is not taken from then on (the others' is)
 and it leaves the stack at the epoch's end, as do members whose training ended (their ``max_epochs``, or a stop
 asked by a callback such as ``EarlyStopping`` after their ``min_epochs``): the stack is rebuilt over the members
-still training, so a member that stopped costs no compute. With a pruner (``pruner=halving``), at each of its rungs
-the members are reported to the sweep's store of rung standings and their configurations compared with every report
-of that rung, the solo jobs' and other groups' too (:mod:`rpn_exp.run.rung_store`, :mod:`rpn_exp.run.rungs`); the
-members of a dominated one are recorded ``pruned`` and leave the same way, untested; every decision is appended to
-``pruning.jsonl`` beside the sweep's summary. Gradient clipping applies to each member's own
-gradients, as its solo run's clipping does.
+still training, so a member that stopped costs no compute. A group of more than ``max_members`` trains that many at
+once; the others wait in a queue and take the slots members leave, from the next epoch on, each at its own epoch 0
+(its epochs, steps, checkpoints and logged steps are its own: the group's less those it joined at). With a pruner
+(``pruner=halving``), at each of its rungs (a member's own epochs) the members are reported to the sweep's store
+of rung standings and their configurations compared with every report of that rung, the solo jobs' and other
+groups' too (:mod:`rpn_exp.run.rung_store`, :mod:`rpn_exp.run.rungs`); the members of a dominated one are
+recorded ``pruned`` and leave the same way, untested; every decision is appended to ``pruning.jsonl`` beside the
+sweep's summary. Gradient clipping applies to each member's own gradients, as its solo run's clipping does.
 """
 
 from __future__ import annotations
@@ -32,6 +34,14 @@ from rpn_exp.run.stacked.member import Member, MemberTrainer, member_key
 from rpn_exp.run.stacked.optimizer import MemberSchedulers, group_optimizer, member_share, one_group_per_setting
 
 
+def before_epoch(loops: dict) -> dict:
+    """A fit loop's counters (its ``state_dict``) at an epoch's start as they were before it: Lightning counts the
+    epoch ``ready`` before calling ``on_train_epoch_start``."""
+    progress = loops["epoch_progress"]
+    return {**loops, "epoch_progress": {part: {**progress[part], "ready": progress[part]["ready"] - 1}
+                                        for part in ("total", "current")}}
+
+
 class StackedClassifier(L.LightningModule):
     """Cross-entropy classification by each of ``members`` of its own (K', b, features) rows.
 
@@ -40,11 +50,16 @@ class StackedClassifier(L.LightningModule):
             scheduler factories set.
     """
 
-    def __init__(self, members: list[Member]):
+    def __init__(self, members: list[Member], max_members: int | None = None):
         super().__init__()
         self.members = members
         self.nets = nn.ModuleList(m.stack_net for m in members)
-        self.training_members = [k for k, m in enumerate(members) if m.running]  # drawn in every training batch
+        running = [k for k, m in enumerate(members) if m.running]
+        self.capacity = max_members or len(members)  # members in the stack at most
+        self.training_members = running[:self.capacity]  # drawn in every training batch
+        self.queue = running[len(self.training_members):]  # waiting for a slot: they join as members leave
+        for k in self.queue:
+            members[k].joined = False
         self.epoch_members: list[int] = []  # those that started the current epoch
         self._stack: MemberStack | None = None
         self._stacked: tuple[int, ...] = ()
@@ -88,21 +103,42 @@ class StackedClassifier(L.LightningModule):
     def end_members(self, pruned: dict[int, dict]) -> None:
         """The end of an epoch, after every callback: a member whose training is over, or ``pruned`` (member: why)
         leaves (its callbacks get ``on_train_end``, as a solo run's do); when none is left the Trainer stops."""
-        epoch, trainer = self.current_epoch + 1, self.trainer
         for k in self.evaluated():
             member, view = self.members[k], self.view(k)
             self.keep_metrics(k)
+            epoch = view.current_epoch + 1
             stopped = member.stop_requested and epoch >= view.min_epochs
             if epoch >= member.max_epochs or stopped or k in pruned:
-                member.fitted, member.epochs, member.global_step = True, epoch, trainer.global_step
+                member.fitted, member.epochs, member.global_step = True, epoch, view.global_step
                 for callback in member.callbacks:
                     callback.on_train_end(view, view.lightning_module)
         for k, why in pruned.items():  # recorded at once, after its callbacks ended (its last.ckpt); not tested
             self.members[k].run.end(Status.PRUNED, pruned=why)
             self.members[k].finish()
         self.training_members = [k for k in self.training_members if self.members[k].running]
+        self.refill()
         if not self.training_members:
-            trainer.should_stop = True
+            self.trainer.should_stop = True
+
+    def refill(self) -> None:
+        """Queued members take the slots members left, at the start of the next epoch (their own epoch 0): their
+        callbacks set up as for a fit of their own, the Trainer's epochs extended to cover theirs."""
+        trainer = self.trainer
+        while self.queue and len(self.training_members) < self.capacity:
+            k = self.queue.pop(0)
+            member = self.members[k]
+            if not member.running:
+                continue
+            member.joined = True
+            member.epoch_offset, member.step_offset = self.current_epoch + 1, trainer.global_step
+            member.run.record["stacked_group"]["joined_at_epoch"] = member.epoch_offset
+            trainer.fit_loop.max_epochs = max(trainer.fit_loop.max_epochs, member.epoch_offset + member.max_epochs)
+            view = self.view(k)
+            for callback in member.callbacks:
+                callback.setup(view, view.lightning_module, stage="fit")
+                callback.on_fit_start(view, view.lightning_module)
+                callback.on_train_start(view, view.lightning_module)
+            self.training_members.append(k)
 
     def prune(self) -> dict[int, dict]:
         """At the end of an epoch that is a rung of the pruner: the members reported to the sweep's store and judged
@@ -110,21 +146,32 @@ class StackedClassifier(L.LightningModule):
         configurations and why (their record's ``pruned``); {} between rungs and without a pruner."""
         if self.pruner is None:
             return {}
-        metrics = {k: self.view(k).callback_metrics for k in self.evaluated()}
-        members = {self.members[k].out.name: k for k in metrics if "val/acc" in metrics[k]}
-        entries = [Entry.of(self.members[k].run.record, job, self.members[k].max_epochs, metrics[k]["val/acc"])
-                   for job, k in members.items()]
-        if not entries:
-            return {}
-        sweep = self.members[next(iter(members.values()))].out.parent
-        pruned = report_group_and_judge(sweep, self.pruner, self.current_epoch + 1, entries)
-        return {members[job]: why for job, why in pruned.items()}
+        by_epoch: dict[int, dict[str, int]] = {}  # the members at each of their own epochs: {job: member}
+        for k in self.evaluated():
+            if "val/acc" in self.view(k).callback_metrics:
+                by_epoch.setdefault(self.view(k).current_epoch + 1, {})[self.members[k].out.name] = k
+        pruned = {}
+        for epoch, members in by_epoch.items():
+            entries = [Entry.of(self.members[k].run.record, job, self.members[k].max_epochs,
+                                self.view(k).callback_metrics["val/acc"]) for job, k in members.items()]
+            sweep = self.members[next(iter(members.values()))].out.parent
+            judged = report_group_and_judge(sweep, self.pruner, epoch, entries)
+            pruned.update({members[job]: why for job, why in judged.items()})
+        return pruned
 
     # --- training ----------------------------------------------------------------------------------------------
 
     def on_train_epoch_start(self) -> None:
         self.epoch_members = list(self.training_members)
         self._train_totals = None
+        for k in self.training_members:  # one that joined now: the group's loop counters before its first epoch
+            member = self.members[k]
+            if member.epoch_offset and member.loops_offset is None:
+                member.loops_offset = before_epoch(self.trainer.fit_loop.state_dict())
+
+    def member_epochs(self, members: list[int]) -> list[int]:
+        """The epoch each of ``members`` is at (its own: the group's less the epoch it joined at)."""
+        return [self.current_epoch - self.members[k].epoch_offset for k in members]
 
     def training_step(self, batch, batch_idx):
         x, y = batch
@@ -148,12 +195,15 @@ class StackedClassifier(L.LightningModule):
         ``log_every_n_steps`` optimizer steps, at the count of batches stepped before this one): in one call to the
         group's logger and into the Trainer's ``callback_metrics``, not one ``self.log`` per member (about 0.8 ms
         each, as much as the network's step at K = 8)."""
-        step = self.global_step  # called before the optimizer step: the steps taken so far
-        if (step + 1) % max(1, self.trainer.log_every_n_steps) or self._step_losses is None:
+        step, every = self.global_step, max(1, self.trainer.log_every_n_steps)  # the steps taken so far
+        if self._step_losses is None:
             return
         values = self._step_losses.float().cpu()
         metrics = {member_key(k, "train/loss_step"): values[position]
-                   for position, k in enumerate(self.training_members) if self.members[k].run.running}
+                   for position, k in enumerate(self.training_members)
+                   if self.members[k].run.running and not (step - self.members[k].step_offset + 1) % every}
+        if not metrics:
+            return
         self.trainer.callback_metrics.update(metrics)
         for logger in self.loggers:
             logger.log_metrics({**{key: float(v) for key, v in metrics.items()}, "epoch": self.current_epoch}, step)
@@ -164,9 +214,10 @@ class StackedClassifier(L.LightningModule):
             member = self.members[members[position]]
             if member.run.running:
                 self.keep_metrics(members[position])
-                member.epochs, member.global_step = self.current_epoch, self.global_step
-                member.run.fail(DivergenceError(divergence_message(losses[position].item(), self.current_epoch,
-                                                                   self.global_step)))
+                view = self.view(members[position])
+                member.epochs, member.global_step = view.current_epoch, view.global_step
+                member.run.fail(DivergenceError(divergence_message(losses[position].item(), view.current_epoch,
+                                                                   view.global_step)))
 
     def optimizer_zero_grad(self, epoch, batch_idx, optimizer):
         """No gradient in the stack or its members (a member outside the stack has none: ``stack``)."""

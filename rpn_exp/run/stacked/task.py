@@ -42,8 +42,9 @@ from rpn_exp.run.task import new_trainer, quiet_trainer, run_callbacks
 log = logging.getLogger("rpn_exp")
 
 
-def train_group(jobs: list[tuple[DictConfig, dict]], group: str) -> list:
-    """Train the jobs ``(resolved config, hydra context)`` of one group together; return each one's objective.
+def train_group(jobs: list[tuple[DictConfig, dict]], group: str, max_members: int | None = None) -> list:
+    """Train the jobs ``(resolved config, hydra context)`` of one group together, ``max_members`` at a time (the
+    others queued: each takes the slot of a member that ends); return each one's objective.
 
     Every member always leaves its ``result.json``, whatever happens to the others.
     """
@@ -56,9 +57,8 @@ def train_group(jobs: list[tuple[DictConfig, dict]], group: str) -> list:
         for member in members:
             end_if_pruned(member)
         stack_nets(members)
-        for _, cohort in groupby(sorted((m for m in members if m.running), key=lambda m: m.start),
-                                 key=lambda m: m.start):
-            interrupted = fit_and_test(list(cohort))
+        for chunk in cohorts(members, max_members):
+            interrupted = fit_and_test(chunk, max_members)
             if interrupted:
                 break
     except Exception as error:  # a failure of the shared loop fails every member that was still training
@@ -72,6 +72,19 @@ def train_group(jobs: list[tuple[DictConfig, dict]], group: str) -> list:
     if interrupted:  # as a solo run: SIGTERM ends the sweep, once every member's record is written
         raise SystemExit(SIGTERM_EXIT)
     return [m.run.objective() if m is not None else None for m in started]
+
+
+def cohorts(members: list[Member], max_members: int | None) -> list[list[Member]]:
+    """The members still to train, by the epoch they start at (members resuming from checkpoints of different epochs
+    train in turn, one Trainer each): those starting afresh in one cohort, queued beyond ``max_members``; those
+    resuming in cohorts of at most ``max_members``."""
+    chunks = []
+    for start, starting in groupby(sorted((m for m in members if m.running), key=lambda m: m.start),
+                                   key=lambda m: m.start):
+        cohort = list(starting)
+        size = (max_members or len(cohort)) if start != (0, 0) else len(cohort)
+        chunks += [cohort[i:i + size] for i in range(0, len(cohort), size)]
+    return chunks
 
 
 def start_member(cfg: DictConfig, context: dict, group: str, size: int, index: int) -> Member | None:
@@ -151,10 +164,11 @@ def ordered(callbacks: list) -> list:
     return [c for c in callbacks if not isinstance(c, Checkpoint)] + [c for c in callbacks if isinstance(c, Checkpoint)]
 
 
-def fit_and_test(members: list[Member]) -> bool:
-    """Fit the members (all starting at the same epoch) with one Trainer, then test each on its best weights;
-    returns whether SIGTERM stopped them (each one is then recorded ``interrupted`` at its last checkpoint)."""
-    module = StackedClassifier(members)
+def fit_and_test(members: list[Member], max_members: int | None = None) -> bool:
+    """Fit the members (all starting at the same epoch; at most ``max_members`` at once, the others queued) with one
+    Trainer, then test each on its best weights; returns whether SIGTERM stopped them (each one is then recorded
+    ``interrupted`` at its last checkpoint)."""
+    module = StackedClassifier(members, max_members)
     settings = members[0].settings
     quiet = quiet_trainer(settings, members[0].run.context)
     trainer = new_trainer(settings, [MemberCallbacks(module), MemberCheckpoints(module)], MemberLoggers(members),
@@ -166,23 +180,30 @@ def fit_and_test(members: list[Member]) -> bool:
     resumed = members[0].run.resume_from if members[0].resume else None
     try:
         trainer.fit(module, train_dataloaders=MemberLoader(data["train"], lambda: module.training_members,
-                                                           lambda: trainer.current_epoch),
+                                                           module.member_epochs),
                     val_dataloaders=MemberLoader(data["val"], module.evaluated), ckpt_path=resumed, weights_only=False)
     except SIGTERMException as error:  # Lightning stops at the next batch boundary after a SIGTERM
-        for member in members:
+        for k, member in enumerate(members):
             if member.run.running:
-                member.epochs, member.global_step = trainer.current_epoch, trainer.global_step
+                member.epochs, member.global_step = own_progress(module, k)
                 member.run.fail(error)
         return True
-    for member in members:
-        if member.running:  # the Trainer itself stopped (max_steps, max_time): as a solo run, training is over
-            member.fitted, member.epochs, member.global_step = True, trainer.current_epoch, trainer.global_step
+    for k, member in enumerate(members):
+        if member.running and member.joined:  # the Trainer itself stopped (max_steps, max_time): training is over
+            member.fitted = True
+            member.epochs, member.global_step = own_progress(module, k)
     test(module, trainer, [k for k, m in enumerate(members) if m.fitted and m.run.running and m.settings.test],
          MemberLoader(data["test"], module.evaluated))
     for member in members:
         if member.fitted and member.run.running:  # test=false: completed without testing, as a solo run
             member.run.end(Status.COMPLETED)
     return False
+
+
+def own_progress(module: StackedClassifier, k: int) -> tuple[int, int]:
+    """(epochs, steps) member k trained so far: its own count, none if it never left the queue."""
+    view = module.view(k)
+    return (view.current_epoch, view.global_step) if module.members[k].joined else (0, 0)
 
 
 def group_data(members: list[Member], split: str) -> MemberBatches:

@@ -32,12 +32,22 @@ def test_member_batches_are_each_members_solo_batches():
 
 def test_a_loader_draws_the_members_named_when_a_pass_starts_in_that_pass_order():
     data = MemberBatches(member_splits(), mean=[0.0] * K, std=[1.0] * K, seeds=[1, 2, 3], batch_size=16)
-    members, epoch = [0, 1, 2], [0]
-    loader = MemberLoader(data, lambda: members, lambda: epoch[0])
+    members, epochs = [0, 1, 2], {0: 0, 1: 0, 2: 0}
+    loader = MemberLoader(data, lambda: members, lambda named: [epochs[k] for k in named])
     first = [x for x, _ in loader]
-    members[:], epoch[0] = [2], 3
+    members[:], epochs[2] = [2], 3
     later = [x for x, _ in loader]
     assert len(loader) == 4 and first[0].shape[0] == 3 and later[0].shape[0] == 1
     expected = list(data.batches([2], data.orders([3], [2])))
     for x, (want, _) in zip(later, expected, strict=True):
         assert torch.equal(x, want)
+
+
+def test_members_at_different_epochs_are_each_drawn_in_the_order_of_their_own_pass():
+    data = MemberBatches(member_splits(), mean=[0.0] * K, std=[1.0] * K, seeds=[1, 2, 3], batch_size=16)
+    loader = MemberLoader(data, lambda: [0, 2], lambda named: [5, 0])  # member 2 joined 5 epochs after member 0
+    drawn = [x for x, _ in loader]
+    for position, (k, epoch) in enumerate(((0, 5), (2, 0))):
+        alone = [x[0] for x, _ in data.batches([k], data.orders([epoch], [k]))]
+        for x, want in zip(drawn, alone, strict=True):
+            assert torch.equal(x[position], want)

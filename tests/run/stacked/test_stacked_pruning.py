@@ -169,22 +169,72 @@ def test_a_pruned_members_mlflow_run_ends_finished_as_a_pruned_solo_run_does(tmp
     assert runs == {job: "FINISHED" for job in statuses}  # not FAILED: a pruned run was stopped on purpose
 
 
-@pytest.mark.parametrize("max_members, runs", [(2, "two groups"), (3, "a group, then a solo job")])
-def test_groups_and_solo_jobs_of_one_sweep_prune_through_one_store(tmp_path, max_members, runs):
-    """The sweep split by ``max_members``: lr=1e-6's last jobs train after lr=0.01's in another group (2), or its
-    last seed solo (3). Alone they would have nothing to be behind; through the sweep's store of rung standings they
-    are judged against the jobs that reached the rung before them, and stop."""
+REFILLED = [*PRUNED_SWEEP, "pruner.margin=0.1", "threads=1"]
+
+
+def queued_sweep(folder, max_members):
+    done = run_cli("-m", *REFILLED, f"hydra.launcher.max_members={max_members}", f"hydra.sweep.dir={folder}")
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    return folder
+
+
+@pytest.fixture(scope="module")
+def refilled_sweep(tmp_path_factory):
+    """3 of the 4 jobs at once: lr=1e-6's seed 2 takes the slot its pruned seed 1 leaves at the group's epoch 1."""
+    return queued_sweep(tmp_path_factory.mktemp("refilled") / "sweep", 3)
+
+
+@pytest.mark.parametrize("max_members, joined", [(2, {"002_lr1e-06_seed1": 4, "003_lr1e-06_seed2": 4}),
+                                                 (3, {"003_lr1e-06_seed2": 1})])
+def test_a_queued_member_takes_a_freed_slot_and_is_judged_at_its_own_rungs(refilled_sweep, tmp_path, max_members,
+                                                                             joined):
+    """``max_members`` of the 4 jobs at once: lr=1e-6's jobs wait until lr=0.01's end (2), or its seed 2 takes the
+    slot its pruned seed 1 left at the group's epoch 1 (3). Each is judged at its own rung epoch, against every report
+    of that rung in the sweep's store, and stops there."""
     from rpn_exp.run.rung_store import read_reports
 
-    folder = tmp_path / "sweep"
-    done = run_cli("-m", *PRUNED_SWEEP, "pruner.margin=0.1", "threads=1", f"hydra.launcher.max_members={max_members}",
-                   f"hydra.sweep.dir={folder}")
-    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    folder = refilled_sweep if max_members == 3 else queued_sweep(tmp_path / "sweep", max_members)
     status = {job: (r["status"], r["epochs"]) for job, r in records(folder).items()}
     assert status == {"000_lr0.01_seed1": ("completed", 4), "001_lr0.01_seed2": ("completed", 4),
-                      "002_lr1e-06_seed1": ("pruned", 1), "003_lr1e-06_seed2": ("pruned", 1)}, runs
+                      "002_lr1e-06_seed1": ("pruned", 1), "003_lr1e-06_seed2": ("pruned", 1)}, max_members
+    steps_per_epoch = records(folder)["000_lr0.01_seed1"]["global_step"] // 4
+    for job, record in records(folder).items():
+        assert record["stacked_group"].get("joined_at_epoch") == joined.get(job), job
+        if record["status"] == "pruned":
+            assert record["global_step"] == steps_per_epoch  # one epoch of its own, none after its rung
     assert sorted((epoch, r.job) for epoch, r in read_reports(folder) if epoch == 1) == [
         (1, job) for job in sorted(status)]  # every job reported its first rung to the one store
     last = records(folder)["003_lr1e-06_seed2"]["pruned"]
     assert "optimizer.lr=0.01" in last["dominated_by"]["overrides"]
     assert last["dominated_by"]["val_acc_mean"] > last["val_acc"] + 0.1
+
+
+def test_kill_9_after_a_refilled_members_rung_and_resume_give_the_uninterrupted_decisions(refilled_sweep, tmp_path):
+    """SIGKILL once the member that took a freed slot has written its rung epoch's last.ckpt (the group two epochs
+    in, that member one): resumed, the members train on from their own epochs and the sweep ends as the one never
+    killed, every decision once."""
+    import signal
+    import subprocess
+    import time
+
+    from tests.conftest import cli_command
+
+    folder = tmp_path / "sweep"
+    command = cli_command("-m", *REFILLED, "hydra.launcher.max_members=3", f"hydra.sweep.dir={folder}")
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    while not (folder / "003_lr1e-06_seed2" / "checkpoints" / "last.ckpt").is_file():  # an event, not a deadline
+        assert process.poll() is None, process.communicate()[1][-3000:]
+        time.sleep(0.01)
+    process.send_signal(signal.SIGKILL)
+    process.communicate(timeout=600)
+    again = run_cli("-m", *REFILLED, "hydra.launcher.max_members=3", f"hydra.sweep.dir={folder}",
+                    "skip_completed=true")
+    assert again.returncode == 0, again.stdout[-2000:] + again.stderr[-3000:]
+    assert decisions_by_rung(folder) == decisions_by_rung(refilled_sweep)
+    resumed, straight = records(folder), records(refilled_sweep)
+    for job, record in straight.items():
+        assert (resumed[job]["status"], resumed[job]["global_step"]) == (record["status"], record["global_step"]), job
+        if record["status"] == "pruned":
+            assert resumed[job]["pruned"]["epoch"] == record["pruned"]["epoch"]
+        else:
+            assert resumed[job]["metrics"]["test/acc"] == pytest.approx(record["metrics"]["test/acc"], abs=1e-6)

@@ -210,6 +210,34 @@ def test_each_member_stops_early_on_its_own_and_stops_costing_steps(tmp_path):
         assert state["epoch"] + 1 == ours["epochs"]  # its last checkpoint is where it stopped
 
 
+def test_a_queued_member_takes_a_freed_slot_and_trains_as_its_solo_run_at_its_own_epochs(tmp_path):
+    """max_members=3 of 4 jobs: the 3-epoch seed 2 waits until the 1-epoch jobs end, joins at the group's epoch 1 and
+    trains its epochs 0-2 beside seed 1's 1-2: its records, checkpoints and TensorBoard steps are its solo run's."""
+    overrides = ["trainer.max_epochs=1,3", "seed=1,2", "threads=1"]
+    done = sweep(tmp_path / "stacked", "launcher=stacked", "hydra.launcher.max_members=3",
+                 "callbacks.progress_bar.refresh_rate=0", *overrides)
+    sweep(tmp_path / "solo", "callbacks.progress_bar.refresh_rate=0", *overrides)
+    assert "3 members of a group train at once" in done.stdout + done.stderr
+    queued = "003_seed2"  # max_epochs=3: the jobs are 1 and 3 epochs of seed 1, seed 2
+    for job in ("000_seed1", "001_seed2", "002_seed1", queued):
+        ours, theirs = record(tmp_path / "stacked", job), record(tmp_path / "solo", job)
+        assert ours["stacked_group"].get("joined_at_epoch") == (1 if job == queued else None), job
+        assert (ours["status"], ours["epochs"], ours["global_step"]) == ("completed", theirs["epochs"],
+                                                                         theirs["global_step"]), job
+        for key, value in theirs["metrics"].items():
+            assert ours["metrics"][key] == pytest.approx(value, abs=2e-5), (job, key)
+        assert Path(ours["best_checkpoint"]).name == Path(theirs["best_checkpoint"]).name, job
+        state, solo_state = (torch.load(root / job / "checkpoints" / "last.ckpt", weights_only=False)
+                             for root in (tmp_path / "stacked", tmp_path / "solo"))
+        assert (state["epoch"], state["global_step"], state["loops"]) == (
+            solo_state["epoch"], solo_state["global_step"], solo_state["loops"]), job
+        ours_events, solo_events = (load_events(root / job) for root in (tmp_path / "stacked",
+                                                                                       tmp_path / "solo"))
+        assert ours_events.Tags()["scalars"] == solo_events.Tags()["scalars"]
+        for tag in solo_events.Tags()["scalars"]:  # train/lr, train/loss_step, val/acc, test/acc, ...
+            assert [e.step for e in ours_events.Scalars(tag)] == [e.step for e in solo_events.Scalars(tag)], tag
+
+
 def test_each_member_lands_in_the_mlflow_tracking_store_as_its_own_run(tmp_path):
     mlflow = pytest.importorskip("mlflow", reason="the mlflow extra is not installed (pip install -e '.[mlflow]')")
     done = sweep(tmp_path / "sweep", "launcher=stacked", "logger=mlflow", f"paths.log_dir={tmp_path}", "seed=1,2",
