@@ -3,6 +3,7 @@
 
     python scripts/fashion_pruning.py                       # both runs into outputs/fashion_pruning/<stamp>/
     python scripts/fashion_pruning.py --report FOLDER        # the comparison again from a finished FOLDER
+    python scripts/fashion_pruning.py --reuse reference      # the pruned run takes the unpruned run's reference sweep
 
 Needs Debian's Fashion-MNIST (apt-get install -y dataset-fashion-mnist). Each run is the first study's three sweeps
 (``scripts/fashion_results.py``: ``rpn``, ``reference``, ``baselines``) with ``launcher=stacked
@@ -37,11 +38,20 @@ RUNS = {"unpruned": [], "pruned": ["pruner=halving"]}
 EXAMPLE = ROOT / "outputs" / "examples" / "fashion_pruning"
 
 
-def run(folder: Path, name: str, extra: list[str]) -> dict:
-    """One run of the study: its three sweeps into ``folder / name``, each sweep's command and wall time."""
-    sweeps = {}
+def run(folder: Path, name: str, extra: list[str], done: dict, shared: tuple[str, ...]) -> dict:
+    """One run of the study: its three sweeps into ``folder / name``, each sweep's command and wall time; the sweeps
+    in ``done`` (a run stopped earlier) are kept, and those in ``shared`` are the unpruned run's (a sweep of one
+    configuration, which pruning cannot change), their wall time counted as measured there."""
+    sweeps = dict(done)
     common = [c for c in COMMON if not c.startswith("launcher=")] + LAUNCHER + extra
     for sweep in STUDY:
+        if sweep in sweeps:
+            continue
+        if sweep in shared and name != "unpruned":
+            (folder / name).mkdir(parents=True, exist_ok=True)
+            (folder / name / sweep).symlink_to(folder / "unpruned" / sweep, target_is_directory=True)
+            sweeps[sweep] = {"reused": "unpruned"}
+            continue
         command = [sys.executable, "-m", "rpn_exp", "-m", *SWEEPS[sweep], *common,
                    f"hydra.sweep.dir={folder / name / sweep}"]
         started = time.perf_counter()
@@ -49,7 +59,14 @@ def run(folder: Path, name: str, extra: list[str]) -> dict:
         sweeps[sweep] = {"command": "python -m rpn_exp -m " + " ".join(command[4:-1]),
                          "wall_time_s": round(time.perf_counter() - started, 1)}
         print(f"[fashion_pruning] {name} {sweep}: {sweeps[sweep]['wall_time_s']} s", flush=True)
-    return {"sweeps": sweeps, "wall_time_s": round(sum(s["wall_time_s"] for s in sweeps.values()), 1)}
+    return {"sweeps": sweeps}
+
+
+def wall_time(record: dict, name: str) -> float:
+    """A run's wall time: its sweeps', a reused one's as measured in the run it comes from."""
+    sweeps = record["runs"][name]["sweeps"]
+    return round(sum(record["runs"][s["reused"]]["sweeps"][k]["wall_time_s"] if "reused" in s else s["wall_time_s"]
+                     for k, s in sweeps.items()), 1)
 
 
 def configurations(folder: Path) -> dict[str, dict]:
@@ -93,7 +110,7 @@ def write(folder: Path, record: dict) -> None:
              "| run | wall time, s | jobs | jobs pruned | epochs trained |", "|---|---|---|---|---|"]
     for name in RUNS:
         pruned = sum(len(p["jobs"]) for p in comparison["pruned"]) if name == "pruned" else 0
-        lines.append(f"| {name} | {record['runs'][name]['wall_time_s']} | {comparison['jobs'][name]} | {pruned} | "
+        lines.append(f"| {name} | {wall_time(record, name)} | {comparison['jobs'][name]} | {pruned} | "
                      f"{comparison['epochs'][name]} |")
     lines += ["", f"Same Pareto front (the same configurations, means within the unpruned 95% intervals): "
               f"**{'yes' if comparison['same_front'] else 'no'}**", "", "Pruned:", ""]
@@ -118,15 +135,21 @@ def write(folder: Path, record: dict) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--report", type=Path, metavar="FOLDER", help="compare a finished run again")
+    parser.add_argument("--resume", type=Path, metavar="FOLDER", help="go on with the sweeps a run has not done")
+    parser.add_argument("--reuse", nargs="*", default=[], choices=STUDY,
+                        help="sweeps of one configuration the pruned run takes from the unpruned one")
     args = parser.parse_args()
     if args.report:
         folder = args.report.resolve()
         record = json.loads((folder / "comparison.json").read_text())
     else:
-        folder = ROOT / "outputs" / "fashion_pruning" / time.strftime("%Y-%m-%d_%H-%M-%S")
-        record = {"provenance": provenance(None), "folder": str(folder.relative_to(ROOT)), "runs": {}}
+        folder = args.resume.resolve() if args.resume else (
+            ROOT / "outputs" / "fashion_pruning" / time.strftime("%Y-%m-%d_%H-%M-%S"))
+        record = json.loads((folder / "comparison.json").read_text()) if args.resume else {
+            "provenance": provenance(None), "folder": str(folder.relative_to(ROOT)), "runs": {}}
         for name, extra in RUNS.items():
-            record["runs"][name] = run(folder, name, extra)
+            done = record["runs"].get(name, {}).get("sweeps", {})
+            record["runs"][name] = run(folder, name, extra, done, tuple(args.reuse))
             folder.mkdir(parents=True, exist_ok=True)
             (folder / "comparison.json").write_text(json.dumps(record, indent=2) + "\n")
     record["comparison"] = compare(folder)
