@@ -2,6 +2,7 @@
 
     python benchmarks/stacked_step.py                 # K = 1, 4, 8, 16; paper model, dual_lphm r = 5
     python benchmarks/stacked_step.py --members 8 --steps 100
+    python benchmarks/stacked_step.py --members 1 3 --overrides experiment=paper_reference   # the reference layout
 
 Every member is built from its own seed as its solo run builds it, with its AdamW (one group optimizer, a
 parameter group per member, as a stacked group's members get) and batch of 64. "solo" is the same step of one
@@ -30,10 +31,10 @@ from rpn_exp.run.stacked.optimizer import group_optimizer  # noqa: E402
 OVERRIDES = ["experiment=paper_mnist", "reconciliation=dual_lphm", "reconciliation.r=5"]
 
 
-def members(K: int):
+def members(K: int, overrides: list[str]):
     nets, factories = [], []
     for k in range(K):
-        cfg = compose([*OVERRIDES, f"seed={k + 1}"])
+        cfg = compose([*overrides, f"seed={k + 1}"])
         torch.manual_seed(k + 1)
         nets.append(build_network(cfg, 784, 10))
         factories.append(instantiate_node(cfg.optimizer, "optimizer"))
@@ -41,8 +42,8 @@ def members(K: int):
     return nets, factories[0], optimizer
 
 
-def measure(K: int, steps: int) -> dict:
-    nets, factory, optimizer = members(K)
+def measure(K: int, steps: int, overrides: list[str]) -> dict:
+    nets, factory, optimizer = members(K, overrides)
     solo = copy.deepcopy(nets[0])
     solo_optimizer = factory(solo.parameters())
     stack = MemberStack(nets)
@@ -76,10 +77,11 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--members", type=int, nargs="+", default=[1, 4, 8, 16])
     parser.add_argument("--steps", type=int, default=200)
+    parser.add_argument("--overrides", nargs="+", default=OVERRIDES, help="the members' config (default: %(default)s)")
     args = parser.parse_args(argv)
     rows = []
     for K in args.members:
-        rows.append(measure(K, args.steps))
+        rows.append(measure(K, args.steps, args.overrides))
         print(rows[-1], flush=True)
     print_table(rows, ["K", "solo step ms", "stacked forward+backward ms", "stacked optimizer ms", "stacked step ms",
                        "per member ms", "throughput vs solo"])

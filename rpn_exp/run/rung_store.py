@@ -15,8 +15,10 @@ reports its members to the same store at each rung, all at once, and is judged t
 
 This is asynchronous successive halving: a job is compared with the jobs that reached the rung before it, never
 waits for the others, and so a job that reaches a rung first is judged against fewer; which jobs those are depends
-on the order the launcher runs them (``pruning.jsonl`` says, for each decision, on what it was made). A job that
-reports a rung twice (resumed after a kill) is counted once.
+on the order the launcher runs them (``pruning.jsonl`` says, for each decision, on what it was made). So that the
+order cannot keep what the rule would stop, a configuration kept at a rung is judged again at its next rung on
+every report of the earlier ones (:func:`~rpn_exp.run.rungs.judged_again`): dominated there by a later arrival, it
+stops one rung late. A job that reports a rung twice (resumed after a kill) is counted once.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ import lightning as L
 from rpn_exp.files import FILE_MODE
 from rpn_exp.run.atomic import atomic_write
 from rpn_exp.run.pruning import SuccessiveHalving
-from rpn_exp.run.rungs import Entry, logged_pruning, rung_decisions, write_decisions
+from rpn_exp.run.rungs import Entry, judged_again, logged_pruning, rung_decisions, write_decisions
 
 #: Every solo job's report at each of its rungs: one JSON line per (job, epoch).
 RUNGS_FILE = "rungs.jsonl"
@@ -87,23 +89,27 @@ def store_session(folder: Path, storage: str | None = None) -> Iterator[FileRepo
             yield FileReports(folder)
 
 
-def _add_reports(store: FileReports, epoch: int, entries: list[Entry]) -> list[Entry]:
-    """Add ``entries`` at ``epoch`` to the store (each job once per epoch; inside a :func:`store_session`); every
-    report of that epoch."""
+def _judge(store: FileReports, pruner: SuccessiveHalving, epoch: int, entries: list[Entry]):
+    """Add ``entries`` at ``epoch`` to the store (each job once per epoch; inside a :func:`store_session`) and decide
+    their configurations on every report of that epoch, those kept judged again at their earlier rungs
+    (:func:`~rpn_exp.run.rungs.judged_again`): (decisions, {job: why it is pruned})."""
     reports = store.read()
     known = {(e, r.job) for e, r in reports}
     new = [(epoch, entry) for entry in entries if (epoch, entry.job) not in known]
     if new:
         store.add(reports, new)
-    return [r for e, r in reports + new if e == epoch]
+    by_epoch: dict[int, list[Entry]] = {}
+    for e, report in reports + new:
+        by_epoch.setdefault(e, []).append(report)
+    decisions, pruned = rung_decisions(pruner, epoch, by_epoch[epoch], decided={e.configuration for e in entries})
+    return judged_again(pruner, epoch, decisions, pruned, by_epoch)
 
 
 def report_and_judge(folder: Path, pruner: SuccessiveHalving, epoch: int, entry: Entry) -> dict | None:
     """Add ``entry`` at ``epoch`` to the store (once per job and epoch), decide its configuration on every report of
     that epoch and log the decision; returns why it is pruned (its record's ``pruned``), or None: it goes on."""
     with store_session(folder, pruner.storage) as store:
-        standings = _add_reports(store, epoch, [entry])
-        decisions, pruned = rung_decisions(pruner, epoch, standings, decided={entry.configuration})
+        decisions, pruned = _judge(store, pruner, epoch, [entry])
         write_decisions(folder, [{**d, "judged": entry.job} for d in decisions])  # for this job only
     return {**pruned[entry.job], "judged": entry.job} if entry.job in pruned else None
 
@@ -116,8 +122,7 @@ def report_group_and_judge(folder: Path, pruner: SuccessiveHalving, epoch: int,
     if not any(epoch in pruner.rungs(e.max_epochs) for e in entries):
         return {}
     with store_session(folder, pruner.storage) as store:
-        standings = _add_reports(store, epoch, entries)
-        decisions, pruned = rung_decisions(pruner, epoch, standings, decided={e.configuration for e in entries})
+        decisions, pruned = _judge(store, pruner, epoch, entries)
         write_decisions(folder, decisions)
     own = {e.job for e in entries}
     return {job: why for job, why in pruned.items() if job in own}

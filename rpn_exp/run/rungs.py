@@ -86,6 +86,32 @@ def write_decisions(folder: Path, decisions: list[dict]) -> None:
         atomic_write(Path(folder) / DECISIONS_FILE, lambda handle: handle.write(lines.encode()))
 
 
+def judged_again(pruner: SuccessiveHalving, epoch: int, decisions: list[dict], pruned: dict,
+                 earlier: dict[int, list[Entry]]) -> tuple[list[dict], dict]:
+    """The configurations ``decisions`` keep at ``epoch`` judged again at their earlier rungs (the latest first), on
+    every report of that rung now known: those made after theirs too. Asynchronous halving judges a job that reaches
+    a rung first against fewer; judged again, a configuration that a later arrival dominates at a rung both reached
+    stops at its next rung, so no order of arrival keeps one the rule would have stopped. Its decision is the one at
+    ``epoch`` (its jobs and accuracies now), ``pruned``, with the rung it was dominated at (``judged_on``: that
+    epoch, its accuracies there) and that rung's leader and margin. Returns (decisions, pruned) as
+    :func:`rung_decisions` does."""
+    pruned, again = dict(pruned), []
+    for decision in decisions:
+        if decision["decision"] == "kept":
+            for rung in sorted((e for e in earlier if e < epoch), reverse=True):
+                late = rung_decisions(pruner, rung, earlier[rung], decided={decision["configuration"]})[0]
+                if late and late[0]["decision"] == "pruned":
+                    there = late[0]
+                    decision = {**decision, "decision": "pruned", "dominated_by": there["dominated_by"],
+                                "margin": there["margin"], "judged_on": {
+                                    "epoch": rung, "val_acc": there["val_acc"], "val_acc_mean": there["val_acc_mean"]}}
+                    pruned.update({job: {**decision, "val_acc": acc}
+                                   for job, acc in zip(decision["jobs"], decision["val_acc"], strict=True)})
+                    break
+        again.append(decision)
+    return again, pruned
+
+
 def _key(decision: dict) -> tuple:
     return decision["epoch"], decision["configuration"], tuple(decision["jobs"]), decision.get("judged")
 

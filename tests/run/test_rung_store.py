@@ -27,6 +27,19 @@ def test_a_job_is_judged_on_the_reports_that_reached_its_rung_before_it(tmp_path
         ("000_good", "kept"), ("001_bad", "pruned"), ("002_big", "pruned"), ("003_small", "kept")]
 
 
+def test_a_configuration_that_reached_a_rung_before_the_one_ahead_of_it_stops_at_its_next_rung(tmp_path):
+    assert report_and_judge(tmp_path, PRUNER, 1, entry("000_bad", "bad", 0.20)) is None  # first at rung 1: alone
+    assert report_and_judge(tmp_path, PRUNER, 1, entry("001_small", "small", 0.10, params=10)) is None
+    assert report_and_judge(tmp_path, PRUNER, 1, entry("002_good", "good", 0.80)) is None
+    pruned = report_and_judge(tmp_path, PRUNER, 2, entry("000_bad", "bad", 0.25))  # first at rung 2: alone again
+    assert (pruned["epoch"], pruned["rung"], pruned["val_acc"]) == (2, 1, 0.25)  # stopped now, as it is now
+    assert pruned["judged_on"] == {"epoch": 1, "val_acc": [0.20], "val_acc_mean": 0.20}  # on rung 1's reports now
+    assert pruned["dominated_by"]["configuration"] == "good" and pruned["margin"] == 0.1
+    assert report_and_judge(tmp_path, PRUNER, 2, entry("001_small", "small", 0.12, params=10)) is None  # smaller
+    assert logged_pruning(tmp_path, "000_bad", 2)["judged_on"]["epoch"] == 1  # a resume past epoch 2 keeps it
+    assert logged_pruning(tmp_path, "000_bad", 1) is None
+
+
 def test_a_rung_reported_twice_counts_once_and_is_logged_once(tmp_path):
     report_and_judge(tmp_path, PRUNER, 1, entry("000_good", "good", 0.80))
     first = report_and_judge(tmp_path, PRUNER, 1, entry("001_bad", "bad", 0.20))
