@@ -268,5 +268,5 @@ def test_a_stacked_members_last_checkpoint_resumed_to_more_epochs_ends_as_an_uni
     assert (resumed["epochs"], resumed["global_step"]) == (straight["epochs"], straight["global_step"]) == (8, 160)
     assert Path(resumed["best_checkpoint"]).name == Path(straight["best_checkpoint"]).name
     for key in COMPARED:  # the member's first epochs trained in a stack on another CPU (its float32 sums in another
-        # order, other vector instructions): up to two of the 179 validation images and 1e-3 of a loss apart
-        assert resumed["metrics"][key] == pytest.approx(straight["metrics"][key], abs=0.012 if "acc" in key else 1e-3), key
+        # order, other vector instructions): up to two of the 179 validation images and 5e-3 of a loss (1.5%) apart
+        assert resumed["metrics"][key] == pytest.approx(straight["metrics"][key], abs=0.012 if "acc" in key else 5e-3), key

