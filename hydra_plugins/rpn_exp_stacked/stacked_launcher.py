@@ -9,7 +9,8 @@ job gets its own folder with ``.hydra/``, log file, ``result.json`` and TensorBo
 
 With ``n_jobs`` > 1 the groups (and solo jobs) train in that many worker processes at once (joblib's loky backend,
 as ``launcher=joblib``), the largest groups first, each worker with its share of the cores
-(:mod:`rpn_exp.run.threads`); with 1 they train in this process, in the sweep's order.
+(:mod:`rpn_exp.run.threads`); with fewer groups than workers the largest groups are split in two until each worker
+has one. With 1 they train in this process, in the sweep's order.
 """
 
 
@@ -64,7 +65,7 @@ class StackedLauncher(Launcher):
         prepared = [self._run(config, _prepare) for config in configs]  # folders, .hydra/, resolved configs
         tasks = [ret.return_value for ret in prepared]
         waiting = [i for i, (cfg, context) in enumerate(tasks) if not _already_completed(cfg, context)]
-        groups = stack_groups([tasks[i][0] for i in waiting])
+        groups = stack_groups([tasks[i][0] for i in waiting], workers=self.n_jobs)
         workers = max(1, min(self.n_jobs, len(groups)))
         for i in waiting:  # each job's threads: its share of the cores among the workers (rpn_exp.run.threads)
             tasks[i][1]["launcher"] = {**(tasks[i][1].get("launcher") or {}), "n_jobs": workers}

@@ -101,11 +101,15 @@ def solo_reason(settings: RunSettings) -> str | None:
     return None
 
 
-def stack_groups(configs: Sequence[DictConfig]) -> list[list[int]]:
+def stack_groups(configs: Sequence[DictConfig], workers: int = 1) -> list[list[int]]:
     """The jobs (indices into ``configs``) in groups that train together, in order of each group's first job.
 
     Jobs of equal :func:`signature` form a group (trained ``max_members`` at a time by the launcher, the others
     queued); a job with a :func:`solo_reason` or whose signature no other job shares is a group of one (a solo run).
+    With fewer groups than ``workers`` (``hydra.launcher.n_jobs``), the largest is split in two (its first half of
+    jobs, then the rest) until every worker has one or no group has two jobs: a worker without a group leaves its
+    cores to a group's threads, which use them less well than a process each (BENCHMARKS.md, "Groups spread over
+    the workers").
     """
     by_signature: dict[str, list[int]] = {}
     groups: list[list[int]] = []
@@ -118,4 +122,8 @@ def stack_groups(configs: Sequence[DictConfig]) -> list[list[int]]:
             by_signature[key] = []
             groups.append(by_signature[key])
         by_signature[key].append(index)
-    return groups
+    while len(groups) < workers and max(map(len, groups), default=0) > 1:
+        largest = max(groups, key=len)
+        half = (len(largest) + 1) // 2
+        groups[groups.index(largest):groups.index(largest) + 1] = [largest[:half], largest[half:]]
+    return sorted(groups, key=lambda group: group[0])

@@ -62,3 +62,11 @@ def test_jobs_are_grouped_by_signature_in_order():
     configs = [job("seed=1"), job("model.hidden=[32]"), job("seed=2"), job("dry_run=true"),
                job("seed=3"), job("model.hidden=[32]", "seed=5")]
     assert stack_groups(configs) == [[0, 2, 4], [1, 5], [3]]
+
+
+@pytest.mark.parametrize("workers,groups", [(1, [[0, 2, 3, 4, 5], [1]]), (2, [[0, 2, 3, 4, 5], [1]]),
+                                            (3, [[0, 2, 3], [1], [4, 5]]), (4, [[0, 2], [1], [3], [4, 5]]),
+                                            (9, [[0], [1], [2], [3], [4], [5]])])
+def test_with_more_workers_than_groups_the_largest_group_is_split_in_halves_in_order(workers, groups):
+    configs = [job("seed=1"), job("model.hidden=[32]"), job("seed=2"), job("seed=3"), job("seed=4"), job("seed=5")]
+    assert stack_groups(configs, workers=workers) == groups

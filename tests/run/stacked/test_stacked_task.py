@@ -131,21 +131,22 @@ def test_mixed_shapes_stack_by_shape_and_an_unstackable_job_runs_solo(tmp_path):
 
 
 def test_n_jobs_workers_train_the_groups_at_once_each_on_its_share_of_the_cores_as_one_after_another(tmp_path):
+    """Two groups of three on three workers: the first is split in two so that no worker waits without one."""
     from rpn_exp.run.threads import available_cores
 
-    overrides = ["model.hidden=[16],[24],[32]", "seed=1,2", "trainer.max_epochs=2",
-                 "callbacks.progress_bar.refresh_rate=0"]
-    done = sweep(tmp_path / "at_once", "launcher=stacked", "hydra.launcher.n_jobs=2", *overrides)
-    sweep(tmp_path / "in_turn", "launcher=stacked", f"threads={max(1, available_cores() // 2)}", *overrides)
+    overrides = ["model.hidden=[16],[24]", "seed=1,2,3", "trainer.max_epochs=2", "callbacks.progress_bar.refresh_rate=0"]
+    done = sweep(tmp_path / "at_once", "launcher=stacked", "hydra.launcher.n_jobs=3", *overrides)
+    sweep(tmp_path / "in_turn", "launcher=stacked", f"threads={max(1, available_cores() // 3)}", *overrides)
     said = done.stdout + done.stderr
-    assert "6 jobs: 3 stacked groups (2 + 2 + 2 members)" in said and "2 workers train the groups at once" in said
+    assert "6 jobs: 2 stacked groups (2 + 3 members), 1 solo" in said and "3 workers train the groups at once" in said
     at_once = {job.name: record(tmp_path / "at_once", job.name) for job in (tmp_path / "at_once").iterdir()
                if job.is_dir()}
     assert len(at_once) == 6 and {r["status"] for r in at_once.values()} == {"completed"}
-    assert {r["threads"] for r in at_once.values()} == {max(1, available_cores() // 2)}
-    assert len({r["pid"] for r in at_once.values()}) == 2  # two worker processes, each a group at a time
-    for job, rec in at_once.items():
-        assert rec["metrics"] == record(tmp_path / "in_turn", job)["metrics"]
+    assert {r["threads"] for r in at_once.values()} == {max(1, available_cores() // 3)}
+    assert len({r["pid"] for r in at_once.values()}) == 3  # three worker processes, each a group at a time
+    assert "stacked_group" not in at_once["002_hidden16_seed3"]  # the second half of a group of three
+    for job, rec in at_once.items():  # in turn the groups stay whole: float sums over 3 members instead of 2 or 1
+        assert rec["metrics"] == pytest.approx(record(tmp_path / "in_turn", job)["metrics"], rel=1e-6, abs=1e-6), job
     assert len(read_csv(tmp_path / "at_once" / "summary.csv")) == 6
 
 
