@@ -1,6 +1,7 @@
 """Regenerate RESULTS.md: accuracy against parameters on real Fashion-MNIST, 20 epochs, 3 seeds per configuration.
 
     python scripts/fashion_results.py            # about 35 minutes on 2 cores (launcher=joblib, 2 jobs at a time)
+    python scripts/fashion_results.py --publish outputs/fashion_results/<stamp>   # merge and publish it again
 
 Needs Debian's Fashion-MNIST (apt-get install -y dataset-fashion-mnist). Runs four sweeps into
 ``outputs/fashion_results/<stamp>/`` (the paper's architecture and optimizer, ``experiment=paper_mnist``):
@@ -11,16 +12,20 @@ Needs Debian's Fashion-MNIST (apt-get install -y dataset-fashion-mnist). Runs fo
 * ``baselines``: the linear classifier and MLPs of width 4..64 (``hparams_search=mlp_baseline``);
 * ``epochs3``: the default and the reference layout at 9,330 parameters after 3 epochs (γ = 0.95).
 
-then merges the first three with ``python -m rpn_exp.report`` and copies the summaries, the plot and
-``provenance.json`` (commands, wall times, git commit) into ``outputs/examples/fashion_mnist/``.
+then merges the first three with ``python -m rpn_exp.report``, together with the published rows of the p, q and
+Kronecker-sum study (``scripts/fashion_kronecker.py``), and copies the summaries, the plot and ``provenance.json``
+(commands, wall times, git commit) into ``outputs/examples/fashion_mnist/``.
 """
 
 from __future__ import annotations
 
+import argparse
+import csv
 import json
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -37,6 +42,8 @@ SWEEPS = {
     "epochs3": ["experiment=paper_mnist,paper_reference", "trainer.max_epochs=3", "scheduler.gamma=0.95"],
 }
 EXAMPLE = ROOT / "outputs" / "examples" / "fashion_mnist"
+#: The sweep folders of this study in the published summary (``rpn_r8``: r = 8 once ran as a sweep of its own).
+FIRST_STUDY = ("rpn", "rpn_r8", "reference", "baselines", "epochs3")
 
 
 def main() -> None:
@@ -49,12 +56,37 @@ def main() -> None:
         record["sweeps"][name] = {"command": "python -m rpn_exp -m " + " ".join(command[4:-1]),
                                   "wall_time_s": round(time.perf_counter() - started, 1)}
         print(f"[fashion_results] {name}: {record['sweeps'][name]['wall_time_s']} s", flush=True)
-    merged = [str(folder / name) for name in ("rpn", "reference", "baselines")]
-    subprocess.run([sys.executable, "-m", "rpn_exp.report", *merged, "--out", str(folder / "merged"),
-                    "--title", "Fashion-MNIST | paper architecture | 20 epochs | 3 seeds"], cwd=ROOT, check=True)
     record["total_wall_time_s"] = round(sum(s["wall_time_s"] for s in record["sweeps"].values()), 1)
+    (folder / "provenance.json").write_text(json.dumps(record, indent=2) + "\n")
+    publish(folder)
+
+
+def publish(folder: Path) -> None:
+    """Merge the finished ``folder``'s first three sweeps (``folder/merged``), then those rows with the published
+    rows of the other studies (the p, q and Kronecker-sum sweeps of ``scripts/fashion_kronecker.py``, kept from the
+    published ``summary.csv``; a configuration and seed both trained is counted once, this study's job kept) into
+    ``folder/published``, and copy the summaries, the plot and ``provenance.json`` into
+    ``outputs/examples/fashion_mnist/``."""
+    record = json.loads((folder / "provenance.json").read_text())
+    title = ["--title", "Fashion-MNIST | paper architecture | 20 epochs | 3 seeds"]
+    sweeps = [str(folder / name) for name in ("rpn", "reference", "baselines")]
+    subprocess.run([sys.executable, "-m", "rpn_exp.report", *sweeps, "--out", str(folder / "merged"), *title],
+                   cwd=ROOT, check=True)
+    published = EXAMPLE / "summary.csv"
+    rows = []
+    if published.is_file():
+        with open(published, newline="") as handle:
+            rows = [row for row in csv.DictReader(handle) if row["job"].split("/")[0] not in FIRST_STUDY]
+    with tempfile.TemporaryDirectory() as others:
+        if rows:
+            with open(Path(others) / "summary.csv", "w", newline="") as handle:
+                writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+                writer.writeheader()
+                writer.writerows(rows)
+        subprocess.run([sys.executable, "-m", "rpn_exp.report", str(folder / "merged"), *([others] if rows else []),
+                        "--out", str(folder / "published"), *title], cwd=ROOT, check=True)
     EXAMPLE.mkdir(parents=True, exist_ok=True)
-    for source, target in ((folder / "merged", EXAMPLE), (folder / "epochs3", EXAMPLE / "epochs3")):
+    for source, target in ((folder / "published", EXAMPLE), (folder / "epochs3", EXAMPLE / "epochs3")):
         target.mkdir(parents=True, exist_ok=True)
         for name in ("summary.csv", "summary_by_config.csv", "summary.md", "pareto.png"):
             shutil.copy2(source / name, target / name)
@@ -64,4 +96,8 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--publish", type=Path, metavar="FOLDER",
+                        help="only merge and publish a finished outputs/fashion_results/<stamp> folder")
+    arguments = parser.parse_args()
+    main() if arguments.publish is None else publish(arguments.publish.resolve())
