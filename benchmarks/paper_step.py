@@ -38,15 +38,19 @@ def overrides(run: str, dataset: str, more: list[str]) -> list[str]:
     return ["experiment=paper_mnist", f"dataset={dataset}", f"reconciliation={reconciliation}", *extra, *more]
 
 
-def measure(run: str, steps: int, dataset: str, accelerator: str, more: list[str]) -> dict:
-    """One configuration, in this process."""
+def measure(run: str, steps: int, dataset: str, accelerator: str, more: list[str], probe: bool = True) -> dict:
+    """One configuration, in this process (``probe``: the GPU asked about once, as a run does, not on every step)."""
     import lightning as L
     import torch
     import torch.nn.functional as F
     from hydra.utils import instantiate
 
     from rpn_exp.config.build import build_datamodule, build_network
+    from rpn_exp.run.gpu_probe import probe_gpu_once
     from rpn_exp.run.module import RPNClassifier
+
+    if probe:
+        probe_gpu_once()
 
     class StepTimer(L.Callback):
         def __init__(self):
@@ -124,18 +128,21 @@ def main() -> None:
     parser.add_argument("--dataset", default="fashion_mnist")
     parser.add_argument("--accelerator", default="cpu")
     parser.add_argument("--extra", default="", help="config overrides for every run, space-separated")
+    parser.add_argument("--nvml-every-step", action="store_true",
+                        help="ask NVML for a GPU in every optimizer step, as before rpn_exp.run.gpu_probe")
     parser.add_argument("--one", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:  # child process: one configuration, result as JSON on the last line
         dense = args.one.startswith("identity") or args.one.endswith("materialized")
         steps = args.dense_steps if dense else args.steps
-        print(json.dumps(measure(args.one, steps, args.dataset, args.accelerator, args.extra.split())))
+        print(json.dumps(measure(args.one, steps, args.dataset, args.accelerator, args.extra.split(),
+                                 probe=not args.nvml_every_step)))
         return
     rows = []
     for run in args.runs.split(","):
         command = [sys.executable, __file__, "--one", run, "--steps", str(args.steps), "--dense-steps",
                    str(args.dense_steps), "--dataset", args.dataset, "--accelerator", args.accelerator,
-                   "--extra", args.extra]
+                   "--extra", args.extra, *(["--nvml-every-step"] if args.nvml_every_step else [])]
         done = subprocess.run(command, capture_output=True, text=True)
         if done.returncode != 0:
             raise SystemExit(f"{run} failed:\n{done.stderr[-3000:]}")

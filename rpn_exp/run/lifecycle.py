@@ -45,6 +45,7 @@ from rpn_exp.nn.describe import format_layer_table, model_record
 from rpn_exp.run import ownership
 from rpn_exp.run.context import cluster_job, is_debug
 from rpn_exp.run.dashboard import close_dashboards, dashboard_hparams, log_hyperparameters, sweep_keys
+from rpn_exp.run.gpu_probe import probe_gpu_once
 from rpn_exp.run.learning import frequency_loss, learning_flag
 from rpn_exp.run.module import DivergenceError
 from rpn_exp.run.provenance import provenance
@@ -242,6 +243,7 @@ class Run:
         check_settings(self.cfg)
         self.record["threads"] = use_threads(self.settings.threads, self.context.get("launcher"),
                                              self.settings.trainer)
+        probe_gpu_once()
         datamodule, net = build_experiment(self.cfg, self.settings, self.record, verbose=verbose)
         self.note_unused_overrides()
         if not self.settings.dry_run:

@@ -196,14 +196,12 @@ class StackedClassifier(L.LightningModule):
         group's logger and into the Trainer's ``callback_metrics``, not one ``self.log`` per member (about 0.8 ms
         each, as much as the network's step at K = 8)."""
         step, every = self.global_step, max(1, self.trainer.log_every_n_steps)  # the steps taken so far
-        if self._step_losses is None:
+        logging = [(position, k) for position, k in enumerate(self.training_members)
+                   if self.members[k].run.running and not (step - self.members[k].step_offset + 1) % every]
+        if self._step_losses is None or not logging:
             return
         values = self._step_losses.float().cpu()
-        metrics = {member_key(k, "train/loss_step"): values[position]
-                   for position, k in enumerate(self.training_members)
-                   if self.members[k].run.running and not (step - self.members[k].step_offset + 1) % every}
-        if not metrics:
-            return
+        metrics = {member_key(k, "train/loss_step"): values[position] for position, k in logging}
         self.trainer.callback_metrics.update(metrics)
         for logger in self.loggers:
             logger.log_metrics({**{key: float(v) for key, v in metrics.items()}, "epoch": self.current_epoch}, step)
