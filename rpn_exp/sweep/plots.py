@@ -85,6 +85,33 @@ def point_label(row: dict, columns: Sequence[str]) -> str:
 ZOOM_SPAN = 0.05
 
 
+def zoom_window(ys: Sequence[float]) -> tuple[float, float]:
+    """The accuracy range of the zoom panel for the accuracies ``ys`` (sorted): the top :data:`ZOOM_SPAN` with 0.01
+    either side, its lower edge moved below a point it would cut (one within 3% of the range under it: its marker
+    would show half) so that the point is in the panel, whole."""
+    lower, upper = min(y for y in ys if y >= ys[-1] - ZOOM_SPAN) - 0.01, ys[-1] + 0.01
+    while cut := [y for y in ys if lower - 0.03 * (upper - lower) < y < lower]:
+        lower = min(cut) - 0.03 * (upper - lower)
+    return lower, upper
+
+
+#: The factor on the log axis between the points of two series drawn at one parameter count.
+DODGE = 1.04
+
+
+def dodged(rows: Sequence[dict], name_of) -> list[float]:
+    """Where each of ``rows`` is drawn on the parameter axis: its learnable count, or, where series (``name_of``)
+    share a count, moved sideways by factors of :data:`DODGE` around it in the order of their names, so that their
+    markers and intervals do not hide each other (labels and tooltips keep the count)."""
+    names: dict[int, list[str]] = {}
+    for row in rows:
+        names.setdefault(int(row["learnable_params"]), []).append(name_of(row))
+    places = {count: sorted(set(shared)) for count, shared in names.items()}
+    return [int(r["learnable_params"]) * DODGE ** (places[int(r["learnable_params"])].index(name_of(r))
+                                                   - (len(places[int(r["learnable_params"])]) - 1) / 2)
+            for r in rows]
+
+
 def pareto_plot(rows: Sequence[dict], path: str | Path, title: str = "") -> tuple[Path, list[tuple[str, str]]]:
     """:func:`pareto_figure` of ``rows`` written as a PNG to ``path``; returns the path and the plot's key (the
     numbers drawn in place of labels that found no free place, with what they name: ``place_labels``)."""
@@ -130,7 +157,7 @@ def pareto_figure(rows: Sequence[dict], title: str = ""):
     zoom = bool(ys) and ys[0] < ys[-1] - 4 * ZOOM_SPAN and len(near) >= 3
     fig, axes = plt.subplots(1, 2 if zoom else 1, figsize=(14 if zoom else 9.5, 5), dpi=120, squeeze=False)
     labels = []
-    window = (min(near) - 0.01, ys[-1] + 0.01) if zoom else None
+    window = zoom_window(ys) if zoom else None
     inside = (lambda y: window[0] <= y <= window[1]) if zoom else (lambda y: False)
     for ax in axes[0]:  # with a zoom panel, a point in it is labelled there, and only its error bar drawn there
         labels += (_draw(ax, done, y_key, grouped, pruned, bars=inside, labelled=inside) if ax is not axes[0][0]
@@ -189,9 +216,10 @@ def _draw(ax, done: Sequence[dict], y_key: str, grouped: bool, pruned: Sequence[
     by_colour = columns[0] != "reconciliation"  # other functions vary: colours in order, not the families' own
     markers = _markers([r for r in done if not is_baseline(r)], columns)
     labels, named = [], []  # named: (label, its series)
+    place = dict(zip(map(id, done), dodged(done, lambda r: series_name(r, columns))))
     for i, name in enumerate(names):
         series = sorted((r for r in done if series_name(r, columns) == name), key=lambda r: int(r["learnable_params"]))
-        xs, ys = [int(r["learnable_params"]) for r in series], [float(r[y_key]) for r in series]
+        xs, ys = [place[id(r)] for r in series], [float(r[y_key]) for r in series]
         if is_baseline(series[0]):  # dense baselines: a dashed curve across their widths
             colour = family_colour(name)
             ax.plot(xs, ys, linestyle="--", marker="s", markersize=5, linewidth=1.5, color=colour, zorder=3,
@@ -207,8 +235,8 @@ def _draw(ax, done: Sequence[dict], y_key: str, grouped: bool, pruned: Sequence[
             text = baseline_label(row) if is_baseline(row) else point_label(row, varying)
             if text and labelled(y):
                 named.append((ax.annotate(text, (x, y), xytext=(5, 5), textcoords="offset points", fontsize=7,
-                                          color="#333333", gid=f"{name}: {text}, {x:,} learnable parameters, "
-                                          f"test accuracy {y:.4f}"), name))
+                                          color="#333333", gid=f"{name}: {text}, {int(row['learnable_params']):,} "
+                                          f"learnable parameters, test accuracy {y:.4f}"), name))
     texts = {}
     for label, name in named:
         texts.setdefault(label.get_text(), set()).add(name)
@@ -218,7 +246,7 @@ def _draw(ax, done: Sequence[dict], y_key: str, grouped: bool, pruned: Sequence[
         labels.append(label)
     labels += [a for a in _draw_pruned(ax, pruned, PRUNED_Y[grouped], label_columns([*done, *pruned], exclude=columns))
                if labelled(a.xy[1])]
-    front = [(int(r["learnable_params"]), float(r[y_key])) for r in done if r["pareto"]]
+    front = [(place[id(r)], float(r[y_key])) for r in done if r["pareto"]]
     if front:
         xs, ys = zip(*front)
         ax.scatter(xs, ys, s=130, facecolors="none", edgecolors="black", linewidths=1.2, zorder=4,
@@ -228,7 +256,10 @@ def _draw(ax, done: Sequence[dict], y_key: str, grouped: bool, pruned: Sequence[
         ax.axhline(level, color="grey", linewidth=1, linestyle=":", zorder=1,
                    label=f"chance ({level:.3g})" if len(levels) == 1 else None)
     ax.set_xscale("log")
-    _parameter_ticks(ax, [int(r["learnable_params"]) + frozen_count(r) for r in [*done, *pruned]])
+    counts = [int(r["learnable_params"]) + frozen_count(r) for r in [*done, *pruned]]
+    if len(set(counts)) == 1:  # one count: an axis from half to twice it, not the decade autoscaling picks
+        ax.set_xlim(counts[0] / 2, counts[0] * 2)
+    _parameter_ticks(ax, counts)
     ax.set_xlabel("learnable parameters (log scale)")
     ax.set_ylabel("test accuracy" + (" (mean over seeds, 95% interval)" if grouped else ""))
     ax.grid(True, which="both", alpha=0.3)

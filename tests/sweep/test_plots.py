@@ -242,6 +242,29 @@ def test_a_zoom_panel_draws_no_error_bar_or_label_of_a_point_outside_it():
     assert len([s for c in main.collections if hasattr(c, "get_segments") for s in c.get_segments()]) == 5
 
 
+def test_a_point_just_below_the_zoom_panel_is_taken_into_it_whole():
+    from rpn_exp.sweep.plots import pareto_figure, zoom_window
+
+    assert zoom_window([0.2, 0.3, 0.90, 0.91, 0.92]) == pytest.approx((0.89, 0.93))  # the top 0.05, 0.01 either side
+    low, high = zoom_window([0.2, 0.3, 0.8645, 0.875, 0.90, 0.91, 0.92])  # 0.8645: below the top 0.05, and half
+    assert low == pytest.approx(0.8645 - 0.03 * (0.93 - 0.865)) and high == pytest.approx(0.93)  # its marker in it
+    rows = [row("lorr", 1_000 * (i + 1), acc, r=i + 1, n=3, test_acc_mean=acc, test_acc_ci95=0.001)
+            for i, acc in enumerate((0.2, 0.3, 0.8645, 0.875, 0.90, 0.91, 0.92))]
+    _, zoom = pareto_figure(rows, "t").axes
+    assert zoom.get_ylim()[0] < 0.8645 - 0.001 and "r=3" in {t.get_text() for t in zoom.texts}
+
+
+def test_series_at_one_parameter_count_are_drawn_side_by_side():
+    from rpn_exp.sweep.plots import DODGE, pareto_figure
+
+    rows = [row("dual_lphm", 9330, 0.841, pareto=True), row("dual_lphm", 9330, 0.834, layout="reference")]
+    (ax,) = pareto_figure(rows, "t").axes
+    places = sorted(float(c.get_offsets()[0][0]) for c in ax.collections if c.get_label().startswith("dual_lphm"))
+    assert places == pytest.approx([9330 / DODGE ** 0.5, 9330 * DODGE ** 0.5])  # apart, around the count
+    assert ax.get_xlim() == pytest.approx((9330 / 2, 9330 * 2))  # one count: an axis around it, not a decade
+    assert_readable(ax.figure)
+
+
 def test_frozen_parameters_are_drawn_to_learnable_plus_frozen():
     from rpn_exp.sweep.plots import FROZEN_LABEL, pareto_figure
 
