@@ -4,10 +4,13 @@
     python scripts/fashion_pruning.py                       # both runs into outputs/fashion_pruning/<stamp>/
     python scripts/fashion_pruning.py --report FOLDER        # the comparison again from a finished FOLDER
     python scripts/fashion_pruning.py --reuse reference      # the pruned run takes the unpruned run's reference sweep
+    python scripts/fashion_pruning.py --reuse reference --pooled   # the pruned run's sweeps share one store
 
 Needs Debian's Fashion-MNIST (apt-get install -y dataset-fashion-mnist). Each run is the first study's three sweeps
 (``scripts/fashion_results.py``: ``rpn``, ``reference``, ``baselines``) with ``launcher=stacked
-hydra.launcher.n_jobs=2`` (two groups at a time, one core each); pruning compares the configurations of one sweep.
+hydra.launcher.n_jobs=2`` (two groups at a time, one core each); pruning compares the configurations of one sweep,
+or with ``--pooled`` of all three (``pruner.storage``: one store folder for the pruned run's sweeps, the baselines
+run first so that the RPN configurations are judged against them).
 The comparison (``comparison.md``, ``comparison.json``): both wall times, the jobs pruned and at which rung, the epochs
 trained, and whether the pruned study reaches the same Pareto front (the same configurations on it, each mean within
 the unpruned run's 95% interval); plus ``python -m rpn_exp.replay`` of the rule on the unpruned run's recorded
@@ -38,13 +41,14 @@ RUNS = {"unpruned": [], "pruned": ["pruner=halving"]}
 EXAMPLE = ROOT / "outputs" / "examples" / "fashion_pruning"
 
 
-def run(folder: Path, name: str, extra: list[str], done: dict, shared: tuple[str, ...]) -> dict:
-    """One run of the study: its three sweeps into ``folder / name``, each sweep's command and wall time; the sweeps
-    in ``done`` (a run stopped earlier) are kept, and those in ``shared`` are the unpruned run's (a sweep of one
-    configuration, which pruning cannot change), their wall time counted as measured there."""
+def run(folder: Path, name: str, extra: list[str], done: dict, shared: tuple[str, ...],
+        order: tuple[str, ...] = STUDY) -> dict:
+    """One run of the study: its three sweeps (in ``order``) into ``folder / name``, each sweep's command and wall
+    time; the sweeps in ``done`` (a run stopped earlier) are kept, and those in ``shared`` are the unpruned run's (a
+    sweep of one configuration, which pruning cannot change), their wall time counted as measured there."""
     sweeps = dict(done)
     common = [c for c in COMMON if not c.startswith("launcher=")] + LAUNCHER + extra
-    for sweep in STUDY:
+    for sweep in order:
         if sweep in sweeps:
             continue
         if sweep in shared and name != "unpruned":
@@ -138,6 +142,8 @@ def main() -> None:
     parser.add_argument("--resume", type=Path, metavar="FOLDER", help="go on with the sweeps a run has not done")
     parser.add_argument("--reuse", nargs="*", default=[], choices=STUDY,
                         help="sweeps of one configuration the pruned run takes from the unpruned one")
+    parser.add_argument("--pooled", action="store_true",
+                        help="the pruned run's sweeps share one store (pruner.storage), the baselines first")
     args = parser.parse_args()
     if args.report:
         folder = args.report.resolve()
@@ -149,7 +155,10 @@ def main() -> None:
             "provenance": provenance(None), "folder": str(folder.relative_to(ROOT)), "runs": {}}
         for name, extra in RUNS.items():
             done = record["runs"].get(name, {}).get("sweeps", {})
-            record["runs"][name] = run(folder, name, extra, done, tuple(args.reuse))
+            pooled = args.pooled and name != "unpruned"
+            extra = [*extra, f"pruner.storage={folder / name / 'rungs'}"] if pooled else extra
+            order = ("baselines", "reference", "rpn") if pooled else STUDY
+            record["runs"][name] = run(folder, name, extra, done, tuple(args.reuse), order)
             folder.mkdir(parents=True, exist_ok=True)
             (folder / "comparison.json").write_text(json.dumps(record, indent=2) + "\n")
     record["comparison"] = compare(folder)

@@ -33,7 +33,9 @@ class SuccessiveHalving:
         eta: η, the factor between rungs (> 1).
         margin: m, the lead in validation accuracy that stops a configuration; None: twice the seeds' spread.
         storage: where a sweep's jobs meet at their rungs: None, a file in the sweep folder (one machine, or a
-            filesystem whose ``flock`` holds across nodes); or a PostgreSQL URL every node reaches.
+            filesystem whose ``flock`` holds across nodes); an absolute folder path that several sweeps share, so
+            that the jobs of all of them are judged together (a study of several sweeps); or a PostgreSQL URL every
+            node reaches.
     """
 
     first_rung: int = 2
@@ -49,9 +51,15 @@ class SuccessiveHalving:
         if self.margin is not None and (isinstance(self.margin, bool) or not self.margin >= 0):
             raise ValueError(f"pruner.margin={self.margin!r} is invalid; it must be a number >= 0, or null for "
                              "twice the seeds' spread")
-        if self.storage is not None and not str(self.storage).startswith(("postgresql://", "postgresql+")):
-            raise ValueError(f"pruner.storage={self.storage!r} is invalid; give null (a file in the sweep folder) or "
-                             "a PostgreSQL URL every node reaches, e.g. postgresql+psycopg2://user@host/database")
+        if self.storage is not None and not (self.database or str(self.storage).startswith("/")):
+            raise ValueError(f"pruner.storage={self.storage!r} is invalid; give null (a file in the sweep folder), "
+                             "an absolute folder path several sweeps share (their jobs judged together), or a "
+                             "PostgreSQL URL every node reaches, e.g. postgresql+psycopg2://user@host/database")
+
+    @property
+    def database(self) -> bool:
+        """Whether ``storage`` is a PostgreSQL URL (else a folder, or None)."""
+        return str(self.storage).startswith(("postgresql://", "postgresql+"))
 
     def rungs(self, max_epochs: int) -> list[int]:
         """The rung epochs before ``max_epochs`` (a rung at the last epoch would save nothing):

@@ -8,8 +8,11 @@ locked step, is judged by the rule of :mod:`rpn_exp.run.pruning` against every r
 configuration's seeds pooled). Dominated, it stops there: recorded ``pruned``, untested, as a stacked member is.
 The decision is written to ``pruning.jsonl`` with the standings it was made from (:mod:`rpn_exp.run.rungs`).
 
-With ``pruner.storage`` (a PostgreSQL URL) the reports go to a database every node reaches instead
-(:mod:`rpn_exp.run.rung_database`), for sweeps whose jobs run on machines that share no ``flock``. A stacked group
+With ``pruner.storage`` an absolute folder path, the file and its lock are in that folder, so that several sweeps
+given the same folder (a study's sweeps, launched one after another or at once) prune as one: each job is judged
+on the reports of every sweep, and each sweep logs the decisions about its own jobs. With ``pruner.storage`` a
+PostgreSQL URL the reports go to a database every node reaches instead (:mod:`rpn_exp.run.rung_database`), for
+sweeps whose jobs run on machines that share no ``flock``. A stacked group
 reports its members to the same store at each rung, all at once, and is judged the same way
 (:func:`report_group_and_judge`): a sweep whose jobs run both ways, or in several groups, prunes as one.
 
@@ -76,26 +79,29 @@ class FileReports:
 
 
 @contextmanager
-def store_session(folder: Path, storage: str | None = None) -> Iterator[FileReports]:
-    """The sweep's reports with the store's lock held: the sweep folder's file under ``flock`` (``storage`` None),
-    or the PostgreSQL database at ``storage`` (:mod:`rpn_exp.run.rung_database`)."""
-    if storage:
+def store_session(folder: Path, pruner: SuccessiveHalving) -> Iterator[FileReports]:
+    """The sweep's reports with the store's lock held: the file of the sweep ``folder`` under ``flock``
+    (``pruner.storage`` None), the file of the folder ``pruner.storage`` names (shared by several sweeps), or the
+    PostgreSQL database at ``pruner.storage`` (:mod:`rpn_exp.run.rung_database`)."""
+    if pruner.database:
         from rpn_exp.run.rung_database import database_session
 
-        with database_session(storage, str(Path(folder).resolve())) as reports:
+        with database_session(pruner.storage, str(Path(folder).resolve())) as reports:
             yield reports
     else:
-        with locked(folder):
-            yield FileReports(folder)
+        store = Path(pruner.storage or folder)
+        store.mkdir(parents=True, exist_ok=True)
+        with locked(store):
+            yield FileReports(store)
 
 
 def _judge(store: FileReports, pruner: SuccessiveHalving, epoch: int, entries: list[Entry]):
     """Add ``entries`` at ``epoch`` to the store (each job once per epoch; inside a :func:`store_session`) and decide
     their configurations on every report of that epoch, those kept judged again at their earlier rungs
     (:func:`~rpn_exp.run.rungs.judged_again`): (decisions, {job: why it is pruned})."""
-    reports = store.read()
-    known = {(e, r.job) for e, r in reports}
-    new = [(epoch, entry) for entry in entries if (epoch, entry.job) not in known]
+    reports = store.read()  # a job is known by its folder's name and configuration: sweeps sharing a store may
+    known = {(e, r.job, r.configuration) for e, r in reports}  # name jobs alike
+    new = [(epoch, entry) for entry in entries if (epoch, entry.job, entry.configuration) not in known]
     if new:
         store.add(reports, new)
     by_epoch: dict[int, list[Entry]] = {}
@@ -108,7 +114,7 @@ def _judge(store: FileReports, pruner: SuccessiveHalving, epoch: int, entries: l
 def report_and_judge(folder: Path, pruner: SuccessiveHalving, epoch: int, entry: Entry) -> dict | None:
     """Add ``entry`` at ``epoch`` to the store (once per job and epoch), decide its configuration on every report of
     that epoch and log the decision; returns why it is pruned (its record's ``pruned``), or None: it goes on."""
-    with store_session(folder, pruner.storage) as store:
+    with store_session(folder, pruner) as store:
         decisions, pruned = _judge(store, pruner, epoch, [entry])
         write_decisions(folder, [{**d, "judged": entry.job} for d in decisions])  # for this job only
     return {**pruned[entry.job], "judged": entry.job} if entry.job in pruned else None
@@ -121,7 +127,7 @@ def report_group_and_judge(folder: Path, pruner: SuccessiveHalving, epoch: int,
     decisions logged; {job: why it is pruned} for the group's members that stop."""
     if not any(epoch in pruner.rungs(e.max_epochs) for e in entries):
         return {}
-    with store_session(folder, pruner.storage) as store:
+    with store_session(folder, pruner) as store:
         decisions, pruned = _judge(store, pruner, epoch, entries)
         write_decisions(folder, decisions)
     own = {e.job for e in entries}

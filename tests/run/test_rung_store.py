@@ -135,3 +135,25 @@ def test_a_solo_job_killed_after_its_rung_checkpoint_is_pruned_again_by_the_logg
     assert (after["pruned"], after["global_step"], after["epochs"]) == (
         before[job]["pruned"], before[job]["global_step"], 1)
     assert "test/acc" not in after["metrics"] and (folder / "pruning.jsonl").read_text() == logged
+
+
+def test_sweeps_that_share_a_store_folder_are_judged_together(tmp_path):
+    """Two sweeps (two folders), one store folder: the second sweep's configuration is judged behind the first's, and
+    each sweep logs the decisions about its own jobs; a job name both sweeps use is two jobs."""
+    shared = SuccessiveHalving(first_rung=1, eta=2, margin=0.1, storage=str(tmp_path / "study"))
+    first, second = tmp_path / "baselines", tmp_path / "rpn"
+    assert report_and_judge(first, shared, 1, entry("000_seed1", "good", 0.80)) is None
+    pruned = report_and_judge(second, shared, 1, entry("000_seed1", "bad", 0.20))  # the same name, another job
+    assert pruned["dominated_by"]["configuration"] == "good"
+    assert len(read_reports(tmp_path / "study")) == 2 and not (first / "rungs.jsonl").exists()
+    assert [d["configuration"] for d in read_decisions(first)] == ["good"]
+    assert [d["configuration"] for d in read_decisions(second)] == ["bad"]
+    alone = tmp_path / "alone"  # without the shared folder, the same job in a sweep of its own is alone: kept
+    assert report_and_judge(alone, PRUNER, 1, entry("000_seed1", "bad", 0.20)) is None
+
+
+def test_a_shared_store_is_an_absolute_folder_or_a_database():
+    with pytest.raises(ValueError, match=r"pruner.storage='outputs/study' is invalid; give null .* an absolute folder"):
+        SuccessiveHalving(storage="outputs/study")
+    assert SuccessiveHalving(storage="/shared/study").database is False
+    assert SuccessiveHalving(storage="postgresql+psycopg2://u@h/d").database is True

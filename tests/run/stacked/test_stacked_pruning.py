@@ -238,3 +238,20 @@ def test_kill_9_after_a_refilled_members_rung_and_resume_give_the_uninterrupted_
             assert resumed[job]["pruned"]["epoch"] == record["pruned"]["epoch"]
         else:
             assert resumed[job]["metrics"]["test/acc"] == pytest.approx(record["metrics"]["test/acc"], abs=1e-6)
+
+
+def test_two_sweeps_that_share_a_store_folder_prune_as_one(tmp_path):
+    """lr=0.01 in one sweep, lr=1e-6 in another run after it, one ``pruner.storage`` folder: the second sweep's
+    members stop at rung 1 behind the first sweep's configuration, which alone they would not (nothing in their own
+    sweep is ahead)."""
+    shared = ["launcher=stacked", "pruner=halving", "pruner.first_rung=1", "seed=1,2", "trainer.max_epochs=2",
+              "callbacks.progress_bar.refresh_rate=0", f"pruner.storage={tmp_path / 'study'}"]
+    for lr, name in (("0.01", "good"), ("0.000001", "bad")):
+        done = run_cli("-m", *shared, f"optimizer.lr={lr}", f"hydra.sweep.dir={tmp_path / name}")
+        assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    assert {r["status"] for r in records(tmp_path / "good").values()} == {"completed"}
+    bad = records(tmp_path / "bad").values()
+    assert {(r["status"], r["epochs"]) for r in bad} == {("pruned", 1)}
+    assert all("optimizer.lr=0.01" in r["pruned"]["dominated_by"]["overrides"] for r in bad)
+    assert [d["decision"] for d in read_decisions(tmp_path / "bad")] == ["pruned"]
+    assert not (tmp_path / "bad" / "rungs.jsonl").exists() and (tmp_path / "study" / "rungs.jsonl").is_file()
