@@ -192,18 +192,19 @@ PRUNED_Y = {False: "val_acc_best", True: "val_acc_best_mean"}
 
 def _draw_pruned(ax, pruned: Sequence[dict], y_key: str, columns: Sequence[str]) -> list:
     """Pruned jobs or configurations as crosses in their family's colour at their best validation accuracy before
-    the rung that stopped them: off the front, untested, but where the pruner saw them; labelled by ``columns``.
-    Returns the labels."""
+    the rung that stopped them: off the front, untested, but where the pruner saw them; labelled by ``columns`` (a
+    baseline by its width). Returns the labels."""
     if not pruned:
         return []
     xs, ys = [int(r["learnable_params"]) for r in pruned], [accuracy(r, y_key) for r in pruned]
     ax.scatter(xs, ys, marker="x", s=36, linewidths=1.2, zorder=3,
                color=[family_colour(family(r).split(" (")[0]) for r in pruned],
                label="pruned at a rung (its best validation accuracy by then; not tested)")
-    return [ax.annotate(point_label(row, columns), (x, y), xytext=(5, 5), textcoords="offset points", fontsize=7,
-                        color="#777777", gid=f"{family(row)} {point_label(row, columns)} (pruned), {x:,} learnable "
-                        f"parameters, best validation accuracy {y:.4f}")
-            for x, y, row in zip(xs, ys, pruned) if point_label(row, columns)]
+    texts = [baseline_label(row) if is_baseline(row) else point_label(row, columns) for row in pruned]
+    return [ax.annotate(text, (x, y), xytext=(5, 5), textcoords="offset points", fontsize=7, color="#777777",
+                        gid=f"{family(row)} {text} (pruned), {x:,} learnable parameters, best validation accuracy "
+                        f"{y:.4f}")
+            for x, y, row, text in zip(xs, ys, pruned, texts) if text]
 
 
 def _draw(ax, done: Sequence[dict], y_key: str, grouped: bool, pruned: Sequence[dict] = (),
@@ -244,7 +245,8 @@ def _draw(ax, done: Sequence[dict], y_key: str, grouped: bool, pruned: Sequence[
         if len(texts[label.get_text()]) > 1:
             label.set_text(f"{name} {label.get_text()}")
         labels.append(label)
-    labels += [a for a in _draw_pruned(ax, pruned, PRUNED_Y[grouped], label_columns([*done, *pruned], exclude=columns))
+    rpn = [r for r in [*done, *pruned] if not is_baseline(r)]  # what tells RPN points apart, less their epochs
+    labels += [a for a in _draw_pruned(ax, pruned, PRUNED_Y[grouped], label_columns(rpn, exclude=[*columns, "epochs"]))
                if labelled(a.xy[1])]
     front = [(place[id(r)], float(r[y_key])) for r in done if r["pareto"]]
     if front:

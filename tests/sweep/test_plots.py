@@ -198,6 +198,18 @@ def test_pruned_points_are_crosses_at_their_validation_accuracy_off_the_front(gr
     assert_readable(figure)
 
 
+def test_a_pruned_point_beside_baselines_is_named_as_the_points_of_its_series():
+    from rpn_exp.sweep.plots import pareto_figure
+
+    mlp = {"model": "mlp", "reconciliation": "identity", "expansion": "identity", "epochs": 20}
+    rows = [row("lphm", 14_400, 0.87, r=8, epochs=20), row("lphm", 11_592, 0.866, r=5, epochs=20),
+            row("lphm", 8_784, "", status="pruned", r=2, epochs=2, val_acc_best=0.78),
+            {**row(params=6_370, acc=0.846, widths="784-8-10", pareto=True), **mlp},
+            {**row(params=3_190, acc=0.808, widths="784-4-10", pareto=True), **mlp}]
+    texts = {t.get_text() for t in pareto_figure(rows, "t").axes[0].texts}
+    assert "r=2" in texts and not [t for t in texts if "epochs" in t or "widths" in t or "expansion" in t]
+
+
 def crowded_front():
     """Twenty configurations of two families within 15% in parameters and 0.02 in accuracy, pooled over seeds with
     intervals, half of them on the front: more labels than free places."""
