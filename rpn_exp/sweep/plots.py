@@ -190,10 +190,10 @@ def pareto_figure(rows: Sequence[dict], title: str = ""):
 PRUNED_Y = {False: "val_acc_best", True: "val_acc_best_mean"}
 
 
-def _draw_pruned(ax, pruned: Sequence[dict], y_key: str, columns: Sequence[str]) -> list:
+def _draw_pruned(ax, pruned: Sequence[dict], y_key: str, columns: Sequence[str], labelled=lambda y: True) -> list:
     """Pruned jobs or configurations as crosses in their family's colour at their best validation accuracy before
-    the rung that stopped them: off the front, untested, but where the pruner saw them; labelled by ``columns`` (a
-    baseline by its width). Returns the labels."""
+    the rung that stopped them: off the front, untested, but where the pruner saw them; those at an accuracy y
+    ``labelled(y)`` labelled by ``columns`` (a baseline by its width). Returns the labels."""
     if not pruned:
         return []
     xs, ys = [int(r["learnable_params"]) for r in pruned], [accuracy(r, y_key) for r in pruned]
@@ -204,7 +204,7 @@ def _draw_pruned(ax, pruned: Sequence[dict], y_key: str, columns: Sequence[str])
     return [ax.annotate(text, (x, y), xytext=(5, 5), textcoords="offset points", fontsize=7, color="#777777",
                         gid=f"{family(row)} {text} (pruned), {x:,} learnable parameters, best validation accuracy "
                         f"{y:.4f}")
-            for x, y, row, text in zip(xs, ys, pruned, texts) if text]
+            for x, y, row, text in zip(xs, ys, pruned, texts) if text and labelled(y)]
 
 
 def _draw(ax, done: Sequence[dict], y_key: str, grouped: bool, pruned: Sequence[dict] = (),
@@ -246,8 +246,7 @@ def _draw(ax, done: Sequence[dict], y_key: str, grouped: bool, pruned: Sequence[
             label.set_text(f"{name} {label.get_text()}")
         labels.append(label)
     rpn = [r for r in [*done, *pruned] if not is_baseline(r)]  # what tells RPN points apart, less their epochs
-    labels += [a for a in _draw_pruned(ax, pruned, PRUNED_Y[grouped], label_columns(rpn, exclude=[*columns, "epochs"]))
-               if labelled(a.xy[1])]
+    labels += _draw_pruned(ax, pruned, PRUNED_Y[grouped], label_columns(rpn, exclude=[*columns, "epochs"]), labelled)
     front = [(place[id(r)], float(r[y_key])) for r in done if r["pareto"]]
     if front:
         xs, ys = zip(*front)

@@ -132,7 +132,8 @@ def test_no_text_of_a_sweep_plot_overlaps_another(rows):
 
 @pytest.mark.parametrize("summary", ["rank_digits/summary.csv", "fashion_mnist/summary_by_config.csv",
                                      "fashion_mnist/epochs3/summary_by_config.csv", "fashion_grid/summary_by_config.csv",
-                                     "fashion_grid/with_first_study/summary_by_config.csv"])
+                                     "fashion_grid/with_first_study/summary_by_config.csv",
+                                     "fashion_pruning/pooled/summary_by_config.csv"])
 def test_the_example_plots_are_readable(summary):
     from rpn_exp.sweep.plots import pareto_figure
     from rpn_exp.sweep.summary import read_rows
