@@ -9,11 +9,18 @@ trainer.max_epochs=3 launcher=stacked seed=1,...,8`` from the checkout's folder)
 over member 1's logged steps, of the wall time between consecutive ``train/loss_step`` events divided by the steps
 between them: it leaves out start-up, validation, checkpoints and snapshots (an interval holding an epoch's end is
 an outlier the median drops). Fashion-MNIST from Debian (``apt-get install -y dataset-fashion-mnist``).
+
+    python benchmarks/stacked_loop.py --epochs 1 --rounds 4 --allocator both   # glibc's defaults against a run's
+
+``--allocator both`` alternates each checkout as it runs (``rpn_exp.run.allocator`` fixes glibc's thresholds) and
+with glibc's defaults (``GLIBC_TUNABLES`` set empty, which a run leaves alone); the table adds the group's minor page
+faults, system time and peak memory (its process's resource usage).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import subprocess
 import sys
@@ -38,16 +45,24 @@ def step_ms(folder: Path) -> float:
     return statistics.median(rates)
 
 
-def group(code: Path, epochs: int, seeds: int, overrides: list[str]) -> dict:
+def group(code: Path, epochs: int, seeds: int, overrides: list[str], allocator: str = "run") -> dict:
+    """One group of ``seeds`` seeds run from ``code``; ``allocator`` "glibc" keeps glibc's own thresholds."""
     with tempfile.TemporaryDirectory() as folder:
         seed_list = ",".join(str(seed) for seed in range(1, seeds + 1))
         command = [sys.executable, "-m", "rpn_exp", "-m", "experiment=paper_mnist", "dataset=fashion_mnist",
                    f"trainer.max_epochs={epochs}", "launcher=stacked", f"seed={seed_list}", f"hydra.sweep.dir={folder}",
                    *overrides]
+        env = {**os.environ, "GLIBC_TUNABLES": ""} if allocator == "glibc" else None
         started = time.perf_counter()
-        subprocess.run(command, cwd=code, check=True, capture_output=True)
-        wall = time.perf_counter() - started
-        return {"code": str(code), "wall s": wall, "ms per step": step_ms(Path(folder))}
+        with tempfile.TemporaryFile() as errors:
+            process = subprocess.Popen(command, cwd=code, env=env, stdout=subprocess.DEVNULL, stderr=errors)
+            _, status, usage = os.wait4(process.pid, 0)  # the child's own resource usage
+            wall = time.perf_counter() - started
+            if os.waitstatus_to_exitcode(status):
+                errors.seek(0)
+                raise RuntimeError(f"{command} failed in {code}:\n{errors.read().decode()[-2000:]}")
+        return {"code": f"{code} ({allocator})", "wall s": wall, "ms per step": step_ms(Path(folder)),
+                "minor faults": usage.ru_minflt, "system s": usage.ru_stime, "peak MB": usage.ru_maxrss / 1024}
 
 
 def main() -> None:
@@ -57,18 +72,25 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=8)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--overrides", nargs="*", default=[], help="more overrides, e.g. model=mlp 'model.hidden=[16]'")
+    parser.add_argument("--allocator", choices=("run", "glibc", "both"), default="run",
+                        help="the run's allocator thresholds, glibc's defaults, or both alternated")
     args = parser.parse_args()
+    allocators = ("run", "glibc") if args.allocator == "both" else (args.allocator,)
+    variants = [(code.resolve(), allocator) for code in args.code for allocator in allocators]
     rows = []
     for _ in range(args.rounds):
-        for code in args.code:
-            rows.append(group(code.resolve(), args.epochs, args.seeds, args.overrides))
+        for code, allocator in variants:
+            rows.append(group(code, args.epochs, args.seeds, args.overrides, allocator))
             print(rows[-1], flush=True)
-    summary = [{"code": str(code.resolve()),
-                "wall s": ", ".join(f"{r['wall s']:.1f}" for r in rows if r["code"] == str(code.resolve())),
-                "ms per step": ", ".join(f"{r['ms per step']:.2f}" for r in rows if r["code"] == str(code.resolve())),
-                "mean ms per step": statistics.mean(r["ms per step"] for r in rows if r["code"] == str(code.resolve()))}
-               for code in args.code]
-    print_table(summary, ["code", "wall s", "ms per step", "mean ms per step"])
+    columns = ["wall s", "ms per step", "minor faults", "system s", "peak MB"]
+    summary = []
+    for code, allocator in variants:
+        mine = [r for r in rows if r["code"] == f"{code} ({allocator})"]
+        summary.append({"code": mine[0]["code"], **{c: ", ".join(f"{r[c]:.{0 if 'faults' in c or 'MB' in c else 2}f}"
+                                                                 for r in mine) for c in columns},
+                        "mean ms per step": statistics.mean(r["ms per step"] for r in mine),
+                        "mean wall s": statistics.mean(r["wall s"] for r in mine)})
+    print_table(summary, ["code", *columns, "mean ms per step", "mean wall s"])
 
 
 if __name__ == "__main__":

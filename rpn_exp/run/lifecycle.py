@@ -43,6 +43,7 @@ from rpn_exp.config.settings import RunSettings, run_settings
 from rpn_exp.data import DatasetError
 from rpn_exp.nn.describe import format_layer_table, model_record
 from rpn_exp.run import ownership
+from rpn_exp.run.allocator import keep_freed_memory
 from rpn_exp.run.context import cluster_job, is_debug
 from rpn_exp.run.dashboard import close_dashboards, dashboard_hparams, log_hyperparameters, sweep_keys
 from rpn_exp.run.gpu_probe import probe_gpu_once
@@ -244,6 +245,7 @@ class Run:
         self.record["threads"] = use_threads(self.settings.threads, self.context.get("launcher"),
                                              self.settings.trainer)
         probe_gpu_once()
+        keep_freed_memory()
         datamodule, net = build_experiment(self.cfg, self.settings, self.record, verbose=verbose)
         self.note_unused_overrides()
         if not self.settings.dry_run:
