@@ -20,6 +20,8 @@ __all__ = ["Remainder", "ZeroRemainder", "IdentityRemainder", "LinearRemainder",
 
 class Remainder(Function):
     name = "remainder"
+    #: Whether π(x) also takes x (..., b, m) with leading dimensions (a stacked group's members, no ``vmap``).
+    leading_dims = False
 
     def check(self, m: int, n: int) -> None:
         """Raise ValueError when this remainder cannot map R^m to R^n."""
@@ -40,6 +42,7 @@ class ZeroRemainder(Remainder):
     """π(x) = 0."""
 
     name = "zero"
+    leading_dims = True
 
     def __call__(self, x, n, state=None):
         return None

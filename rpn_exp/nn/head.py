@@ -31,6 +31,7 @@ from functools import partial
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.func import vmap
 from torch.utils.checkpoint import checkpoint
 
 from rpn_exp.functions.expansion import Expansion
@@ -202,14 +203,28 @@ class RPNHead(nn.Module):
             return torch.cat([fn(part) for part in x.split(rows)])
         return torch.cat([checkpoint(fn, part, use_reentrant=False) for part in x.split(rows)])
 
+    @property
+    def carries_members(self) -> bool:
+        """Whether :meth:`forward` also takes a stacked group's member dimension without ``vmap``: w (K, C, l), ψ's
+        state (K, ...) and x (K, b, m) -> (K, b, n). The product path does, behind an identity ξ and a κ whose layout
+        declares ``leading_dims``: ψ's factors are computed per member under ``vmap`` (small tensors), the fused
+        node takes the members' (K, ...) factors and rows as they are (``benchmarks/vmap_node.py``: through ``vmap``
+        the node costs more than its own work)."""
+        return self.path == "product" and self.kappa.product.leading_dims and self.interdependence.identity
+
     def _product(self, x: torch.Tensor) -> torch.Tensor:
         """(A ⊗ B)(u ⊗ [1, t]) = (A u) ⊗ (B [1, t]) per channel and term, the layer norm over κ folded in
-        (``kron_taylor``)."""
+        (``kron_taylor``); with a member dimension (w (K, C, l): ``carries_members``) for all members at once."""
         u, t = self.expansion.product_factors(x)
-        eps = self.kappa.norm_eps
-        forms = (self.reconciliation.factors(w, self.n, self.D, self.psi_state) for w in self.w)
-        return _mean([sum_terms(kron_taylor(u, t, dense(A), dense(B), eps) for A, B in kron_terms(form))
-                      for form in forms])
+        eps, state = self.kappa.norm_eps, self.psi_state
+
+        def terms(w: torch.Tensor, state: dict) -> list[tuple[torch.Tensor, torch.Tensor]]:
+            form = self.reconciliation.factors(w, self.n, self.D, state)
+            return [(dense(A), dense(B)) for A, B in kron_terms(form)]
+
+        members = self.w.dim() == 3
+        channels = [vmap(terms)(w, state) if members else terms(w, state) for w in self.w.unbind(-2)]
+        return _mean([sum_terms(kron_taylor(u, t, A, B, eps) for A, B in channel) for channel in channels])
 
     def _bilinear_operators(self):
         """Per channel, (left, right) ↦ W (left ⊗ right): through W itself, U (Vᵀ (left ⊗ right)) for a thin

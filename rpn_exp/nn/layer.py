@@ -85,6 +85,14 @@ class RPNLayer(nn.Module):
         """The head-channel outputs one sample makes (what a step holds for the backward pass): n · H · C."""
         return self.n * len(self.heads) * self.heads[0].channels
 
+    @property
+    def carries_members(self) -> bool:
+        """Whether :meth:`forward` also takes a stacked group's member dimension without ``vmap`` (parameters
+        (K, ...), x (K, b, m)): every head does (``RPNHead.carries_members``), π declares ``leading_dims``, and there
+        is no bias or output processing."""
+        return (all(head.carries_members for head in self.heads) and self.remainder.leading_dims
+                and self.bias is None and not len(self.output_processing))
+
     def forward(self, x: torch.Tensor, remainder_input: torch.Tensor | None = None) -> torch.Tensor:
         """(b, m) -> (b, n); π reads ``remainder_input`` (b, remainder_width) when given, else x."""
         return self.finish(_mean([head(x) for head in self.heads]), x if remainder_input is None else remainder_input)

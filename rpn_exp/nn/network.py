@@ -47,6 +47,12 @@ class RPNNetwork(nn.Module):
                 x = activation(x)
         return x
 
+    @property
+    def carries_members(self) -> bool:
+        """Whether :meth:`forward` also takes a stacked group's member dimension without ``vmap``
+        (``rpn_exp.nn.stack.MemberStack``): every layer does and no activation runs between them."""
+        return all(layer.carries_members for layer in self.layers) and not any(map(len, self.activations))
+
     def describe(self) -> list[dict]:
         """One row per layer (see :meth:`RPNLayer.describe`)."""
         return [layer.describe() for layer in self.layers]

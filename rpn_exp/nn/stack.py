@@ -8,9 +8,13 @@ the members' own parameters being views of them, and computes
     y[k] = net_k(x[k]),   x (K, b, m) -> y (K, b, n)
 
 with ``torch.func.vmap`` over a ``functional_call`` of one member's module, so every compute path (the fused
-Kronecker × Taylor node through its own vmap rule) runs once for all members. Gradients land in the stacked
-tensors; :meth:`MemberStack.member_grads` hands each member its slice, so the group's optimizer, one parameter group per
-member (its own hyper-parameters and state), steps it exactly as its solo run's optimizer does.
+Kronecker × Taylor node through its own vmap rule) runs once for all members. A network that carries the member
+dimension itself (``carries_members``: the product path end to end, as the paper's model) is called once with the
+stacked parameters instead, without ``vmap``: the same operations on the same tensors, so the same numbers to the
+bit, without the cost of torch's custom-function ``vmap`` route to the fused node (``benchmarks/vmap_node.py``).
+Gradients land in the stacked tensors; :meth:`MemberStack.member_grads` hands each member its slice, so the group's
+optimizer, one parameter group per member (its own hyper-parameters and state), steps it exactly as its solo run's
+optimizer does.
 
 The group's LightningModule, batches and optimizer are in :mod:`rpn_exp.run.stacked`.
 """
@@ -30,13 +34,16 @@ class MemberStack(nn.Module):
 
     ``forward(x)``: x (K, b, m) -> logits (K, b, n), member k's rows through member k's parameters and buffers.
     ``masks[k]`` (optional) maps parameter names to member k's gradient mask of the parameter's shape.
+    ``native`` (None: whether the network ``carries_members``) calls the network on the stacked parameters directly,
+    False under ``vmap``.
     After ``loss.backward()``, :meth:`member_grads` sets each member parameter's ``.grad`` (a view of the stacked
     gradient). Updating a member's parameter in place (its optimizer) updates the stacked tensor: they share memory;
     so do its buffers (a batch norm's running statistics, updated by the stacked forward), so its checkpoints and
     state dict hold what the stack computes with.
     """
 
-    def __init__(self, members: Sequence[nn.Module], masks: Sequence[dict[str, torch.Tensor]] | None = None):
+    def __init__(self, members: Sequence[nn.Module], masks: Sequence[dict[str, torch.Tensor]] | None = None,
+                 native: bool | None = None):
         super().__init__()
         if not members:
             raise ValueError("a member stack needs at least one network")
@@ -64,11 +71,16 @@ class MemberStack(nn.Module):
         self.masks = {name: torch.stack([mask.get(name, torch.ones_like(self.stacked[name][0])).to(self.stacked[name])
                                          for mask in masks])
                       for name in dict.fromkeys(name for mask in masks for name in mask)}
+        #: whether the network takes the member dimension itself (``carries_members``) rather than under ``vmap``
+        self.native = bool(getattr(self.template, "carries_members", False)) if native is None else native
 
     def __len__(self) -> int:
         return len(self.members)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.native:  # parameters (K, ...) and x (K, b, m) through the network as they are
+            return functional_call(self.template, (self.stacked, self.buffers_), (x,))
+
         def one(params, buffers, rows):
             return functional_call(self.template, (params, buffers), (rows,))
 

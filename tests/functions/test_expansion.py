@@ -96,8 +96,9 @@ def test_postprocess_builds_a_non_affine_layer_norm():
 
 
 def test_taylor_declares_its_product_layout_and_the_layer_norm_over_it():
+    """d = 2 (u = t = x) also takes x with leading dimensions (a stacked group's members); d = 3 builds t."""
     kappa = E.TaylorExpansion(d=2, postprocess=["layer_norm"]).structure(5)
-    assert kappa.product == E.ProductLayout(u_width=5) and kappa.norm_eps == 1e-5 and kappa.fused
+    assert kappa.product == E.ProductLayout(u_width=5, leading_dims=True) and kappa.norm_eps == 1e-5 and kappa.fused
     reference = E.TaylorExpansion(d=3, order="reference").structure(4)
     assert reference.product == E.ProductLayout(u_width=4, ones_first=True)
     assert not reference.processed and reference.norm_eps is None and reference.fused

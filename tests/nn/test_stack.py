@@ -15,6 +15,7 @@ from tests.conftest import compose_config
 NETWORKS = {
     "product": ["reconciliation=dual_lphm", "reconciliation.r=2"],
     "product_kronecker_sum": ["reconciliation=dual_lphm", "reconciliation.r=2", "reconciliation.k=2"],
+    "product_heads_channels": ["reconciliation=lphm", "model.heads=2", "model.channels=2"],
     "product_heads_channels_bias": ["reconciliation=lphm", "model.heads=2", "model.channels=2", "model.bias=true",
                                     "remainder=linear"],
     "bilinear_low_rank": ["reconciliation=lorr", "reconciliation.r=2"],
@@ -114,3 +115,27 @@ def test_members_running_statistics_are_the_stacks_so_their_state_dicts_hold_wha
         for key in (key for key in theirs if "running" in key or "num_batches" in key):
             torch.testing.assert_close(ours[key], theirs[key], msg=f"{key} of member {k}")
         assert not torch.equal(ours["layers.0.output_processing.0.running_mean"], torch.zeros(16))
+
+
+#: Networks whose every layer takes the product path with nothing around it that needs ``vmap``.
+NATIVE = {"product": True, "product_kronecker_sum": True, "product_heads_channels": True,
+          "product_heads_channels_bias": False, "bilinear_low_rank": False, "mlp": False}
+
+
+@pytest.mark.parametrize("name", sorted(NATIVE))
+def test_the_product_path_carries_the_member_dimension_itself_with_what_vmap_computes(name):
+    nets = networks(NETWORKS[name])
+    native, mapped = MemberStack(copy.deepcopy(nets)), MemberStack(copy.deepcopy(nets), native=False)
+    assert native.native is NATIVE[name] and not mapped.native
+    x, y = torch.randn(K, 32, 64), torch.randint(0, 10, (K, 32))
+    outputs = [stack(x) for stack in (native, mapped)]
+    for out in outputs:
+        member_losses(out, y).sum().backward()
+    assert torch.equal(*outputs)  # the same operations on the same tensors: equal to the bit
+    for parameter in native.stacked:
+        assert torch.equal(native.stacked[parameter].grad, mapped.stacked[parameter].grad), parameter
+
+
+def test_an_activation_between_layers_sends_the_stack_through_vmap():
+    nets = networks([*NETWORKS["product"], "model.activation=relu"])
+    assert not MemberStack(nets).native

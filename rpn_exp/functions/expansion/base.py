@@ -23,10 +23,13 @@ class ProductLayout:
     ``Expansion.product_factors(x)``: u (b, ``u_width``) and t (b, D/u_width − 1).
 
     For the Taylor expansion of order d, u = x and t = κ_{d−1}(x) (``ones_first`` in its reference order).
+    ``leading_dims``: ``product_factors`` also takes x (..., b, m) with leading dimensions and keeps them in u and t,
+    so a stacked group's members (x (K, b, m)) need no ``vmap`` on the product path (``RPNHead.carries_members``).
     """
 
     u_width: int
     ones_first: bool = False
+    leading_dims: bool = False
 
     def factors(self, u: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(left, right) with κ = left ⊗ right: (u, [1, t]), or ([1, t], u) when ``ones_first``."""

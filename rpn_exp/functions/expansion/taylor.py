@@ -46,8 +46,9 @@ class TaylorExpansion(Expansion):
         return x, (x if self.d == 2 else TaylorExpansion(self.d - 1, order=self.order)(x))
 
     def product_layout(self, m: int) -> ProductLayout:
-        """κ(x) = x ⊗ [1, κ_{d−1}(x)], or [1, κ_{d−1}(x)] ⊗ x in the reference order."""
-        return ProductLayout(u_width=m, ones_first=self.order == "reference")
+        """κ(x) = x ⊗ [1, κ_{d−1}(x)], or [1, κ_{d−1}(x)] ⊗ x in the reference order; for d = 2 (u = t = x, nothing
+        computed) x may carry leading dimensions."""
+        return ProductLayout(u_width=m, ones_first=self.order == "reference", leading_dims=self.d == 2)
 
     def forward(self, x):
         return x if self.d == 1 else super().forward(x)
