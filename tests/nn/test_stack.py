@@ -139,3 +139,19 @@ def test_the_product_path_carries_the_member_dimension_itself_with_what_vmap_com
 def test_an_activation_between_layers_sends_the_stack_through_vmap():
     nets = networks([*NETWORKS["product"], "model.activation=relu"])
     assert not MemberStack(nets).native
+
+
+def test_a_users_expansion_that_declares_leading_dims_is_carried_too():
+    from tests.user_family.my_families import TanhPair
+
+    nets = []
+    for k in range(K):
+        torch.manual_seed(k)
+        cfg = compose_config([*NETWORKS["product"], "model.hidden=[16]", f"seed={k}"])
+        cfg.expansion = {"_target_": "tests.user_family.my_families.TanhPair"}
+        nets.append(build_network(cfg, 64, 10))
+    assert all(isinstance(layer.heads[0].expansion, TanhPair) for layer in nets[0].layers)
+    native, mapped = MemberStack(copy.deepcopy(nets)), MemberStack(copy.deepcopy(nets), native=False)
+    assert native.native
+    x = torch.randn(K, 32, 64)
+    assert torch.equal(native(x), mapped(x))

@@ -72,7 +72,7 @@ class TanhPair(Expansion):
         return m * (m + 1)
 
     def product_layout(self, m):
-        return ProductLayout(u_width=m)
+        return ProductLayout(u_width=m, leading_dims=True)  # tanh keeps any leading dimensions of x
 
     def product_factors(self, x):
         return x, torch.tanh(x)
