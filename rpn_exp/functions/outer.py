@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import math
+from typing import NamedTuple
 
 import torch
 
@@ -70,46 +71,66 @@ def outer_linear(x: torch.Tensor, a: torch.Tensor, b: torch.Tensor, n: int) -> t
     return Z.reshape(x.shape[0], -1) @ A.T
 
 
-@functools.lru_cache(maxsize=64)
-def outer_bilinear_plan(n: int, D: int, La: int, Lb: int, L: int, device: str = "cpu"):
-    """Index tensors for :func:`outer_bilinear` with κ = left ⊗ right, left of width L (cached per shapes/device).
+class BilinearPlan(NamedTuple):
+    """Index tensors of :func:`outer_bilinear` (:func:`outer_bilinear_plan`): rows + Q pieces, Q of them cut short."""
 
-    A piece is (row class ρ, left index i, segment s): the entries of κ that are left_i · right_j for j in a run
-    that stays in one segment. Returns (b_index (P, R) into [b, 0], left index of each piece (P,), a_index (n, P)
-    into [a, 0]).
+    classes: int  # β: the row classes of W (β divides n, since L_b divides n·D)
+    cut_rows: torch.Tensor  # (Q,) the row of the tiling each cut piece lies in
+    cut_left: torch.Tensor  # (Q,) its entry of left: cut_rows mod L
+    cut_b: torch.Tensor  # (Q, R) its entries of b as indices into [b, 0] (0 outside its columns: index L_b)
+    a_index: torch.Tensor  # (n, rows + Q) into [a, 0]: the rows' last pieces, then the cut pieces
+
+
+@functools.lru_cache(maxsize=64)
+def outer_bilinear_plan(n: int, D: int, La: int, Lb: int, L: int, device: str = "cpu") -> BilinearPlan:
+    """The pieces of :func:`outer_bilinear` with κ = left ⊗ right, left of width L (cached per shapes and device).
+
+    Row k of W reads b cyclically from the flat position k·D, so rows k ≡ ρ (mod β) read it alike: the β classes,
+    side by side, read b tiled to length β·D. Viewed as (β·L, R), row ρL + i of that tiling holds
+    the entries of b that multiply left_i · right_j in class ρ. A piece (ρ, i, s) is the part of such a row in one
+    segment s (a changes at the multiples of L_b): a row crossing a multiple of L_b is cut there into pieces; all
+    but its last are the cut pieces.
     """
-    beta, offsets, segments = outer_segments(n, D, La, Lb)
-    R = D // L
-    f = torch.arange(D)
-    keys, b_pos = [], []
-    for rho, o in enumerate(offsets):
-        seg = (o + f) // Lb
-        keys.append((rho * L + f // R) * segments + seg)  # ordered by (ρ, i, s)
-        b_pos.append((o + f) % Lb)
-    keys, b_pos = torch.cat(keys), torch.cat(b_pos)
-    unique, piece = torch.unique(keys, return_inverse=True)
-    column = torch.cat([f % R] * beta)
-    b_index = torch.full((len(unique), R), Lb, dtype=torch.long)
-    b_index[piece, column] = b_pos
-    left = (unique // segments) % L
-    columns = (unique // segments // L) * segments + unique % segments  # ρ·segments + s
-    a_index = _outer_rows(n, D, La, Lb, segments, beta, columns)
-    return b_index.to(device), left.to(device), a_index.to(device)
+    beta, _, segments = outer_segments(n, D, La, Lb)
+    R, rows = D // L, beta * L
+    cut_rows, cut_first, cut_end, last_first = [], [], [], []  # per cut piece: row, columns; per row: its last piece
+    for r in range(rows):
+        first = 0
+        for j in range((r * R // Lb + 1) * Lb - r * R, R, Lb):  # the columns where row r crosses a multiple of L_b
+            cut_rows.append(r), cut_first.append(first), cut_end.append(j)
+            first = j
+        last_first.append(first)
+    cut_rows, cut_first, cut_end = (torch.tensor(v, dtype=torch.long) for v in (cut_rows, cut_first, cut_end))
+    column = torch.arange(R)
+    inside = (column >= cut_first[:, None]) & (column < cut_end[:, None])
+    cut_b = torch.where(inside, (cut_rows[:, None] * R + column) % Lb, Lb)
+    piece_rows = torch.cat([torch.arange(rows), cut_rows])
+    first = torch.cat([torch.tensor(last_first, dtype=torch.long), cut_first])
+    rho, i = piece_rows // L, piece_rows % L
+    segment = (rho * D % Lb + i * R + first) // Lb
+    a_index = _outer_rows(n, D, La, Lb, segments, beta, rho * segments + segment)
+    return BilinearPlan(beta, cut_rows.to(device), (cut_rows % L).to(device), cut_b.to(device), a_index.to(device))
 
 
 def outer_bilinear(left: torch.Tensor, right: torch.Tensor, a: torch.Tensor, b: torch.Tensor, n: int) -> torch.Tensor:
     """``W (left ⊗ right)`` row by row for W = reshape_{n×D}(vec(a) vec(b)ᵀ), left (batch, L), right (batch, R),
     D = L·R -> (batch, n), building neither κ = left ⊗ right nor W.
 
-    With the pieces of :func:`outer_bilinear_plan`: H = right · B̃ᵀ (B̃ (P × R): b laid out per piece, zeros
-    elsewhere), then y = (left[:, i_P] ⊙ H) Ãᵀ. The largest tensors are B̃ (P·R, about β·(D/Lb + 2L)·R entries)
-    and the (batch, P) products; for the paper's 784 → 64 layer P·R is 2 % of W.
+    With B = b tiled to β·D and viewed as (β·L, R) (:func:`outer_bilinear_plan`), H = right Bᵀ sums each row;
+    a row cut at multiples of L_b gives its cut pieces from their own entries of b, H_c = right B_cᵀ, and its last
+    piece as the rest. Then y = ([left, …, left, left[:, i_c]] ⊙ [H − H_c, H_c]) Ãᵀ with Ã made of entries of a.
+    B is b copied, its gradient a sum over the copies; only the cut pieces are gathered entry by entry (the paper's
+    784 -> 64 layer: B has 615,440 entries, W 64 times more; 97 of its 785 rows are cut once, 76,048 entries).
     """
     L, R = left.shape[1], right.shape[1]
-    b_index, left_index, a_index = outer_bilinear_plan(n, L * R, a.numel(), b.numel(), L, str(left.device))
-    B = torch.cat([b.reshape(-1), b.new_zeros(1)])[b_index]  # (P, R)
-    A = torch.cat([a.reshape(-1), a.new_zeros(1)])[a_index]  # (n, P)
-    return (left[:, left_index] * (right @ B.T)) @ A.T
+    plan = outer_bilinear_plan(n, L * R, a.numel(), b.numel(), L, str(left.device))
+    rows, b = plan.classes * L, b.reshape(-1)
+    tiled = b.repeat(-(-rows * R // b.numel()))
+    B = (tiled if tiled.numel() == rows * R else tiled[: rows * R]).view(rows, R)  # a full slice would copy back
+    H_cut = right @ torch.cat([b, b.new_zeros(1)])[plan.cut_b].T
+    H = torch.cat([(right @ B.T).index_add(1, plan.cut_rows, H_cut, alpha=-1), H_cut], dim=1)
+    A = torch.cat([a.reshape(-1), a.new_zeros(1)])[plan.a_index]  # (n, rows + Q)
+    return (torch.cat([left.repeat(1, plan.classes), left.index_select(1, plan.cut_left)], dim=1) * H) @ A.T
 
 
 def outer_dense(a: torch.Tensor, b: torch.Tensor, n: int, D: int) -> torch.Tensor:

@@ -238,7 +238,7 @@ class RPNHead(nn.Module):
             outer = [psi.factors(w, n, D, state) for w in self.w]
             a, b = outer[0]
             left_width = self.kappa.product.left_width(D)
-            pieces = outer_bilinear_plan(n, D, a.numel(), b.numel(), left_width, str(a.device))[1].numel()
+            pieces = outer_bilinear_plan(n, D, a.numel(), b.numel(), left_width, str(a.device)).a_index.shape[1]
             return [partial(outer_bilinear, a=a, b=b, n=n) for a, b in outer], max(1, pieces // self.m_prime)
         if kind != LOW_RANK:
             return [partial(bilinear, W=W) for W in self._weights()], n

@@ -35,7 +35,8 @@ class MemberStack(nn.Module):
     ``forward(x)``: x (K, b, m) -> logits (K, b, n), member k's rows through member k's parameters and buffers.
     ``masks[k]`` (optional) maps parameter names to member k's gradient mask of the parameter's shape.
     ``native`` (None: whether the network ``carries_members``) calls the network on the stacked parameters directly,
-    False under ``vmap``.
+    False under ``vmap``; a stack of one member calls it on views of them without the member dimension (a solo run's
+    computation: ``vmap`` costs a reference-layout step 1.5 times its own work, ``benchmarks/stacked_step.py``).
     After ``loss.backward()``, :meth:`member_grads` sets each member parameter's ``.grad`` (a view of the stacked
     gradient). Updating a member's parameter in place (its optimizer) updates the stacked tensor: they share memory;
     so do its buffers (a batch norm's running statistics, updated by the stacked forward), so its checkpoints and
@@ -80,6 +81,10 @@ class MemberStack(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.native:  # parameters (K, ...) and x (K, b, m) through the network as they are
             return functional_call(self.template, (self.stacked, self.buffers_), (x,))
+        if len(self.members) == 1:  # one member: its solo computation on views of the stack, no vmap to pay
+            alone = {name: t.squeeze(0) for name, t in self.stacked.items()}
+            buffers = {name: t.squeeze(0) for name, t in self.buffers_.items()}
+            return functional_call(self.template, (alone, buffers), (x.squeeze(0),)).unsqueeze(0)
 
         def one(params, buffers, rows):
             return functional_call(self.template, (params, buffers), (rows,))

@@ -155,3 +155,21 @@ def test_a_users_expansion_that_declares_leading_dims_is_carried_too():
     assert native.native
     x = torch.randn(K, 32, 64)
     assert torch.equal(native(x), mapped(x))
+
+
+@pytest.mark.parametrize("name", ["bilinear_reference_layout", "structured", "mlp", "batch_norm"])
+def test_a_stack_of_one_member_computes_its_solo_run_to_the_bit(name):
+    overrides = ["model.output_processing=[batch_norm]"] if name == "batch_norm" else NETWORKS[name]
+    net = networks(overrides)[0]
+    solo = copy.deepcopy(net)
+    stack = MemberStack([net], native=False)
+    x, y = torch.randn(1, 32, 64), torch.randint(0, 10, (1, 32))
+    out = stack(x)
+    member_losses(out, y).sum().backward()
+    stack.member_grads()
+    alone = solo(x[0])
+    F.cross_entropy(alone, y[0]).backward()
+    assert out.shape == (1, 32, 10) and torch.equal(out[0], alone)
+    for (pname, p), q in zip(solo.named_parameters(), net.parameters()):
+        assert torch.equal(q.grad, p.grad), pname
+    assert all(torch.equal(a, b) for a, b in zip(net.buffers(), solo.buffers()))  # running statistics, in the stack
