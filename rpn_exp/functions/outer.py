@@ -71,6 +71,11 @@ def outer_linear(x: torch.Tensor, a: torch.Tensor, b: torch.Tensor, n: int) -> t
     return Z.reshape(x.shape[0], -1) @ A.T
 
 
+def take(values: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """values[index] for a 1-D ``values``, through ``index_select`` (its gradient adds rows, it does not put them)."""
+    return values.index_select(0, index.reshape(-1)).view(index.shape)
+
+
 class BilinearPlan(NamedTuple):
     """Index tensors of :func:`outer_bilinear` (:func:`outer_bilinear_plan`): rows + Q pieces, Q of them cut short."""
 
@@ -125,11 +130,12 @@ def outer_bilinear(left: torch.Tensor, right: torch.Tensor, a: torch.Tensor, b: 
     L, R = left.shape[1], right.shape[1]
     plan = outer_bilinear_plan(n, L * R, a.numel(), b.numel(), L, str(left.device))
     rows, b = plan.classes * L, b.reshape(-1)
-    tiled = b.repeat(-(-rows * R // b.numel()))
+    tiled = b.expand(-(-rows * R // b.numel()), -1).reshape(-1)
     B = (tiled if tiled.numel() == rows * R else tiled[: rows * R]).view(rows, R)  # a full slice would copy back
-    H_cut = right @ torch.cat([b, b.new_zeros(1)])[plan.cut_b].T
-    H = torch.cat([(right @ B.T).index_add(1, plan.cut_rows, H_cut, alpha=-1), H_cut], dim=1)
-    A = torch.cat([a.reshape(-1), a.new_zeros(1)])[plan.a_index]  # (n, rows + Q)
+    H_cut = right @ take(torch.cat([b, b.new_zeros(1)]), plan.cut_b).T
+    rows_sums = (B @ right.mT).mT  # right Bᵀ, so that B's gradient comes out in B's own layout (no transposed copy)
+    H = torch.cat([rows_sums.index_add(1, plan.cut_rows, H_cut, alpha=-1), H_cut], dim=1)
+    A = take(torch.cat([a.reshape(-1), a.new_zeros(1)]), plan.a_index)  # (n, rows + Q)
     return (torch.cat([left.repeat(1, plan.classes), left.index_select(1, plan.cut_left)], dim=1) * H) @ A.T
 
 
