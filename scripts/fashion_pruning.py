@@ -5,12 +5,16 @@
     python scripts/fashion_pruning.py --report FOLDER        # the comparison again from a finished FOLDER
     python scripts/fashion_pruning.py --reuse reference      # the pruned run takes the unpruned run's reference sweep
     python scripts/fashion_pruning.py --reuse reference --pooled   # the pruned run's sweeps share one store
+    python scripts/fashion_pruning.py --pooled --together   # each run's three sweeps at once, sharing the two cores
 
 Needs Debian's Fashion-MNIST (apt-get install -y dataset-fashion-mnist). Each run is the first study's three sweeps
 (``scripts/fashion_results.py``: ``rpn``, ``reference``, ``baselines``) with ``launcher=stacked
 hydra.launcher.n_jobs=2`` (two groups at a time, one core each); pruning compares the configurations of one sweep,
 or with ``--pooled`` of all three (``pruner.storage``: one store folder for the pruned run's sweeps, the baselines
-run first so that the RPN configurations are judged against them).
+run first so that the RPN configurations are judged against them). With ``--together`` a run's three sweeps start
+at once and share the cores (six workers on two cores, one thread each), so that no core waits at the end of a
+sweep; its wall time is from the first start to the last end. A configuration of the RPN sweep that reaches a rung
+before the baselines report it is judged again at its next rung (``rpn_exp.run.rungs.judged_again``).
 The comparison (``comparison.md``, ``comparison.json``): both wall times, the jobs pruned and at which rung, the epochs
 trained, and whether the pruned study reaches the same Pareto front (the same configurations on it, each mean within
 the unpruned run's 95% interval); plus ``python -m rpn_exp.replay`` of the rule on the unpruned run's recorded
@@ -42,12 +46,14 @@ EXAMPLE = ROOT / "outputs" / "examples" / "fashion_pruning"
 
 
 def run(folder: Path, name: str, extra: list[str], done: dict, shared: tuple[str, ...],
-        order: tuple[str, ...] = STUDY) -> dict:
-    """One run of the study: its three sweeps (in ``order``) into ``folder / name``, each sweep's command and wall
-    time; the sweeps in ``done`` (a run stopped earlier) are kept, and those in ``shared`` are the unpruned run's (a
-    sweep of one configuration, which pruning cannot change), their wall time counted as measured there."""
+        order: tuple[str, ...] = STUDY, together: bool = False) -> dict:
+    """One run of the study: its three sweeps (in ``order``, or all at once with ``together``) into
+    ``folder / name``, each sweep's command and wall time; the sweeps in ``done`` (a run stopped earlier) are kept,
+    and those in ``shared`` are the unpruned run's (a sweep of one configuration, which pruning cannot change), their
+    wall time counted as measured there."""
     sweeps = dict(done)
     common = [c for c in COMMON if not c.startswith("launcher=")] + LAUNCHER + extra
+    commands = {}
     for sweep in order:
         if sweep in sweeps:
             continue
@@ -56,21 +62,41 @@ def run(folder: Path, name: str, extra: list[str], done: dict, shared: tuple[str
             (folder / name / sweep).symlink_to(folder / "unpruned" / sweep, target_is_directory=True)
             sweeps[sweep] = {"reused": "unpruned"}
             continue
-        command = [sys.executable, "-m", "rpn_exp", "-m", *SWEEPS[sweep], *common,
-                   f"hydra.sweep.dir={folder / name / sweep}"]
-        started = time.perf_counter()
-        subprocess.run(command, cwd=ROOT, check=True)
-        sweeps[sweep] = {"command": "python -m rpn_exp -m " + " ".join(command[4:-1]),
-                         "wall_time_s": round(time.perf_counter() - started, 1)}
-        print(f"[fashion_pruning] {name} {sweep}: {sweeps[sweep]['wall_time_s']} s", flush=True)
-    return {"sweeps": sweeps}
+        commands[sweep] = [sys.executable, "-m", "rpn_exp", "-m", *SWEEPS[sweep], *common,
+                           f"hydra.sweep.dir={folder / name / sweep}"]
+    started = time.perf_counter()
+    for group in ([list(commands)] if together else [[sweep] for sweep in commands]):
+        begun = time.perf_counter()
+        ended = finish({sweep: subprocess.Popen(commands[sweep], cwd=ROOT) for sweep in group})
+        for sweep in group:
+            sweeps[sweep] = {"command": "python -m rpn_exp -m " + " ".join(commands[sweep][4:-1]),
+                             "wall_time_s": round(ended[sweep] - begun, 1)}
+            print(f"[fashion_pruning] {name} {sweep}: {sweeps[sweep]['wall_time_s']} s", flush=True)
+    together_s = {"together": True, "wall_time_s": round(time.perf_counter() - started, 1)} if together else {}
+    return {"sweeps": sweeps, **together_s}
+
+
+def finish(processes: dict[str, subprocess.Popen]) -> dict[str, float]:
+    """Wait for every process; when each ended (``time.perf_counter``). Raises if one failed."""
+    ended = {}
+    while len(ended) < len(processes):
+        for sweep, process in processes.items():
+            if sweep not in ended and process.poll() is not None:
+                if process.returncode:
+                    raise subprocess.CalledProcessError(process.returncode, process.args)
+                ended[sweep] = time.perf_counter()
+        time.sleep(0.2)
+    return ended
 
 
 def wall_time(record: dict, name: str) -> float:
-    """A run's wall time: its sweeps', a reused one's as measured in the run it comes from."""
-    sweeps = record["runs"][name]["sweeps"]
+    """A run's wall time: from the first sweep's start to the last one's end when they ran together; else the sum
+    of its sweeps', a reused one's as measured in the run it comes from."""
+    run = record["runs"][name]
+    if run.get("together"):
+        return run["wall_time_s"]
     return round(sum(record["runs"][s["reused"]]["sweeps"][k]["wall_time_s"] if "reused" in s else s["wall_time_s"]
-                     for k, s in sweeps.items()), 1)
+                     for k, s in run["sweeps"].items()), 1)
 
 
 def configurations(folder: Path) -> dict[str, dict]:
@@ -110,7 +136,9 @@ def compare(folder: Path) -> dict:
 
 def write(folder: Path, record: dict) -> None:
     comparison = record["comparison"]
+    together = record["runs"]["unpruned"].get("together")
     lines = ["# Pruning measure: the first Fashion-MNIST study with launcher=stacked", "",
+             f"Each run's three sweeps {'at once' if together else 'one after another'}.", "",
              "| run | wall time, s | jobs | jobs pruned | epochs trained |", "|---|---|---|---|---|"]
     for name in RUNS:
         pruned = sum(len(p["jobs"]) for p in comparison["pruned"]) if name == "pruned" else 0
@@ -144,7 +172,11 @@ def main() -> None:
                         help="sweeps of one configuration the pruned run takes from the unpruned one")
     parser.add_argument("--pooled", action="store_true",
                         help="the pruned run's sweeps share one store (pruner.storage), the baselines first")
+    parser.add_argument("--together", action="store_true",
+                        help="each run's three sweeps at once (each with its two workers), not one after another")
     args = parser.parse_args()
+    if args.together and args.reuse:
+        parser.error("--together runs every sweep in both runs: the sweeps share the cores, so none is reused")
     if args.report:
         folder = args.report.resolve()
         record = json.loads((folder / "comparison.json").read_text())
@@ -158,7 +190,7 @@ def main() -> None:
             pooled = args.pooled and name != "unpruned"
             extra = [*extra, f"pruner.storage={folder / name / 'rungs'}"] if pooled else extra
             order = ("baselines", "reference", "rpn") if pooled else STUDY
-            record["runs"][name] = run(folder, name, extra, done, tuple(args.reuse), order)
+            record["runs"][name] = run(folder, name, extra, done, tuple(args.reuse), order, args.together)
             folder.mkdir(parents=True, exist_ok=True)
             (folder / "comparison.json").write_text(json.dumps(record, indent=2) + "\n")
     record["comparison"] = compare(folder)
