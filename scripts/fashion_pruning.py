@@ -6,6 +6,7 @@
     python scripts/fashion_pruning.py --reuse reference      # the pruned run takes the unpruned run's reference sweep
     python scripts/fashion_pruning.py --reuse reference --pooled   # the pruned run's sweeps share one store
     python scripts/fashion_pruning.py --pooled --together   # each run's three sweeps at once, sharing the two cores
+    python scripts/fashion_pruning.py --study               # each run as one multirun: study=fashion_first
 
 Needs Debian's Fashion-MNIST (apt-get install -y dataset-fashion-mnist). Each run is the first study's three sweeps
 (``scripts/fashion_results.py``: ``rpn``, ``reference``, ``baselines``) with ``launcher=stacked
@@ -42,6 +43,7 @@ from scripts.fashion_results import COMMON, SWEEPS  # noqa: E402
 STUDY = ("rpn", "reference", "baselines")
 LAUNCHER = ["launcher=stacked", "hydra.launcher.n_jobs=2"]
 RUNS = {"unpruned": [], "pruned": ["pruner=halving"]}
+STUDY_SWEEP = ["study=fashion_first", *COMMON[:2]]  # the three sweeps as one multirun (conf/study/fashion_first.yaml)
 EXAMPLE = ROOT / "outputs" / "examples" / "fashion_pruning"
 
 
@@ -76,6 +78,22 @@ def run(folder: Path, name: str, extra: list[str], done: dict, shared: tuple[str
     return {"sweeps": sweeps, **together_s}
 
 
+def run_study(folder: Path, name: str, extra: list[str]) -> dict:
+    """One run of the study as one multirun into ``folder / name``: its command and wall time."""
+    command = [sys.executable, "-m", "rpn_exp", "-m", *STUDY_SWEEP, *LAUNCHER, *extra,
+               f"hydra.sweep.dir={folder / name}"]
+    begun = time.perf_counter()
+    finish({name: subprocess.Popen(command, cwd=ROOT)})
+    wall = round(time.perf_counter() - begun, 1)
+    print(f"[fashion_pruning] {name}: {wall} s", flush=True)
+    return {"study": True, "command": "python -m rpn_exp -m " + " ".join(command[4:-1]), "wall_time_s": wall}
+
+
+def sweep_folders(folder: Path, name: str, record: dict) -> list[Path]:
+    """The sweep folders of run ``name``: its one folder for a study, else its three sweeps'."""
+    return [folder / name] if record["runs"][name].get("study") else [folder / name / sweep for sweep in STUDY]
+
+
 def finish(processes: dict[str, subprocess.Popen]) -> dict[str, float]:
     """Wait for every process; when each ended (``time.perf_counter``). Raises if one failed."""
     ended = {}
@@ -93,7 +111,7 @@ def wall_time(record: dict, name: str) -> float:
     """A run's wall time: from the first sweep's start to the last one's end when they ran together; else the sum
     of its sweeps', a reused one's as measured in the run it comes from."""
     run = record["runs"][name]
-    if run.get("together"):
+    if run.get("together") or run.get("study"):
         return run["wall_time_s"]
     return round(sum(record["runs"][s["reused"]]["sweeps"][k]["wall_time_s"] if "reused" in s else s["wall_time_s"]
                      for k, s in run["sweeps"].items()), 1)
@@ -104,17 +122,18 @@ def configurations(folder: Path) -> dict[str, dict]:
         return {row["config"]: row for row in csv.DictReader(handle)}
 
 
-def records(folder: Path) -> list[dict]:
-    return [json.loads(p.read_text()) for sweep in STUDY for p in sorted((folder / sweep).glob("*/result.json"))]
+def records(sweeps: list[Path]) -> list[dict]:
+    return [json.loads(p.read_text()) for sweep in sweeps for p in sorted(sweep.glob("*/result.json"))]
 
 
-def compare(folder: Path) -> dict:
+def compare(folder: Path, record: dict) -> dict:
     """Fronts, pruned jobs and epochs of both runs, and the replay on the unpruned curves."""
+    sweeps = {name: sweep_folders(folder, name, record) for name in RUNS}
     for name in RUNS:
-        subprocess.run([sys.executable, "-m", "rpn_exp.report", *(str(folder / name / s) for s in STUDY),
+        subprocess.run([sys.executable, "-m", "rpn_exp.report", *map(str, sweeps[name]),
                         "--out", str(folder / name / "merged"),
                         "--title", f"Fashion-MNIST | first study | launcher=stacked | {name}"], cwd=ROOT, check=True)
-    subprocess.run([sys.executable, "-m", "rpn_exp.replay", *(str(folder / "unpruned" / s) for s in STUDY),
+    subprocess.run([sys.executable, "-m", "rpn_exp.replay", *map(str, sweeps["unpruned"]),
                     "--out", str(folder / "replay")], cwd=ROOT, check=False)
     unpruned, pruned = configurations(folder / "unpruned"), configurations(folder / "pruned")
     front = {c for c, row in unpruned.items() if row["pareto"] == "True"}
@@ -123,22 +142,23 @@ def compare(folder: Path) -> dict:
     for config in front & pruned_front:
         mean, half = float(unpruned[config]["test_acc_mean"]), float(unpruned[config]["test_acc_ci95"])
         within[config] = abs(float(pruned[config]["test_acc_mean"]) - mean) <= half
-    decisions = [d for s in STUDY for d in read_decisions(folder / "pruned" / s) if d["decision"] == "pruned"]
+    decisions = [d for s in sweeps["pruned"] for d in read_decisions(s) if d["decision"] == "pruned"]
     return {
         "front_unpruned": sorted(front), "front_pruned": sorted(pruned_front),
         "same_front": front == pruned_front and all(within.values()), "means_within_interval": within,
         "pruned": [{"configuration": d.get("overrides") or d["configuration"], "epoch": d["epoch"], "rung": d["rung"],
                     "jobs": d.get("jobs") or [d.get("judged")]} for d in decisions],
-        "epochs": {name: sum(r.get("epochs") or 0 for r in records(folder / name)) for name in RUNS},
-        "jobs": {name: len(records(folder / name)) for name in RUNS},
+        "epochs": {name: sum(r.get("epochs") or 0 for r in records(sweeps[name])) for name in RUNS},
+        "jobs": {name: len(records(sweeps[name])) for name in RUNS},
     }
 
 
 def write(folder: Path, record: dict) -> None:
     comparison = record["comparison"]
-    together = record["runs"]["unpruned"].get("together")
+    how = ("as one multirun (study=fashion_first)" if record["runs"]["unpruned"].get("study") else
+           "at once" if record["runs"]["unpruned"].get("together") else "one after another")
     lines = ["# Pruning measure: the first Fashion-MNIST study with launcher=stacked", "",
-             f"Each run's three sweeps {'at once' if together else 'one after another'}.", "",
+             f"Each run's three sweeps {how}.", "",
              "| run | wall time, s | jobs | jobs pruned | epochs trained |", "|---|---|---|---|---|"]
     for name in RUNS:
         pruned = sum(len(p["jobs"]) for p in comparison["pruned"]) if name == "pruned" else 0
@@ -174,7 +194,11 @@ def main() -> None:
                         help="the pruned run's sweeps share one store (pruner.storage), the baselines first")
     parser.add_argument("--together", action="store_true",
                         help="each run's three sweeps at once (each with its two workers), not one after another")
+    parser.add_argument("--study", action="store_true",
+                        help="each run as one multirun of the three sweeps (study=fashion_first; pooled by design)")
     args = parser.parse_args()
+    if args.study and (args.reuse or args.together or args.pooled):
+        parser.error("--study runs each run's sweeps as one multirun: no sweep is reused, and they are pooled already")
     if args.together and args.reuse:
         parser.error("--together runs every sweep in both runs: the sweeps share the cores, so none is reused")
     if args.report:
@@ -186,6 +210,12 @@ def main() -> None:
         record = json.loads((folder / "comparison.json").read_text()) if args.resume else {
             "provenance": provenance(None), "folder": str(folder.relative_to(ROOT)), "runs": {}}
         for name, extra in RUNS.items():
+            if args.study:
+                if name not in record["runs"]:  # a run --resume finds done is kept
+                    record["runs"][name] = run_study(folder, name, extra)
+                folder.mkdir(parents=True, exist_ok=True)
+                (folder / "comparison.json").write_text(json.dumps(record, indent=2) + "\n")
+                continue
             done = record["runs"].get(name, {}).get("sweeps", {})
             pooled = args.pooled and name != "unpruned"
             extra = [*extra, f"pruner.storage={folder / name / 'rungs'}"] if pooled else extra
@@ -193,7 +223,7 @@ def main() -> None:
             record["runs"][name] = run(folder, name, extra, done, tuple(args.reuse), order, args.together)
             folder.mkdir(parents=True, exist_ok=True)
             (folder / "comparison.json").write_text(json.dumps(record, indent=2) + "\n")
-    record["comparison"] = compare(folder)
+    record["comparison"] = compare(folder, record)
     write(folder, record)
 
 

@@ -1,4 +1,5 @@
-"""A network of rank r inside a network of rank r′ > r: jobs that differ only in r stack by zero-padding the rank.
+"""A network of rank r inside a network of rank r′ > r, or an MLP inside a wider one: jobs that differ only in r, or
+in the hidden widths of an MLP, stack by zero-padding.
 
 For a ψ with ``rank_pads`` (lorr, lphm, dual_lphm) the pieces of w at rank r are the leading corners of its pieces
 at r′, and the entries outside them, set to zero, add rank components with zero factors: the padded network
@@ -7,6 +8,11 @@ partner factor, so it is zero as well; the stack multiplies it by the padding ma
 per-parameter optimizer (Adam, AdamW, SGD, ...) then never moves it from zero, weight decay included. A padded
 member therefore trains as its solo run does, and :class:`RankPadding` converts its weights and optimizer state
 between the two shapes, so its checkpoints hold the solo network's shapes.
+
+For the MLP (ψ with ``width_pads``: W = reshape(w), identity κ) a hidden layer of width h sits in one of width h′:
+its W (h × m) and bias are the leading rows of the wider one's, the next layer's W (n × h) the leading columns.
+The extra units get zero weights and bias, so whatever the activation makes of them, the next layer reads them
+with zero weights, which the masks keep at zero.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ import torch
 from torch import nn
 
 from rpn_exp.nn.head import RPNHead
+from rpn_exp.nn.layer import RPNLayer
 
 
 def rank_embeddings(small: nn.Module, large: nn.Module) -> dict[str, torch.Tensor]:
@@ -23,18 +30,22 @@ def rank_embeddings(small: nn.Module, large: nn.Module) -> dict[str, torch.Tenso
     are left out; buffers must have equal shapes. Raises ValueError for anything else."""
     larger = dict(large.named_parameters())
     if list(larger) != [name for name, _ in small.named_parameters()]:
-        raise ValueError("the networks differ in their parameters, not only in a rank")
+        raise ValueError("the networks differ in their parameters, not only in a rank or a width")
     positions = {}
     for name, parameter in small.named_parameters():
         outer = larger[name]
         if outer.shape == parameter.shape:
             continue
         owner, _, leaf = name.rpartition(".")
-        head, big_head = small.get_submodule(owner), large.get_submodule(owner)
-        if leaf != "w" or not isinstance(head, RPNHead) or parameter.shape[:-1] != outer.shape[:-1]:
+        module, big = small.get_submodule(owner), large.get_submodule(owner)
+        if isinstance(module, RPNHead) and leaf == "w" and parameter.shape[:-1] == outer.shape[:-1]:
+            positions[name] = module.reconciliation.rank_positions(module.n, module.D, big.reconciliation,
+                                                                   (big.n, big.D))
+        elif isinstance(module, RPNLayer) and leaf == "bias" and module.heads[0].reconciliation.width_pads:
+            positions[name] = torch.arange(parameter.shape[0])  # the leading units of a wider layer's
+        else:
             raise ValueError(f"{name}: shapes {tuple(parameter.shape)} and {tuple(outer.shape)} differ in more than "
-                             f"a rank")
-        positions[name] = head.reconciliation.rank_positions(head.n, head.D, big_head.reconciliation)
+                             f"a rank or an MLP's width")
     buffers = dict(large.named_buffers())
     for name, buffer in small.named_buffers():
         if name not in buffers or buffers[name].shape != buffer.shape:

@@ -197,9 +197,7 @@ class SweepSummary(Callback):
             print(f"Error: {error}", file=sys.stderr, flush=True)
             raise SystemExit(2) from error
         (Path(config.hydra.sweep.dir) / REFUSED_FILE).unlink(missing_ok=True)  # an earlier attempt's
-        sweeper = config.hydra.sweeper
-        params = OmegaConf.to_container(sweeper.params) if sweeper.get("params") else None
-        total = planned_jobs(params, list(config.hydra.overrides.task), sweeper.get("n_trials"))
+        total = planned_jobs(sweep_plan(config), config.hydra.sweeper.get("n_trials"))
         self.progress = SweepProgress(config.hydra.sweep.dir, total).start()
         self.folder = Path(config.hydra.sweep.dir)
         atexit.register(self._summarize_interrupted)  # Ctrl-C or SIGTERM end the process before on_multirun_end

@@ -20,28 +20,36 @@ from rpn_exp.run.pruning import pruned_text
 from rpn_exp.run.record import DONE, FINAL, RECORD_FILE, Status, one_line, read_record
 
 
-def grid_jobs(sweeper_params: dict | None, task_overrides: list[str]) -> list[list[str]] | None:
-    """The overrides of every job of a grid sweep, in Hydra's job order (``hydra.sweeper.params`` first, then the
-    command line's overrides, which replace a key of the same name); None when they cannot be expanded (a search
-    space such as ``interval(...)``, which only a search sweeper samples)."""
+def grid_jobs(plan: dict) -> list[list[str]] | None:
+    """The overrides of every job of a grid sweep's ``plan`` (:func:`rpn_exp.config.sweep_definition.sweep_plan`), in
+    Hydra's job order: for each part (a study's sweep; a sweep is one), the product of ``params`` then ``overrides``
+    (of which a later one replaces a key of the same name); a job an earlier part has is left out. None when they
+    cannot be expanded (a search space such as ``interval(...)``, which only a search sweeper samples)."""
     from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.errors import HydraException
 
-    texts = [f"{key}={value}" for key, value in (sweeper_params or {}).items()] + list(task_overrides)
-    try:
-        (jobs,) = BasicSweeper.split_arguments(OverridesParser.create().parse_overrides(texts), None)
-    except HydraException:
-        return None
+    jobs, seen = [], set()
+    for part in plan.get("parts") or [plan]:
+        texts = [f"{key}={value}" for key, value in (part.get("params") or {}).items()]
+        try:
+            (expanded,) = BasicSweeper.split_arguments(
+                OverridesParser.create().parse_overrides([*texts, *part.get("overrides", [])]), None)
+        except HydraException:
+            return None
+        for job in expanded:
+            if tuple(sorted(job)) not in seen:
+                seen.add(tuple(sorted(job)))
+                jobs.append(job)
     return jobs
 
 
-def planned_jobs(sweeper_params: dict | None, task_overrides: list[str], n_trials: int | None = None) -> int | None:
-    """How many jobs a sweep launches: ``n_trials`` for a search (Optuna), else the size of the grid
+def planned_jobs(plan: dict | None, n_trials: int | None = None) -> int | None:
+    """How many jobs a sweep launches: ``n_trials`` for a search (Optuna), else the size of the grid ``plan``
     (:func:`grid_jobs`); None when it cannot be told."""
     if n_trials is not None:
         return int(n_trials)
-    jobs = grid_jobs(sweeper_params, task_overrides)
+    jobs = grid_jobs(plan) if plan is not None else None
     return None if jobs is None else len(jobs)
 
 

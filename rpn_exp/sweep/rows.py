@@ -139,7 +139,7 @@ def pending_rows(folder: Path, found: set[str]) -> list[dict]:
     plan = json.loads(path.read_text()).get("plan") if path.is_file() else None
     if not plan:  # no sweep.json, or a search sweeper: its trials are not known in advance
         return []
-    jobs = grid_jobs(plan.get("params"), plan.get("overrides", []))
+    jobs = grid_jobs(plan)
     rows = []
     for num, overrides in enumerate(jobs or []):
         name = job_dir(num, overrides)

@@ -5,7 +5,9 @@ stacked run keeps for itself (seed, optimizer hyper-parameters, scheduler, initi
 paths that name its own folder. What is left fixes every parameter shape, the data, the batching, the optimizer's
 class and the Trainer, so the members step together under one Trainer.
 The rank ``reconciliation.r`` of a ψ that pads its rank (``Reconciliation.rank_pads``: lorr, lphm, dual_lphm) is set
-aside too: its members train in the shape of the group's largest r, the others zero-padded (``rpn_exp.nn.padding``).
+aside too: its members train in the shape of the group's largest r, the others zero-padded (``rpn_exp.nn.padding``);
+so is the width of an MLP's hidden layer (``model=mlp``, one hidden layer: :func:`pads_width`), its members trained
+in the shape of the widest.
 A stacked member honours everything a solo run honours (precision, gradient clipping and accumulation, the
 accelerator, early stopping and every callback and logger below, each per member), except what cannot be per
 member, which makes a job run solo with the reason said in :func:`solo_reason`: more than one device (a group
@@ -30,6 +32,11 @@ MEMBER_KEYS = ("seed", "dataset.seed", "optimizer", "scheduler", "model.init", "
                "trainer.min_epochs", "tags", "paths", "trainer.default_root_dir", "ckpt_path")
 #: Set aside as well when the ψ pads its rank.
 RANK_KEY = "reconciliation.r"
+#: Set aside as well (its depth kept) for an MLP of one hidden layer (:func:`pads_width`).
+WIDTH_KEY = "model.hidden"
+#: Processing between an MLP's layers that acts on each unit alone and keeps no state: zero-padded units change
+#: nothing the next layer reads (its weights from them are zero).
+UNITWISE = ("relu", "gelu", "sigmoid", "tanh", "silu", "dropout")
 #: Callbacks known to run per member (the others make a job run solo; progress bars are the group's).
 STACKED_CALLBACKS = ("model_checkpoint", "early_stopping", "lr_monitor", "progress_bar", "rich_progress_bar",
                      "weight_snapshots")
@@ -59,6 +66,8 @@ def signature(cfg: DictConfig) -> str:
         _drop(config, key)
     if _pads_rank(run_settings(cfg)):
         _drop(config, RANK_KEY)
+    if pads_width(config.get("model") or {}):
+        config["model"]["hidden"] = len(config["model"]["hidden"])
     for group in ("callbacks", "logger"):
         for node in (config.get(group) or {}).values():
             if isinstance(node, dict):
@@ -76,6 +85,28 @@ def _pads_rank(settings: RunSettings) -> bool:
         return bool(getattr(get_class(target), "rank_pads", False)) if target else False
     except ImportError:  # a ψ that does not exist: its job fails with the key to change, solo or stacked
         return False
+
+
+def pads_width(model: dict) -> bool:
+    """Whether jobs with this (resolved) ``model`` node that differ in the width of its hidden layer stack, the
+    narrower zero-padded to the widest (``rpn_exp.nn.padding``): an MLP of one hidden layer, its functions fixed
+    (``model.functions``) as identity κ without post-processing, a ψ with ``width_pads``, identity ξ and zero π, no
+    per-layer overrides, no output processing and a :data:`UNITWISE` activation (or none)."""
+    from hydra.utils import get_class
+
+    functions, hidden = model.get("functions") or {}, model.get("hidden")
+    if not isinstance(hidden, list) or len(hidden) != 1 or model.get("layer_overrides") or model.get(
+            "output_processing") or model.get("activation") not in (None, *UNITWISE):
+        return False
+    try:
+        kinds = {key: get_class((functions.get(key) or {}).get("_target_") or "")
+                 for key in ("expansion", "reconciliation", "interdependence", "remainder")}
+    except (ImportError, ValueError, AttributeError):
+        return False
+    return (getattr(kinds["expansion"], "identity", False) and not functions["expansion"].get("postprocess")
+            and getattr(kinds["reconciliation"], "width_pads", False)
+            and getattr(kinds["interdependence"], "identity", False)
+            and getattr(kinds["remainder"], "name", "") == "zero")
 
 
 def solo_reason(settings: RunSettings) -> str | None:

@@ -104,6 +104,40 @@ def test_members_of_different_ranks_train_in_one_stack_as_each_trains_alone():
             torch.testing.assert_close(state["state"][index]["exp_avg"], values["exp_avg"], rtol=1e-4, atol=1e-6)
 
 
+@pytest.mark.parametrize("activation", ["relu", "sigmoid"])
+def test_an_mlp_sits_in_a_wider_one_and_trains_as_it_does_alone(activation):
+    """Widths 4 and 8 in a stack of width 16 with one shared AdamW: after a few steps each member's weights equal its
+    solo run's (whatever the activation makes of the padded units), its padding still zero."""
+    def mlp(width, seed):
+        torch.manual_seed(seed)
+        overrides = ["model=mlp", f"model.hidden=[{width}]", f"model.activation={activation}"]
+        return build_network(compose_config(overrides), 64, 10)
+
+    solo = [mlp(4, 1), mlp(8, 2)]
+    widest = mlp(16, 3)
+    members = [padded(net, widest) for net in copy.deepcopy(solo)]
+    assert set(members[0][1].positions) == {"layers.0.heads.0.w", "layers.0.bias", "layers.1.heads.0.w"}
+    nets, paddings = [net for net, _ in members], [p for _, p in members]
+    stack = MemberStack(nets, masks=[p.masks() for p in paddings])
+    optimizer = group_optimizer([lambda p: torch.optim.AdamW(p, lr=1e-2)] * 2, [list(n.parameters()) for n in nets])
+    own = [torch.optim.AdamW(net.parameters(), lr=1e-2) for net in solo]
+    for _ in range(5):
+        x, y = torch.randn(2, 16, 64), torch.randint(0, 10, (2, 16))
+        stack.zero_grad()
+        member_losses(stack(x), y).sum().backward()
+        stack.member_grads()
+        optimizer.step()
+        for k, net in enumerate(solo):
+            own[k].zero_grad()
+            F.cross_entropy(net(x[k]), y[k]).backward()
+            own[k].step()
+    for k, (net, padding) in enumerate(members):
+        for n, value in padding.unpad(net.state_dict()).items():
+            torch.testing.assert_close(value, solo[k].state_dict()[n], rtol=1e-4, atol=1e-5, msg=n)
+        for n, mask in padding.masks().items():
+            assert not net.get_parameter(n).detach()[mask == 0].any(), n
+
+
 def test_networks_that_differ_in_more_than_a_rank_do_not_pad():
     with pytest.raises(ValueError, match="differ in their parameters"):
         RankPadding(network(NETWORKS["product"], 2), network(["reconciliation=dual_lphm", "model.bias=true"], 2))

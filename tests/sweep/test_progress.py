@@ -3,7 +3,7 @@
 import pytest
 
 from rpn_exp.run.record import write_record
-from rpn_exp.sweep.progress import SweepProgress, planned_jobs
+from rpn_exp.sweep.progress import SweepProgress, grid_jobs, planned_jobs
 
 
 @pytest.mark.parametrize("params, overrides, n_trials, total", [
@@ -12,9 +12,21 @@ from rpn_exp.sweep.progress import SweepProgress, planned_jobs
     ({"reconciliation": "lorr,lphm,dual_lphm", "reconciliation.r": "1,2,4,8"}, ["reconciliation.r=1,2"], None, 6),
     (None, ["reconciliation.r=range(1,4)"], None, 3),
     ({"reconciliation": "choice(lorr,lphm)"}, [], 40, 40),  # a search: its number of trials
+    ({"optimizer.lr": "interval(0.001,0.1)"}, [], None, None),  # a search space cannot be counted as a grid
 ])
 def test_the_number_of_planned_jobs(params, overrides, n_trials, total):
-    assert planned_jobs(params, overrides, n_trials) == total
+    assert planned_jobs({"params": params, "overrides": overrides}, n_trials) == total
+
+
+def test_a_study_plans_every_part_and_a_shared_job_once():
+    plan = {"parts": [{"params": {}, "overrides": ["reconciliation=lorr,lphm", "reconciliation.r=1,2", "seed=1,2"]},
+                      {"params": {"model.hidden": "[4],[8]"}, "overrides": ["model=mlp", "seed=1,2"]},
+                      {"params": {}, "overrides": ["reconciliation.r=2", "reconciliation=lphm", "seed=2,3"]}]}
+    jobs = grid_jobs(plan)
+    assert len(jobs) == 8 + 4 + 1  # lphm r=2 seed=2 is the first part's already
+    assert jobs[8] == ["model.hidden=[4]", "model=mlp", "seed=1"]
+    assert jobs[-1] == ["reconciliation.r=2", "reconciliation=lphm", "seed=3"]
+    assert planned_jobs(plan) == 13
 
 
 def job(folder, name, status, **extra):

@@ -35,6 +35,18 @@ def test_the_rank_is_set_aside_only_for_a_family_that_pads_it(family, pads):
             == signature(job(f"reconciliation={family}", "reconciliation.r=3"))) == pads
 
 
+@pytest.mark.parametrize(("others", "pads"), [
+    ([], True), (["model.activation=tanh"], True), (["model.bias=false"], True),
+    (["model.output_processing=[batch_norm]"], False),  # per-unit statistics of the padded width
+    (["+model.functions.expansion.postprocess=[layer_norm]"], False),  # normalized over the padded width
+])
+def test_an_mlps_hidden_width_is_set_aside_when_padded_units_change_nothing(others, pads):
+    narrow, wide = (job("model=mlp", f"model.hidden=[{h}]", *others) for h in (4, 64))
+    assert (signature(narrow) == signature(wide)) is pads
+    assert signature(job("model=mlp", "model.hidden=[4]")) != signature(job("model=mlp", "model.hidden=[]"))
+    assert signature(job("model=mlp", "model.hidden=[4,4]")) != signature(job("model=mlp", "model.hidden=[8,8]"))
+
+
 @pytest.mark.parametrize(("override", "reason"), [
     ("trainer.devices=2", "trainer.devices=2"),
     ("+trainer.strategy=ddp", "trainer.strategy=ddp"),

@@ -147,6 +147,9 @@ class Reconciliation(Function):
     #: whose W is unchanged when the rest is zero (each extra rank component is a product with zero factors), so a
     #: w of rank r sits in one of rank r′ > r (:meth:`rank_positions`): lorr, lphm, dual_lphm.
     rank_pads: ClassVar[bool] = False
+    #: True for W = reshape(w) (identity): the w of an n × D layer is the leading corner of that of an n′ × D′ one,
+    #: so an MLP sits in a wider one of the same depth (:meth:`rank_positions` with ``larger_shape``).
+    width_pads: ClassVar[bool] = False
     #: True when every row of W is constant whatever w is (c·1): against a κ whose entries sum to 0 (a layer norm)
     #: such a W gives 0 for every input, which the config layer refuses when nothing else is added.
     constant_rows: ClassVar[bool] = False
@@ -280,9 +283,17 @@ class Reconciliation(Function):
             return math.sqrt(variance / W.square().mean().clamp_min(1e-30).item())
 
     # ------------------------------------------------------------ rank padding
-    def rank_positions(self, n: int, D: int, larger: Reconciliation) -> torch.Tensor:
-        """Where each entry of this ψ's w sits in the w of ``larger``, the same family with a larger rank: a
-        (l,) index into (l′,) (:func:`rank_positions`). Raises ValueError for families that do not pad their rank."""
+    def rank_positions(self, n: int, D: int, larger: Reconciliation,
+                       larger_shape: tuple[int, int] | None = None) -> torch.Tensor:
+        """Where each entry of this ψ's w sits in the w of ``larger``: the same family with a larger rank, or (a
+        ``width_pads`` ψ) of a larger W, ``larger_shape`` = (n′, D′): a (l,) index into (l′,)
+        (:func:`rank_positions`). Raises ValueError for families that pad neither."""
+        wide_n, wide_D = larger_shape or (n, D)
+        if (wide_n, wide_D) != (n, D):
+            if not (self.width_pads and type(larger) is type(self)):
+                raise ValueError(f"{self.name} of W {n}×{D} cannot sit in {larger.name} of W {wide_n}×{wide_D}: only "
+                                 f"W = reshape(w) (identity, the MLP's) pads its width")
+            return rank_positions(self.pieces(n, D), larger.pieces(wide_n, wide_D))
         ours, theirs = self.hparams(n, D), larger.hparams(n, D)
         without_r = lambda hparams: {k: v for k, v in hparams.items() if k != "r"}  # noqa: E731
         if not (self.rank_pads and type(larger) is type(self)) or without_r(ours) != without_r(theirs):

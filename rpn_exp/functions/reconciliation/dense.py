@@ -31,6 +31,7 @@ class IdentityReconciliation(_DenseReconciliation):
     """ψ(w) = reshape(w) ∈ R^{n×D}; l = nD."""
 
     name = "identity"
+    width_pads = True
 
     def factors(self, w, n, D, state=None):
         return w.reshape(n, D)

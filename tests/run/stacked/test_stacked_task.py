@@ -186,7 +186,8 @@ def stacked_and_solo(root, *overrides):
     (["+trainer.accumulate_grad_batches=2", "seed=1,2", "trainer.max_epochs=2"], 2e-5),
     (["experiment=paper_mnist", "dataset=digits", "reconciliation.r=1,3,5", "trainer.max_epochs=2"], 1e-4),
     (["debug=limit", "seed=1,2"], 2e-5),
-], ids=["bf16", "clip_norm", "clip_value", "accumulate", "paper_model_r_padded", "batch_limits"])
+    (["model=mlp", "model.hidden=[4],[16]", "seed=1,2", "trainer.max_epochs=2"], 1e-4),
+], ids=["bf16", "clip_norm", "clip_value", "accumulate", "paper_model_r_padded", "batch_limits", "mlp_width_padded"])
 def test_a_member_trains_as_its_solo_run_under_every_trainer_setting(tmp_path, overrides, tolerance):
     for job, (ours, theirs) in stacked_and_solo(tmp_path, *overrides).items():
         assert ours["status"] == theirs["status"] == "completed" and ours["precision"] == theirs["precision"]
