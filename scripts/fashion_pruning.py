@@ -80,8 +80,8 @@ def run(folder: Path, name: str, extra: list[str], done: dict, shared: tuple[str
 
 def run_study(folder: Path, name: str, extra: list[str]) -> dict:
     """One run of the study as one multirun into ``folder / name``: its command and wall time."""
-    command = [sys.executable, "-m", "rpn_exp", "-m", *STUDY_SWEEP, *LAUNCHER, "hydra.launcher.largest_first=false",
-               *extra, f"hydra.sweep.dir={folder / name}"]
+    command = [sys.executable, "-m", "rpn_exp", "-m", *STUDY_SWEEP, *LAUNCHER, *extra,
+               f"hydra.sweep.dir={folder / name}"]
     begun = time.perf_counter()
     finish({name: subprocess.Popen(command, cwd=ROOT)})
     wall = round(time.perf_counter() - begun, 1)

@@ -8,8 +8,7 @@ that stacks with nothing, or one with a setting a stacked group cannot honour) r
 job gets its own folder with ``.hydra/``, log file, ``result.json`` and TensorBoard run, as under any launcher.
 
 With ``n_jobs`` > 1 the groups (and solo jobs) train in that many worker processes at once (joblib's loky backend,
-as ``launcher=joblib``), the largest groups first (``largest_first``; false: in the sweep's order, e.g. a study's
-sweeps as listed), each worker with its share of the cores
+as ``launcher=joblib``), the largest groups first, each worker with its share of the cores
 (:mod:`rpn_exp.run.threads`); with fewer groups than workers the largest groups are split in two until each worker
 has one. With 1 they train in this process, in the sweep's order.
 """
@@ -33,22 +32,18 @@ class StackedLauncherConf:
     _target_: str = "hydra_plugins.rpn_exp_stacked.stacked_launcher.StackedLauncher"
     max_members: int = 16  # jobs trained at once in a group; the others queue for the slots of those that end
     n_jobs: int = 1  # groups trained at once, each in a worker process of its own
-    largest_first: bool = True  # with n_jobs > 1, the groups of most members first; false: in the sweep's order
 
 
 ConfigStore.instance().store(group="hydra/launcher", name="stacked", node=StackedLauncherConf, provider="rpn_exp")
 
 
 class StackedLauncher(Launcher):
-    def __init__(self, max_members: int = 16, n_jobs: int = 1, largest_first: bool = True) -> None:
+    def __init__(self, max_members: int = 16, n_jobs: int = 1) -> None:
         for key, value, meaning in (("max_members", max_members, "members trained at once in a group"),
                                     ("n_jobs", n_jobs, "groups trained at once, each in a process of its own")):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"hydra.launcher.{key}={value!r} is invalid; it must be an integer >= 1 ({meaning})")
-        if not isinstance(largest_first, bool):
-            raise ValueError(f"hydra.launcher.largest_first={largest_first!r} is invalid; it must be true (the groups "
-                             f"of most members first) or false (in the sweep's order)")
-        self.max_members, self.n_jobs, self.largest_first = max_members, n_jobs, largest_first
+        self.max_members, self.n_jobs = max_members, n_jobs
         self.config = self.hydra_context = self.task_function = None
 
     def setup(self, *, hydra_context, task_function, config: DictConfig) -> None:
@@ -56,7 +51,7 @@ class StackedLauncher(Launcher):
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
         from rpn_exp.config.settings import run_settings
-        from rpn_exp.sweep.stacking import solo_reason, stack_groups, training_order
+        from rpn_exp.sweep.stacking import solo_reason, stack_groups
 
         setup_globals()
         configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
@@ -88,10 +83,9 @@ class StackedLauncher(Launcher):
             if reason is not None:
                 log.info("\t#%d runs solo: a stacked group cannot honour %s", waiting[group[0]], reason)
         units = [[waiting[i] for i in group] for group in groups]
-        if workers > 1:
-            units = training_order(units, self.largest_first)
-            log.info("\t%d workers train the groups at once, %s", workers,
-                     "the largest first" if self.largest_first else "in the sweep's order")
+        if workers > 1:  # the largest groups first, so that no worker is left with one at the end
+            units.sort(key=len, reverse=True)
+            log.info("\t%d workers train the groups at once", workers)
         results: dict[int, JobReturn] = {}
         for jobs, returned in zip(units, self._train_units(units, configs, tasks, workers)):
             if len(jobs) == 1:

@@ -158,11 +158,3 @@ def stack_groups(configs: Sequence[DictConfig], workers: int = 1) -> list[list[i
         half = (len(largest) + 1) // 2
         groups[groups.index(largest):groups.index(largest) + 1] = [largest[:half], largest[half:]]
     return sorted(groups, key=lambda group: group[0])
-
-
-def training_order(groups: list[list[int]], largest_first: bool = True) -> list[list[int]]:
-    """The order in which workers take the groups (``hydra.launcher.n_jobs`` > 1): the groups of most members first,
-    so that no worker is left with a large one at the end (``largest_first``; equal sizes in the sweep's order), or
-    the sweep's order as given, e.g. a study's sweeps as listed, when the cost of a group is not its size (the
-    paper's reference layout: 3 members that take longer than 12 of another family)."""
-    return sorted(groups, key=len, reverse=True) if largest_first else list(groups)

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from rpn_exp.config.settings import run_settings
-from rpn_exp.sweep.stacking import signature, solo_reason, stack_groups, training_order
+from rpn_exp.sweep.stacking import signature, solo_reason, stack_groups
 from tests.conftest import compose_config
 
 
@@ -82,9 +82,3 @@ def test_jobs_are_grouped_by_signature_in_order():
 def test_with_more_workers_than_groups_the_largest_group_is_split_in_halves_in_order(workers, groups):
     configs = [job("seed=1"), job("model.hidden=[32]"), job("seed=2"), job("seed=3"), job("seed=4"), job("seed=5")]
     assert stack_groups(configs, workers=workers) == groups
-
-
-def test_workers_take_the_largest_groups_first_or_the_sweeps_order_as_given():
-    groups = [[0, 1, 2], [3], [4, 5, 6, 7], [8, 9, 10]]
-    assert training_order(groups) == [[4, 5, 6, 7], [0, 1, 2], [8, 9, 10], [3]]
-    assert training_order(groups, largest_first=False) == groups
