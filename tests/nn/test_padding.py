@@ -72,20 +72,18 @@ def test_weights_and_optimizer_states_convert_both_ways_exactly():
             torch.testing.assert_close(back["state"][index][key], value, rtol=0, atol=0)
 
 
-def test_members_of_different_ranks_train_in_one_stack_as_each_trains_alone():
-    """Ranks 1, 2 and 4 of dual_lphm in one stack with one shared AdamW: after a few steps every member's weights
-    equal its solo run's, and its padding is still exactly zero."""
-    ranks = (1, 2, 4)
-    solo = [network(NETWORKS["product"], r, seed=r) for r in ranks]
-    largest = solo[-1]
+def train_stacked_and_alone(solo: list, largest, steps: int = 5):
+    """Copies of the ``solo`` networks zero-padded into ``largest``'s shape, trained a few steps in one stack with one
+    shared AdamW while each of ``solo`` trains alone on the same batches: ([(padded net, padding)], the group
+    optimizer, the solo optimizers)."""
     members = [padded(net, largest) for net in copy.deepcopy(solo)]
     nets, paddings = [net for net, _ in members], [p for _, p in members]
     stack = MemberStack(nets, masks=[p.masks() for p in paddings])
-    params = [list(net.parameters()) for net in nets]
-    optimizer = group_optimizer([lambda p: torch.optim.AdamW(p, lr=1e-2)] * 3, params)
+    optimizer = group_optimizer([lambda p: torch.optim.AdamW(p, lr=1e-2)] * len(solo),
+                                [list(net.parameters()) for net in nets])
     own = [torch.optim.AdamW(net.parameters(), lr=1e-2) for net in solo]
-    for _ in range(5):
-        x, y = torch.randn(3, 16, 64), torch.randint(0, 10, (3, 16))
+    for _ in range(steps):
+        x, y = torch.randn(len(solo), 16, 64), torch.randint(0, 10, (len(solo), 16))
         stack.zero_grad()
         member_losses(stack(x), y).sum().backward()
         stack.member_grads()
@@ -94,12 +92,26 @@ def test_members_of_different_ranks_train_in_one_stack_as_each_trains_alone():
             own[k].zero_grad()
             F.cross_entropy(net(x[k]), y[k]).backward()
             own[k].step()
+    return members, optimizer, own
+
+
+def assert_trained_as_alone(members, solo) -> None:
+    """Each padded member holds its solo network's weights, and zeros on its padding."""
     for k, (net, padding) in enumerate(members):
         for n, value in padding.unpad(net.state_dict()).items():
-            torch.testing.assert_close(value, solo[k].state_dict()[n], rtol=1e-4, atol=1e-5, msg=f"r={ranks[k]}: {n}")
+            torch.testing.assert_close(value, solo[k].state_dict()[n], rtol=1e-4, atol=1e-5, msg=f"member {k}: {n}")
         for n, mask in padding.masks().items():
             assert not net.get_parameter(n).detach()[mask == 0].any(), n
-        state = padding.unpad_optimizer(member_share(optimizer, k, params[k]).state_dict())
+
+
+def test_members_of_different_ranks_train_in_one_stack_as_each_trains_alone():
+    """Ranks 1, 2 and 4 of dual_lphm in one stack with one shared AdamW: after a few steps every member's weights
+    equal its solo run's, and its padding is still exactly zero."""
+    solo = [network(NETWORKS["product"], r, seed=r) for r in (1, 2, 4)]
+    members, optimizer, own = train_stacked_and_alone(solo, solo[-1])
+    assert_trained_as_alone(members, solo)
+    for k, (net, padding) in enumerate(members):
+        state = padding.unpad_optimizer(member_share(optimizer, k, list(net.parameters())).state_dict())
         for index, values in own[k].state_dict()["state"].items():
             torch.testing.assert_close(state["state"][index]["exp_avg"], values["exp_avg"], rtol=1e-4, atol=1e-6)
 
@@ -114,28 +126,9 @@ def test_an_mlp_sits_in_a_wider_one_and_trains_as_it_does_alone(activation):
         return build_network(compose_config(overrides), 64, 10)
 
     solo = [mlp(4, 1), mlp(8, 2)]
-    widest = mlp(16, 3)
-    members = [padded(net, widest) for net in copy.deepcopy(solo)]
+    members, _, _ = train_stacked_and_alone(solo, mlp(16, 3))
     assert set(members[0][1].positions) == {"layers.0.heads.0.w", "layers.0.bias", "layers.1.heads.0.w"}
-    nets, paddings = [net for net, _ in members], [p for _, p in members]
-    stack = MemberStack(nets, masks=[p.masks() for p in paddings])
-    optimizer = group_optimizer([lambda p: torch.optim.AdamW(p, lr=1e-2)] * 2, [list(n.parameters()) for n in nets])
-    own = [torch.optim.AdamW(net.parameters(), lr=1e-2) for net in solo]
-    for _ in range(5):
-        x, y = torch.randn(2, 16, 64), torch.randint(0, 10, (2, 16))
-        stack.zero_grad()
-        member_losses(stack(x), y).sum().backward()
-        stack.member_grads()
-        optimizer.step()
-        for k, net in enumerate(solo):
-            own[k].zero_grad()
-            F.cross_entropy(net(x[k]), y[k]).backward()
-            own[k].step()
-    for k, (net, padding) in enumerate(members):
-        for n, value in padding.unpad(net.state_dict()).items():
-            torch.testing.assert_close(value, solo[k].state_dict()[n], rtol=1e-4, atol=1e-5, msg=n)
-        for n, mask in padding.masks().items():
-            assert not net.get_parameter(n).detach()[mask == 0].any(), n
+    assert_trained_as_alone(members, solo)
 
 
 def test_networks_that_differ_in_more_than_a_rank_do_not_pad():
