@@ -8,9 +8,9 @@ that stacks with nothing, or one with a setting a stacked group cannot honour) r
 job gets its own folder with ``.hydra/``, log file, ``result.json`` and TensorBoard run, as under any launcher.
 
 With ``n_jobs`` > 1 the groups (and solo jobs) train in that many worker processes at once (joblib's loky backend,
-as ``launcher=joblib``), the largest groups first, each worker with its share of the cores
-(:mod:`rpn_exp.run.threads`); with fewer groups than workers the largest groups are split in two until each worker
-has one. With 1 they train in this process, in the sweep's order.
+as ``launcher=joblib``), the longest first (a few steps of each timed: :mod:`rpn_exp.sweep.costs`), each worker
+with its share of the cores (:mod:`rpn_exp.run.threads`); with fewer groups than workers the largest groups are
+split in two until each worker has one. With 1 they train in this process, in the sweep's order.
 """
 
 
@@ -83,9 +83,8 @@ class StackedLauncher(Launcher):
             if reason is not None:
                 log.info("\t#%d runs solo: a stacked group cannot honour %s", waiting[group[0]], reason)
         units = [[waiting[i] for i in group] for group in groups]
-        if workers > 1:  # the largest groups first, so that no worker is left with one at the end
-            units.sort(key=len, reverse=True)
-            log.info("\t%d workers train the groups at once", workers)
+        if workers > 1:  # the longest first, so that no worker is left with one at the end
+            units = _longest_first(units, tasks, workers, self.max_members)
         results: dict[int, JobReturn] = {}
         for jobs, returned in zip(units, self._train_units(units, configs, tasks, workers)):
             if len(jobs) == 1:
@@ -141,6 +140,28 @@ def _in_worker(launcher: StackedLauncher, singleton_state, jobs: list[int], conf
     Singleton.set_state(singleton_state)
     configure_log(launcher.config.hydra.hydra_logging, launcher.config.hydra.verbose)
     return launcher._train_unit(list(range(len(jobs))), configs, tasks)
+
+
+def _longest_first(units: list[list[int]], tasks, workers: int, max_members: int) -> list[list[int]]:
+    """The units in the order the workers take them: longest first, by a few timed steps of each
+    (:mod:`rpn_exp.sweep.costs`)."""
+    from rpn_exp.run.threads import available_cores
+    from rpn_exp.sweep.costs import longest_first, unit_cost
+
+    threads = max(1, available_cores() // workers)
+    costs = [unit_cost([tasks[j][0] for j in jobs], max_members, threads) for jobs in units]
+    ordered = longest_first(list(zip(units, costs)), costs)
+    log.info("\t%d workers train the units at once, the longest first (from a few timed steps of each: ms of "
+             "training per sample of the split, all epochs): %s", workers,
+             ", ".join(f"{_label(jobs)} {cost:.3g}" for jobs, cost in ordered))
+    return [jobs for jobs, _ in ordered]
+
+
+def _label(jobs: list[int]) -> str:
+    """A unit as its jobs' numbers: #0+#5+#10, or #0+#1+…+#44 (15 jobs)."""
+    if len(jobs) <= 3:
+        return "+".join(f"#{j}" for j in jobs)
+    return f"#{jobs[0]}+#{jobs[1]}+…+#{jobs[-1]} ({len(jobs)} jobs)"
 
 
 def _prepare(cfg: DictConfig):

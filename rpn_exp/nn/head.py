@@ -29,7 +29,6 @@ from collections.abc import Mapping, Sequence
 from functools import partial
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.func import vmap
 from torch.utils.checkpoint import checkpoint
@@ -47,6 +46,7 @@ from rpn_exp.functions.factors import (
     sum_terms,
 )
 from rpn_exp.functions.interdependence import Interdependence, NoInterdependence
+from rpn_exp.functions.linear import linear
 from rpn_exp.functions.outer import outer_bilinear, outer_bilinear_plan
 from rpn_exp.functions.reconciliation import KRONECKER, LOW_RANK, OUTER, Reconciliation, dense_variance
 from rpn_exp.functions.shapes import check_positive_int
@@ -72,6 +72,12 @@ def _register_state(module: nn.Module, prefix: str, state: Mapping[str, torch.Te
 
 def _gather(module: nn.Module, prefix: str, keys: Sequence[str]) -> dict[str, torch.Tensor]:
     return {key: getattr(module, f"{prefix}{key}") for key in keys}
+
+
+def _channels(w: torch.Tensor) -> list[torch.Tensor]:
+    """Each channel's parameter vector, w (..., C, l) -> C tensors (..., l); one channel as a view of w, whose gradient
+    lands in w's as it is (iterating w unbinds it, and unbind's backward stacks the gradients into a new tensor)."""
+    return [w.squeeze(-2)] if w.shape[-2] == 1 else list(w.unbind(-2))
 
 
 def _mean(outputs: list[torch.Tensor]) -> torch.Tensor:
@@ -174,9 +180,10 @@ class RPNHead(nn.Module):
             return self._in_chunks(lambda rows: self._bilinear(rows, operators), x, width * self.m_prime)
         if self.path == "structured":
             state = self.psi_state
-            linears = [lambda kappa, w=w: self.reconciliation.linear(kappa, w, self.n, self.D, state) for w in self.w]
+            linears = [lambda kappa, w=w: self.reconciliation.linear(kappa, w, self.n, self.D, state)
+                       for w in _channels(self.w)]
         else:
-            linears = [lambda kappa, W=W: F.linear(kappa, W) for W in self._weights()]
+            linears = [lambda kappa, W=W: linear(kappa, W) for W in self._weights()]
 
         def expand_and_apply(rows: torch.Tensor) -> torch.Tensor:
             kappa = self.postprocess(self.expansion(rows))
@@ -186,7 +193,7 @@ class RPNHead(nn.Module):
 
     def _weights(self) -> list[torch.Tensor]:
         state = self._state_for_mode()
-        return [self.reconciliation(w, self.n, self.D, state) for w in self.w]
+        return [self.reconciliation(w, self.n, self.D, state) for w in _channels(self.w)]
 
     def _state_for_mode(self) -> dict[str, torch.Tensor]:
         """ψ's state; in evaluation a stochastic ψ (masking without a fixed mask) gets its expected state."""
@@ -223,7 +230,7 @@ class RPNHead(nn.Module):
             return [(dense(A), dense(B)) for A, B in kron_terms(form)]
 
         members = self.w.dim() == 3
-        channels = [vmap(terms)(w, state) if members else terms(w, state) for w in self.w.unbind(-2)]
+        channels = [vmap(terms)(w, state) if members else terms(w, state) for w in _channels(self.w)]
         return _mean([sum_terms(kron_taylor(u, t, A, B, eps) for A, B in channel) for channel in channels])
 
     def _bilinear_operators(self):
@@ -235,14 +242,14 @@ class RPNHead(nn.Module):
         psi, state, n, D = self.reconciliation, self.psi_state, self.n, self.D
         kind = self.structure.kind
         if kind == OUTER:
-            outer = [psi.factors(w, n, D, state) for w in self.w]
+            outer = [psi.factors(w, n, D, state) for w in _channels(self.w)]
             a, b = outer[0]
             left_width = self.kappa.product.left_width(D)
             pieces = outer_bilinear_plan(n, D, a.numel(), b.numel(), left_width, str(a.device)).a_index.shape[1]
             return [partial(outer_bilinear, a=a, b=b, n=n) for a, b in outer], max(1, pieces // self.m_prime)
         if kind != LOW_RANK:
             return [partial(bilinear, W=W) for W in self._weights()], n
-        thin = [psi.factors(w, n, D, state) for w in self.w]
+        thin = [psi.factors(w, n, D, state) for w in _channels(self.w)]
         return [lambda u, v, U=U, V=V: bilinear_columns(u, v, V) @ U.T for U, V in thin], thin[0].V.shape[1]
 
     def _bilinear(self, x: torch.Tensor, operators) -> torch.Tensor:

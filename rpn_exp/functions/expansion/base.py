@@ -125,7 +125,8 @@ class _ElementwiseExpansion(Expansion):
         return self.orders() * m
 
     def forward(self, x):
-        return torch.cat(self.basis(x), dim=-1)
+        parts = self.basis(x)
+        return parts[0] if len(parts) == 1 else torch.cat(parts, dim=-1)  # one part (identity: x itself) is not copied
 
 
 class IdentityExpansion(_ElementwiseExpansion):

@@ -138,7 +138,7 @@ def test_n_jobs_workers_train_the_groups_at_once_each_on_its_share_of_the_cores_
     done = sweep(tmp_path / "at_once", "launcher=stacked", "hydra.launcher.n_jobs=3", *overrides)
     sweep(tmp_path / "in_turn", "launcher=stacked", f"threads={max(1, available_cores() // 3)}", *overrides)
     said = done.stdout + done.stderr
-    assert "6 jobs: 2 stacked groups (2 + 3 members), 1 solo" in said and "3 workers train the groups at once" in said
+    assert "6 jobs: 2 stacked groups (2 + 3 members), 1 solo" in said and "3 workers train the units at once" in said
     at_once = {job.name: record(tmp_path / "at_once", job.name) for job in (tmp_path / "at_once").iterdir()
                if job.is_dir()}
     assert len(at_once) == 6 and {r["status"] for r in at_once.values()} == {"completed"}

@@ -1,0 +1,59 @@
+"""The order a stacked sweep's workers take its units in: the longest first, from a few timed steps of each."""
+
+import logging
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from hydra_plugins.rpn_exp_stacked.stacked_launcher import _longest_first
+from rpn_exp.sweep import costs
+from rpn_exp.sweep.costs import largest, longest_first, step_ms, unit_cost
+from tests.conftest import compose_config
+
+
+def job(*overrides):
+    return compose_config(overrides, output_dir=Path("outputs/job"))
+
+
+def test_units_go_longest_first_and_ties_keep_their_order():
+    assert longest_first(["a", "b", "c", "d"], [1.0, 3.0, 1.0, math.inf]) == ["d", "b", "a", "c"]
+
+
+def test_a_padded_group_is_timed_in_the_shape_of_its_largest_member():
+    widths = [job("model=mlp", f"model.hidden=[{w}]") for w in (4, 64, 16)]
+    assert largest(widths).model.hidden == [64]
+    ranks = [job("reconciliation=lphm", f"reconciliation.r={r}") for r in (2, 5, 1)]
+    assert largest(ranks).reconciliation.r == 5
+
+
+def test_a_timed_step_is_a_duration_and_leaves_threads_and_the_random_state_alone():
+    threads, state = torch.get_num_threads(), torch.random.get_rng_state()
+    ms = step_ms(job("model.hidden=[8]"), members=2, threads=1, steps=2)
+    assert 0 < ms < math.inf
+    assert torch.get_num_threads() == threads and torch.equal(torch.random.get_rng_state(), state)
+
+
+def test_the_cost_is_the_step_time_per_sample_times_epochs_times_the_waves_of_members(monkeypatch):
+    timed = []
+    monkeypatch.setattr(costs, "step_ms", lambda cfg, members, threads: timed.append((members, threads)) or 8.0)
+    group = [job("trainer.max_epochs=3", "dataset.batch_size=16"), job("trainer.max_epochs=5", "dataset.batch_size=16")]
+    assert unit_cost(group, max_members=16, threads=1) == pytest.approx(8.0 * 5 / 16)  # the longest member's epochs
+    assert unit_cost(group * 3, max_members=4, threads=2) == pytest.approx(8.0 * 5 * 2 / 16)  # 6 members, 2 waves
+    assert timed == [(2, 1), (4, 2)]  # at most max_members at once, with a worker's threads
+
+
+def test_a_unit_that_cannot_be_built_goes_first_and_its_run_reports_why():
+    assert unit_cost([job("reconciliation=lphm", "reconciliation.p=7")], max_members=16, threads=1) == math.inf
+
+
+def test_the_launcher_hands_out_the_units_by_their_costs_and_says_so(monkeypatch, caplog):
+    estimates = {1: 0.5, 3: 7.0, 2: 2.0}
+    monkeypatch.setattr(costs, "unit_cost", lambda cfgs, max_members, threads: estimates[len(cfgs)])
+    units = [[0], [1, 2, 3], [4, 5]]
+    tasks = [(job(), {})] * 6
+    with caplog.at_level(logging.INFO):
+        assert _longest_first(units, tasks, workers=2, max_members=16) == [[1, 2, 3], [4, 5], [0]]
+    assert "2 workers train the units at once, the longest first" in caplog.text
+    assert "#1+#2+#3 7, #4+#5 2, #0 0.5" in caplog.text
