@@ -143,18 +143,23 @@ def _in_worker(launcher: StackedLauncher, singleton_state, jobs: list[int], conf
 
 
 def _longest_first(units: list[list[int]], tasks, workers: int, max_members: int) -> list[list[int]]:
-    """The units in the order the workers take them: longest first, by a few timed steps of each
-    (:mod:`rpn_exp.sweep.costs`)."""
+    """The units in the order the workers take them: longest first, by a few timed steps of each, with a pruner the
+    units of the most configurations among the first (:mod:`rpn_exp.sweep.costs`)."""
+    from rpn_exp.config.configuration import configuration_id
+    from rpn_exp.config.settings import run_settings
     from rpn_exp.run.threads import available_cores
-    from rpn_exp.sweep.costs import longest_first, unit_cost
+    from rpn_exp.sweep.costs import launch_order, unit_cost
 
     threads = max(1, available_cores() // workers)
     costs = [unit_cost([tasks[j][0] for j in jobs], max_members, threads) for jobs in units]
-    ordered = longest_first(list(zip(units, costs)), costs)
-    log.info("\t%d workers train the units at once, the longest first (from a few timed steps of each: ms of "
+    configurations = [len({configuration_id(tasks[j][0]) for j in jobs}) for jobs in units]
+    pruning = any(run_settings(tasks[j][0]).pruner for jobs in units for j in jobs)
+    order = launch_order(costs, configurations, workers, pruning)
+    log.info("\t%d workers train the units at once, the longest first%s (from a few timed steps of each: ms of "
              "training per sample of the split, all epochs): %s", workers,
-             ", ".join(f"{_label(jobs)} {cost:.3g}" for jobs, cost in ordered))
-    return [jobs for jobs, _ in ordered]
+             ", with the most configurations among the first (pruning)" if pruning else "",
+             ", ".join(f"{_label(units[i])} {costs[i]:.3g}" for i in order))
+    return [units[i] for i in order]
 
 
 def _label(jobs: list[int]) -> str:

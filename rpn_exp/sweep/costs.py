@@ -95,7 +95,16 @@ def unit_cost(cfgs: Sequence[DictConfig], max_members: int, threads: int) -> flo
     return ms * epochs * math.ceil(len(cfgs) / max_members) / (run_settings(cfg).batch_size or 64)
 
 
-def longest_first(units: Sequence, costs: Sequence[float]) -> list:
-    """``units`` by decreasing cost, ties in their given order."""
-    order = sorted(range(len(units)), key=lambda i: -costs[i])
-    return [units[i] for i in order]
+def launch_order(costs: Sequence[float], configurations: Sequence[int], workers: int, pruning: bool) -> list[int]:
+    """The units' indices in the order the workers take them: by decreasing cost, ties in their given order.
+
+    With a pruner the first ``workers`` to start are the longest unit and the ``workers − 1`` others holding the most
+    configurations: a configuration is stopped only against others at the same rung, so the units that report the
+    most rungs go early (the first study's MLPs, last, would report theirs after the units they dominate ended).
+    """
+    order = sorted(range(len(costs)), key=lambda i: -costs[i])
+    if not pruning or len(order) <= workers:
+        return order
+    most = sorted(order[1:], key=lambda i: -configurations[i])[:workers - 1]
+    first = [order[0], *most]
+    return first + [i for i in order if i not in first]

@@ -9,7 +9,7 @@ import torch
 
 from hydra_plugins.rpn_exp_stacked.stacked_launcher import _longest_first
 from rpn_exp.sweep import costs
-from rpn_exp.sweep.costs import largest, longest_first, step_ms, unit_cost
+from rpn_exp.sweep.costs import largest, launch_order, step_ms, unit_cost
 from tests.conftest import compose_config
 
 
@@ -18,7 +18,17 @@ def job(*overrides):
 
 
 def test_units_go_longest_first_and_ties_keep_their_order():
-    assert longest_first(["a", "b", "c", "d"], [1.0, 3.0, 1.0, math.inf]) == ["d", "b", "a", "c"]
+    assert launch_order([1.0, 3.0, 1.0, math.inf], [1, 1, 1, 1], workers=2, pruning=False) == [3, 1, 0, 2]
+
+
+def test_with_a_pruner_the_units_of_the_most_configurations_start_beside_the_longest():
+    """The first study: the reference layout (1 configuration), dual_lphm and lphm (4 each), the MLPs (5), the linear
+    classifier (1): the MLPs, which stop configurations of the others at their first rung, start at once."""
+    costs, configurations = [7.2, 4.8, 4.2, 2.5, 0.7], [1, 4, 4, 5, 1]
+    assert launch_order(costs, configurations, workers=2, pruning=True) == [0, 3, 1, 2, 4]
+    assert launch_order(costs, configurations, workers=3, pruning=True) == [0, 3, 1, 2, 4]
+    assert launch_order(costs, configurations, workers=2, pruning=False) == [0, 1, 2, 3, 4]
+    assert launch_order(costs, configurations, workers=5, pruning=True) == [0, 1, 2, 3, 4]  # all start at once
 
 
 def test_a_padded_group_is_timed_in_the_shape_of_its_largest_member():
@@ -48,12 +58,16 @@ def test_a_unit_that_cannot_be_built_goes_first_and_its_run_reports_why():
     assert unit_cost([job("reconciliation=lphm", "reconciliation.p=7")], max_members=16, threads=1) == math.inf
 
 
-def test_the_launcher_hands_out_the_units_by_their_costs_and_says_so(monkeypatch, caplog):
+@pytest.mark.parametrize("pruner", [[], ["pruner=halving"]])
+def test_the_launcher_hands_out_the_units_by_their_costs_and_says_so(monkeypatch, caplog, pruner):
     estimates = {1: 0.5, 3: 7.0, 2: 2.0}
     monkeypatch.setattr(costs, "unit_cost", lambda cfgs, max_members, threads: estimates[len(cfgs)])
     units = [[0], [1, 2, 3], [4, 5]]
-    tasks = [(job(), {})] * 6
+    tasks = [(job(*pruner, "seed=1"), {})] + [(job(*pruner, f"model.hidden=[{4 + j}]"), {}) for j in range(1, 4)]
+    tasks += [(job(*pruner, f"seed={j}"), {}) for j in (4, 5)]  # one configuration, two seeds
     with caplog.at_level(logging.INFO):
-        assert _longest_first(units, tasks, workers=2, max_members=16) == [[1, 2, 3], [4, 5], [0]]
+        order = _longest_first(units, tasks, workers=2, max_members=16)
+    assert order == [[1, 2, 3], [4, 5], [0]]  # with a pruner too: #0 holds 1 configuration, #4+#5 as well
     assert "2 workers train the units at once, the longest first" in caplog.text
+    assert ("with the most configurations among the first (pruning)" in caplog.text) == bool(pruner)
     assert "#1+#2+#3 7, #4+#5 2, #0 0.5" in caplog.text
