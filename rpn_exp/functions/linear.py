@@ -2,8 +2,8 @@
 
 W's gradient from ``F.linear`` under ``torch.func.vmap`` (a stacked group's members) is (xᵀ g)ᵀ, a transposed
 tensor that becomes a contiguous copy on its way back to w (W = reshape(w)): for the 15 members of an MLP of width 64
-on 784 inputs a 3 MB copy each step, longer than the product that made it. Computed as W xᵀ, W's
-gradient is ∂L/∂(W xᵀ) · x, contiguous, with or without leading dimensions (``benchmarks/stacked_step.py``).
+on 784 inputs a 3 MB copy each step, about as long as the product that made it. Computed as W xᵀ, W's gradient is
+∂L/∂(W xᵀ) · x, contiguous, with or without leading dimensions (``benchmarks/stacked_step.py``, BENCHMARKS.md).
 """
 
 from __future__ import annotations
