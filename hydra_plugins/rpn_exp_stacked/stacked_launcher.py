@@ -38,6 +38,9 @@ ConfigStore.instance().store(group="hydra/launcher", name="stacked", node=Stacke
 
 
 class StackedLauncher(Launcher):
+    #: :meth:`launch` composes every job of a batch before it trains any: a job that does not compose fails first
+    composes_first = True
+
     def __init__(self, max_members: int = 16, n_jobs: int = 1) -> None:
         for key, value, meaning in (("max_members", max_members, "members trained at once in a group"),
                                     ("n_jobs", n_jobs, "groups trained at once, each in a process of its own")):
@@ -84,7 +87,7 @@ class StackedLauncher(Launcher):
                 log.info("\t#%d runs solo: a stacked group cannot honour %s", waiting[group[0]], reason)
         units = [[waiting[i] for i in group] for group in groups]
         if workers > 1:  # the longest first, so that no worker is left with one at the end
-            units = _longest_first(units, tasks, workers, self.max_members)
+            units = _by_cost(units, tasks, workers, self.max_members)
         results: dict[int, JobReturn] = {}
         for jobs, returned in zip(units, self._train_units(units, configs, tasks, workers)):
             if len(jobs) == 1:
@@ -142,9 +145,9 @@ def _in_worker(launcher: StackedLauncher, singleton_state, jobs: list[int], conf
     return launcher._train_unit(list(range(len(jobs))), configs, tasks)
 
 
-def _longest_first(units: list[list[int]], tasks, workers: int, max_members: int) -> list[list[int]]:
-    """The units in the order the workers take them: longest first, by a few timed steps of each, with a pruner the
-    units of the most configurations among the first (:mod:`rpn_exp.sweep.costs`)."""
+def _by_cost(units: list[list[int]], tasks, workers: int, max_members: int) -> list[list[int]]:
+    """The units in the order the workers take them: the order that ends soonest by a few timed steps of each, with a
+    pruner the units of the most configurations first (:mod:`rpn_exp.sweep.costs`)."""
     from rpn_exp.config.configuration import configuration_id
     from rpn_exp.config.settings import run_settings
     from rpn_exp.run.threads import available_cores
@@ -155,9 +158,9 @@ def _longest_first(units: list[list[int]], tasks, workers: int, max_members: int
     configurations = [len({configuration_id(tasks[j][0]) for j in jobs}) for jobs in units]
     pruning = any(run_settings(tasks[j][0]).pruner for jobs in units for j in jobs)
     order = launch_order(costs, configurations, workers, pruning)
-    log.info("\t%d workers train the units at once, the longest first%s (from a few timed steps of each: ms of "
-             "training per sample of the split, all epochs): %s", workers,
-             ", with the most configurations among the first (pruning)" if pruning else "",
+    log.info("\t%d workers train the units at once, in the order that ends soonest%s (estimated from a few timed "
+             "steps of each: ms of training per sample of the split, all epochs): %s", workers,
+             ", the units of the most configurations first (pruning)" if pruning else "",
              ", ".join(f"{_label(units[i])} {costs[i]:.3g}" for i in order))
     return [units[i] for i in order]
 

@@ -5,7 +5,9 @@ Hydra's basic sweeper runs the product of its overrides; a study is the union of
 one launcher packs every job: ``launcher=stacked`` stacks and schedules the groups of all the sweeps together,
 and a pruner judges them all through the sweep folder's store. The jobs are those of the sweep's plan
 (:func:`rpn_exp.config.sweep_definition.sweep_plan`, saved in ``sweep.json``), in order, a job two sweeps share
-once; everything else (``multirun.yaml``, checking that each job composes, launching) is the basic sweeper's.
+once; everything else (``multirun.yaml``, checking that each job composes, launching) is the basic sweeper's, but
+for a launcher that composes every job before it trains any (``composes_first``: ``launcher=stacked``), which
+makes the check, so that no job is composed twice.
 """
 
 from dataclasses import dataclass, field
@@ -36,6 +38,11 @@ class StudySweeper(BasicSweeper):
                              f"integer >= 1")
         super().__init__(max_batch_size=max_batch_size, params=params)
         self.sweeps = dict(sweeps)
+
+    def validate_batch_is_legal(self, batch) -> None:
+        """That each job of ``batch`` composes (the basic sweeper's check), unless the launcher checks it first."""
+        if not getattr(self.launcher, "composes_first", False):
+            super().validate_batch_is_legal(batch)
 
     def split_arguments(self, overrides, max_batch_size: int | None) -> list[list[list[str]]]:
         """The study's jobs in batches of ``max_batch_size`` (the basic sweeper's batching; ``overrides``, the

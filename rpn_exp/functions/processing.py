@@ -26,6 +26,10 @@ REGISTRY: dict[str, ProcessingFactory] = {
     "silu": lambda dim: nn.SiLU(),
 }
 
+#: The modules of :data:`REGISTRY` that act on each entry alone, without parameters or randomness: any leading
+#: dimensions pass through them (a stacked group's members, ``RPNNetwork.carries_members``).
+ELEMENTWISE = (nn.ReLU, nn.GELU, nn.Sigmoid, nn.Tanh, nn.SiLU)
+
 
 def _normalize(specs) -> list:
     if specs is None:

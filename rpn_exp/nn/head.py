@@ -189,6 +189,8 @@ class RPNHead(nn.Module):
             kappa = self.postprocess(self.expansion(rows))
             return _mean([linear(kappa) for linear in linears])
 
+        if self.w.dim() == 3:  # w (K, C, l): a stacked group's members (carries_members), κ(x) = x: no chunks
+            return expand_and_apply(x)
         return self._in_chunks(expand_and_apply, x, self.D if self._rowwise else None)
 
     def _weights(self) -> list[torch.Tensor]:
@@ -213,11 +215,17 @@ class RPNHead(nn.Module):
     @property
     def carries_members(self) -> bool:
         """Whether :meth:`forward` also takes a stacked group's member dimension without ``vmap``: w (K, C, l), ψ's
-        state (K, ...) and x (K, b, m) -> (K, b, n). The product path does, behind an identity ξ and a κ whose layout
-        declares ``leading_dims``: ψ's factors are computed per member under ``vmap`` (small tensors), the fused
-        node takes the members' (K, ...) factors and rows as they are (``benchmarks/vmap_node.py``: through ``vmap``
-        the node costs more than its own work)."""
-        return self.path == "product" and self.kappa.product.leading_dims and self.interdependence.identity
+        state (K, ...) and x (K, b, m) -> (K, b, n), behind an identity ξ. The product path does, behind a κ whose
+        layout declares ``leading_dims``: ψ's factors are computed per member under ``vmap`` (small tensors), the
+        fused node takes the members' (K, ...) factors and rows as they are (``benchmarks/vmap_node.py``: through
+        ``vmap`` the node costs more than its own work). So does W = reshape(w) (ψ declares ``leading_dims``) on
+        κ(x) = x, a dense layer: W (K, n, m) applied to x (K, b, m) in one batched product, where ``vmap`` costs a
+        small network's step more than its arithmetic."""
+        if not self.interdependence.identity:
+            return False
+        if self.path == "product":
+            return self.kappa.product.leading_dims
+        return self.path == "materialized" and self.kappa.identity and self.reconciliation.leading_dims
 
     def _product(self, x: torch.Tensor) -> torch.Tensor:
         """(A ⊗ B)(u ⊗ [1, t]) = (A u) ⊗ (B [1, t]) per channel and term, the layer norm over κ folded in

@@ -89,9 +89,9 @@ class RPNLayer(nn.Module):
     def carries_members(self) -> bool:
         """Whether :meth:`forward` also takes a stacked group's member dimension without ``vmap`` (parameters
         (K, ...), x (K, b, m)): every head does (``RPNHead.carries_members``), π declares ``leading_dims``, and there
-        is no bias or output processing."""
+        is no output processing (a bias (K, n) is added to each member's rows)."""
         return (all(head.carries_members for head in self.heads) and self.remainder.leading_dims
-                and self.bias is None and not len(self.output_processing))
+                and not len(self.output_processing))
 
     def forward(self, x: torch.Tensor, remainder_input: torch.Tensor | None = None) -> torch.Tensor:
         """(b, m) -> (b, n); π reads ``remainder_input`` (b, remainder_width) when given, else x."""
@@ -102,8 +102,8 @@ class RPNLayer(nn.Module):
         rest = self.remainder(remainder_input, self.n, _gather(self, "pi_", self._pi_keys))
         if rest is not None:
             y = y + rest
-        if self.bias is not None:
-            y = y + self.bias
+        if self.bias is not None:  # (n,), or (K, n) for a stacked group's members (carries_members)
+            y = y + (self.bias.unsqueeze(-2) if self.bias.dim() == 2 else self.bias)
         return self.output_processing(y)
 
     def describe(self) -> dict:

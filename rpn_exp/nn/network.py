@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import nn
 
-from rpn_exp.functions.processing import build_processing
+from rpn_exp.functions.processing import ELEMENTWISE, build_processing
 from rpn_exp.functions.shapes import is_positive_int
 from rpn_exp.nn.layer import RPNLayer
 
@@ -50,8 +50,9 @@ class RPNNetwork(nn.Module):
     @property
     def carries_members(self) -> bool:
         """Whether :meth:`forward` also takes a stacked group's member dimension without ``vmap``
-        (``rpn_exp.nn.stack.MemberStack``): every layer does and no activation runs between them."""
-        return all(layer.carries_members for layer in self.layers) and not any(map(len, self.activations))
+        (``rpn_exp.nn.stack.MemberStack``): every layer does and the activations between them act entry by entry."""
+        return all(layer.carries_members for layer in self.layers) and all(
+            isinstance(module, ELEMENTWISE) for activation in self.activations for module in activation)
 
     def describe(self) -> list[dict]:
         """One row per layer (see :meth:`RPNLayer.describe`)."""

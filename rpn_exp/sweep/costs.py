@@ -1,8 +1,9 @@
 """How long each unit of a stacked sweep will train, measured before any starts: the order its workers take them in.
 
 With ``hydra.launcher.n_jobs`` > 1 the stacked launcher (``launcher=stacked``) hands its units (stacked groups and
-solo jobs) to its workers longest first, so that the last units to start are short ones and no worker trains alone
-for long at the end (longest processing time first). A unit's length is estimated as
+solo jobs) to its workers in the order that ends soonest by their estimated lengths, so that no worker trains alone
+for long at the end (:func:`launch_order`: a search over the orders of a few units, longest first for many).
+A unit's length is estimated as
 
     cost = t_step · epochs · ⌈K / max_members⌉ / batch_size
 
@@ -17,6 +18,8 @@ stacked).
 from __future__ import annotations
 
 import copy
+import heapq
+import itertools
 import logging
 import math
 import statistics
@@ -35,6 +38,8 @@ log = logging.getLogger(__name__)
 
 #: Training steps timed per unit (after one untimed): the median is its t_step.
 PROBE_STEPS = 10
+#: Units ordered by a search over every order (7! = 5,040 of them); more go longest first.
+SEARCHED = 7
 
 
 def largest(cfgs: Sequence[DictConfig]) -> DictConfig:
@@ -95,16 +100,31 @@ def unit_cost(cfgs: Sequence[DictConfig], max_members: int, threads: int) -> flo
     return ms * epochs * math.ceil(len(cfgs) / max_members) / (run_settings(cfg).batch_size or 64)
 
 
-def launch_order(costs: Sequence[float], configurations: Sequence[int], workers: int, pruning: bool) -> list[int]:
-    """The units' indices in the order the workers take them: by decreasing cost, ties in their given order.
+def makespan(costs: Sequence[float], order: Sequence[int], workers: int) -> float:
+    """When the last unit ends if the units go, in ``order``, each to the first worker free (list scheduling)."""
+    free = [0.0] * workers  # a heap of the times the workers come free
+    for i in order:
+        heapq.heapreplace(free, free[0] + costs[i])
+    return max(free)
 
-    With a pruner the first ``workers`` to start are the longest unit and the ``workers − 1`` others holding the most
-    configurations: a configuration is stopped only against others at the same rung, so the units that report the
-    most rungs go early (the first study's MLPs, last, would report theirs after the units they dominate ended).
+
+def launch_order(costs: Sequence[float], configurations: Sequence[int], workers: int, pruning: bool) -> list[int]:
+    """The units' indices in the order the workers take them: the order that ends soonest by the estimates
+    (:func:`makespan`), searched over every order of up to :data:`SEARCHED` units, else longest first; of equal
+    orders the one nearest longest first (ties in their given order).
+
+    With a pruner the ``workers − 1`` units holding the most configurations start first and the search orders the
+    others: a configuration is stopped only against others at the same rung, so the units that report the most rungs
+    go early (the first study's MLPs, last, would report theirs after the units they dominate ended).
     """
-    order = sorted(range(len(costs)), key=lambda i: -costs[i])
-    if not pruning or len(order) <= workers:
-        return order
-    most = sorted(order[1:], key=lambda i: -configurations[i])[:workers - 1]
-    first = [order[0], *most]
-    return first + [i for i in order if i not in first]
+    longest = sorted(range(len(costs)), key=lambda i: -costs[i])
+    if len(longest) <= workers:  # all start at once
+        return longest
+    first = sorted(longest, key=lambda i: -configurations[i])[:workers - 1] if pruning else []
+    rest = [i for i in longest if i not in first]
+    if len(rest) > SEARCHED:
+        return first + rest
+    def ends(order: tuple[int, ...]) -> float:
+        return round(makespan(costs, first + list(order), workers), 9)  # sums in another order tie
+
+    return first + list(min(itertools.permutations(rest), key=ends))

@@ -25,6 +25,9 @@ NETWORKS = {
     "materialized": ["reconciliation=hypernet", "expansion=chebyshev"],
     "materialized_forced": ["model.materialize=true", "reconciliation=dual_lphm"],
     "mlp": ["model=mlp"],
+    "mlp_two_hidden": ["model=mlp", "model.hidden=[16,8]"],
+    "linear": ["model=mlp", "model.hidden=[]"],
+    "product_bias": ["reconciliation=dual_lphm", "reconciliation.r=2", "model.bias=true"],
 }
 K = 3
 
@@ -117,13 +120,15 @@ def test_members_running_statistics_are_the_stacks_so_their_state_dicts_hold_wha
         assert not torch.equal(ours["layers.0.output_processing.0.running_mean"], torch.zeros(16))
 
 
-#: Networks whose every layer takes the product path with nothing around it that needs ``vmap``.
-NATIVE = {"product": True, "product_kronecker_sum": True, "product_heads_channels": True,
-          "product_heads_channels_bias": False, "bilinear_low_rank": False, "mlp": False}
+#: Networks whose every layer takes the product path, or is dense (W = reshape(w) on x: the MLPs), with nothing
+#: around it that needs ``vmap`` (a linear π does).
+NATIVE = {"product": True, "product_kronecker_sum": True, "product_heads_channels": True, "product_bias": True,
+          "product_heads_channels_bias": False, "bilinear_low_rank": False, "mlp": True, "mlp_two_hidden": True,
+          "linear": True}
 
 
 @pytest.mark.parametrize("name", sorted(NATIVE))
-def test_the_product_path_carries_the_member_dimension_itself_with_what_vmap_computes(name):
+def test_a_network_that_carries_the_member_dimension_itself_computes_what_vmap_computes(name):
     nets = networks(NETWORKS[name])
     native, mapped = MemberStack(copy.deepcopy(nets)), MemberStack(copy.deepcopy(nets), native=False)
     assert native.native is NATIVE[name] and not mapped.native
@@ -136,9 +141,12 @@ def test_the_product_path_carries_the_member_dimension_itself_with_what_vmap_com
         assert torch.equal(native.stacked[parameter].grad, mapped.stacked[parameter].grad), parameter
 
 
-def test_an_activation_between_layers_sends_the_stack_through_vmap():
-    nets = networks([*NETWORKS["product"], "model.activation=relu"])
-    assert not MemberStack(nets).native
+@pytest.mark.parametrize("activation,native", [("relu", True), ("tanh", True), ("dropout", False),
+                                               ("layer_norm", False)])
+def test_an_activation_between_layers_is_carried_only_when_it_acts_entry_by_entry(activation, native):
+    """A dropout draws each member's mask (under ``vmap``, as its solo run), a layer norm has its own parameters."""
+    nets = networks([*NETWORKS["product"], f"model.activation={activation}"])
+    assert MemberStack(nets).native is native
 
 
 def test_a_users_expansion_that_declares_leading_dims_is_carried_too():

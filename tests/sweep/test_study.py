@@ -5,7 +5,11 @@ sweep folder, in order, each sweep's ``hparams_search`` expanded, the command's 
 import json
 
 import pytest
+from hydra._internal.core_plugins.basic_launcher import BasicLauncher
+from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 
+from hydra_plugins.rpn_exp_stacked.stacked_launcher import StackedLauncher
+from hydra_plugins.rpn_exp_study.study_sweeper import StudySweeper
 from rpn_exp.config.sweep_definition import swept_keys
 from rpn_exp.run.rungs import read_decisions
 from rpn_exp.sweep.summary import read_csv
@@ -68,6 +72,27 @@ def test_a_study_without_sweeps_is_refused_with_what_to_write(tmp_path):
     done = run_cli("-m", "study=empty", searchpath, "dry_run=true", f"hydra.sweep.dir={tmp_path / 'sweep'}")
     assert done.returncode != 0 and "hydra.sweeper.sweeps is empty" in done.stderr
     assert not list((tmp_path / "sweep").glob("*/result.json"))
+
+
+def test_a_job_that_does_not_compose_stops_a_stacked_study_before_any_trains(tmp_path):
+    searchpath = study(tmp_path, "bad", {"good": ["reconciliation.r=1"], "bad": ["reconciliation=nonesuch"]})
+    folder = tmp_path / "sweep"
+    done = run_cli("-m", "study=bad", searchpath, "launcher=stacked", "dry_run=true", f"hydra.sweep.dir={folder}")
+    assert done.returncode != 0
+    assert "reconciliation" in done.stderr and "nonesuch" in done.stderr and "lphm" in done.stderr  # the choices
+    assert not list(folder.glob("*/result.json"))
+
+
+def test_the_study_leaves_the_check_that_each_job_composes_to_a_launcher_that_makes_it(monkeypatch):
+    checked = []
+    monkeypatch.setattr(BasicSweeper, "validate_batch_is_legal", lambda self, batch: checked.append(batch))
+    sweeper = StudySweeper(sweeps={"a": ["seed=1"]})
+    sweeper.launcher = StackedLauncher()  # composes every job before it trains any
+    sweeper.validate_batch_is_legal([["seed=1"]])
+    assert checked == []
+    sweeper.launcher = BasicLauncher()  # composes each job as it runs it
+    sweeper.validate_batch_is_legal([["seed=1"]])
+    assert checked == [[["seed=1"]]]
 
 
 @pytest.mark.slow

@@ -150,6 +150,9 @@ class Reconciliation(Function):
     #: True for W = reshape(w) (identity): the w of an n × D layer is the leading corner of that of an n′ × D′ one,
     #: so an MLP sits in a wider one of the same depth (:meth:`rank_positions` with ``larger_shape``).
     width_pads: ClassVar[bool] = False
+    #: True when :meth:`factors` also takes w with leading dimensions (more than l entries), (..., l) -> W (..., n, D):
+    #: a stacked group's members at once (``RPNHead.carries_members``). Identity.
+    leading_dims: ClassVar[bool] = False
     #: True when every row of W is constant whatever w is (c·1): against a κ whose entries sum to 0 (a layer norm)
     #: such a W gives 0 for every input, which the config layer refuses when nothing else is added.
     constant_rows: ClassVar[bool] = False

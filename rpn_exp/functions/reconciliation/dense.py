@@ -28,13 +28,15 @@ class _DenseReconciliation(Reconciliation):
 
 
 class IdentityReconciliation(_DenseReconciliation):
-    """ψ(w) = reshape(w) ∈ R^{n×D}; l = nD."""
+    """ψ(w) = reshape(w) ∈ R^{n×D}; l = nD. The l entries of w in any shape -> W (n, D); more, w (..., l) ->
+    W (..., n, D) (``leading_dims``)."""
 
     name = "identity"
     width_pads = True
+    leading_dims = True
 
     def factors(self, w, n, D, state=None):
-        return w.reshape(n, D)
+        return w.reshape(n, D) if w.numel() == n * D else w.reshape(*w.shape[:-1], n, D)
 
 
 class MaskingReconciliation(_DenseReconciliation):
