@@ -86,7 +86,7 @@ class StackedLauncher(Launcher):
             if reason is not None:
                 log.info("\t#%d runs solo: a stacked group cannot honour %s", waiting[group[0]], reason)
         units = [[waiting[i] for i in group] for group in groups]
-        if workers > 1:  # the longest first, so that no worker is left with one at the end
+        if workers > 1:  # in the order that ends soonest, so that no worker is left with a long one at the end
             units = _by_cost(units, tasks, workers, self.max_members)
         results: dict[int, JobReturn] = {}
         for jobs, returned in zip(units, self._train_units(units, configs, tasks, workers)):
